@@ -1,0 +1,3 @@
+from edgert.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,151 @@
+"""The ``edgert`` command: a thin argparse front, one subcommand = one library call.
+
+Contract (../shared/GUIDE.md): ``--json`` prints exactly one JSON object on
+stdout; logs and progress go to stderr. Exit 0 = success, 1 = a check failed,
+2 = the user's input is wrong (one line, no traceback unless ``--verbose``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import traceback
+from typing import Any, Callable
+
+from edgert.errors import EdgertError
+
+__all__ = ["main", "build_parser"]
+
+log = logging.getLogger("edgert")
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def emit(args: argparse.Namespace, result: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> None:
+    """Print ``result`` as one JSON object with ``--json``, else as ``human(result)``."""
+    if getattr(args, "json", False):
+        sys.stdout.write(json.dumps(result, default=_json_default) + "\n")
+    else:
+        text = human(result)
+        if text:
+            sys.stdout.write(text.rstrip("\n") + "\n")
+    sys.stdout.flush()
+
+
+def _json_default(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    return str(value)
+
+
+def progress_bar():
+    """The progress callback the CLI hands to long-running library calls."""
+    from edgert.progress import TerminalProgress
+
+    return TerminalProgress()
+
+
+def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
+    if json_flag:
+        p.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    p.add_argument("--verbose", "-v", action="store_true", help="more logging; tracebacks on errors")
+
+
+# ---- model commands: inspect / predict / bench (edgert.model, edgert.runtime) ----
+def _add_model_commands(sub) -> None:
+    from edgert.commands import model as commands
+
+    commands.register(sub, _add_common)
+
+
+# ---- target commands: targets / fit (edgert.targets, edgert.fit) ----
+def _add_target_commands(sub) -> None:
+    from edgert.commands import targets as commands
+
+    commands.register(sub, _add_common)
+
+
+# ---- convert (edgert.convert) ----
+def _add_convert_commands(sub) -> None:
+    from edgert.commands import convert as commands
+
+    commands.register(sub, _add_common)
+
+
+# ---- optimize / demo (edgert.optimize) ----
+def _add_optimize_commands(sub) -> None:
+    from edgert.commands import optimize as commands
+
+    commands.register(sub, _add_common)
+
+
+# ---- run (edgert.loop) ----
+def _add_loop_commands(sub) -> None:
+    from edgert.commands import loop as commands
+
+    commands.register(sub, _add_common)
+
+
+# ---- flash / device / export-c (firmware_tools; only the CLI imports it) ----
+def _add_device_commands(sub) -> None:
+    from firmware_tools import cli as fw_cli
+
+    fw_cli.register(sub, _add_common)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (each area registers its own subcommands)."""
+    from edgert import __version__
+
+    parser = argparse.ArgumentParser(prog="edgert", description="Take a trained model onto small devices and run it offline.")
+    parser.add_argument("--version", action="version", version=f"edgert {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for add in (_add_model_commands, _add_target_commands, _add_convert_commands, _add_optimize_commands, _add_loop_commands, _add_device_commands):
+        add(sub)
+    return parser
+
+
+class _ArgumentError(Exception):
+    pass
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``edgert`` console script. Returns the exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:  # argparse already printed a one-line usage error
+        return int(e.code or 0) and EXIT_USAGE
+    logging.basicConfig(
+        level=logging.DEBUG if getattr(args, "verbose", False) else logging.INFO,
+        format="%(levelname)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        code = args.handler(args)
+        return EXIT_OK if code is None else int(code)
+    except EdgertError as e:
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        sys.stderr.write(f"edgert {args.command}: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write(f"edgert {args.command}: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return EXIT_OK
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,401 @@
+"""Read a .tflite flatbuffer into plain, documented Python values.
+
+The schema accessors come from the maintained ``tflite`` package (generated from
+TensorFlow's schema.fbs); nothing here computes flatbuffer offsets by hand.
+:func:`read_model` validates the structure first (see :mod:`edgert.model.validate`)
+so the accessors never walk out of the buffer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Union
+
+import numpy as np
+
+from edgert.errors import InputDataError, InvalidModelError
+
+__all__ = ["TensorSpec", "OperatorInfo", "ModelFile", "read_model", "MAX_MODEL_BYTES", "TFLITE_DTYPES"]
+
+#: Largest model file edgert will open (flatbuffers address at most 2 GiB without extensions).
+MAX_MODEL_BYTES = 2**31 - 1
+
+#: TFLite TensorType code -> numpy dtype name (schema.fbs order).
+TFLITE_DTYPES = {
+    0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string",
+    6: "bool", 7: "int16", 8: "complex64", 9: "int8", 10: "float64", 11: "complex128",
+    12: "uint64", 13: "resource", 14: "variant", 15: "uint32", 16: "uint16", 17: "int4",
+    18: "bfloat16",
+}
+
+ModelSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor of the graph.
+
+    Attributes:
+        name: Tensor name from the flatbuffer.
+        index: Tensor index in its subgraph (what the interpreter calls it).
+        shape: Static shape.
+        dtype: numpy dtype name (``"int8"``, ``"float32"``, ...).
+        scale: Quantization scale (first channel's when per-channel), None if not quantized.
+        zero_point: Quantization zero point, None if not quantized.
+        shape_signature: Shape with -1 for dynamic dims, None when absent (fully static).
+        scales: All per-channel scales (None when not quantized).
+        zero_points: All per-channel zero points.
+        quantized_dimension: Axis of per-channel quantization.
+        buffer: Buffer index (0 = no data).
+        buffer_bytes: Bytes of constant data in the file (0 for activations).
+        is_variable: True for variable (stateful) tensors.
+    """
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    dtype: str
+    scale: float | None = None
+    zero_point: int | None = None
+    shape_signature: tuple[int, ...] | None = None
+    scales: tuple[float, ...] | None = None
+    zero_points: tuple[int, ...] | None = None
+    quantized_dimension: int = 0
+    buffer: int = 0
+    buffer_bytes: int = 0
+    is_variable: bool = False
+
+    @property
+    def quantized(self) -> bool:
+        """True when the tensor carries a scale and zero point."""
+        return self.scale is not None
+
+    @property
+    def is_constant(self) -> bool:
+        """True when the tensor's data is stored in the file (weights, biases)."""
+        return self.buffer_bytes > 0
+
+    @property
+    def is_dynamic(self) -> bool:
+        """True when any dimension is only known at run time."""
+        return self.shape_signature is not None and any(d < 0 for d in self.shape_signature)
+
+    @property
+    def num_elements(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes this tensor occupies at run time (int4 packed two per byte)."""
+        if self.dtype == "int4":
+            return (self.num_elements + 1) // 2
+        return self.num_elements * _itemsize(self.dtype)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The command contract's tensor object: name, shape, dtype, scale, zero_point."""
+        return {
+            "name": self.name,
+            "shape": list(self.shape),
+            "dtype": self.dtype,
+            "scale": self.scale,
+            "zero_point": self.zero_point,
+        }
+
+
+@dataclass(frozen=True)
+class OperatorInfo:
+    """One operator: its op name, tensor indices and where it sits.
+
+    Attributes:
+        index: Position in the subgraph's execution order.
+        subgraph: Subgraph index.
+        name: Builtin op name (``"CONV_2D"``) or the custom op's code.
+        custom: True for custom ops.
+        inputs: Input tensor indices (-1 = optional input absent).
+        outputs: Output tensor indices.
+        version: Op version from the operator code.
+    """
+
+    index: int
+    subgraph: int
+    name: str
+    custom: bool
+    inputs: tuple[int, ...]
+    outputs: tuple[int, ...]
+    version: int = 1
+
+
+def _itemsize(dtype: str) -> int:
+    if dtype in ("string", "resource", "variant"):
+        return 1
+    if dtype == "bfloat16":
+        return 2
+    if dtype == "int4":
+        return 1
+    return np.dtype(dtype).itemsize
+
+
+def _builtin_names() -> dict[int, str]:
+    import tflite
+
+    return {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+class ModelFile:
+    """A validated .tflite file and everything edgert knows about it without running it.
+
+    Build one with :func:`read_model`. Cheap facts (size, sha256, tensors, ops)
+    are computed on first use and cached.
+    """
+
+    def __init__(self, data: bytes, path: str | None = None) -> None:
+        import tflite
+
+        self.data = data
+        self.path = path
+        self._model = tflite.Model.GetRootAs(data, 0)
+
+    # -- identity -----------------------------------------------------------------
+    @property
+    def size_bytes(self) -> int:
+        return len(self.data)
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def schema(self):
+        """The ``tflite.Model`` root object, for code that needs the raw schema."""
+        return self._model
+
+    # -- graph --------------------------------------------------------------------
+    @property
+    def num_subgraphs(self) -> int:
+        return self._model.SubgraphsLength()
+
+    def tensors(self, subgraph: int = 0) -> list[TensorSpec]:
+        """All tensors of one subgraph, in index order."""
+        return list(self._tensors(subgraph))
+
+    def _tensors(self, subgraph: int) -> tuple[TensorSpec, ...]:
+        cache = self.__dict__.setdefault("_tensor_cache", {})
+        if subgraph not in cache:
+            sg = self._model.Subgraphs(subgraph)
+            cache[subgraph] = tuple(self._tensor_spec(sg.Tensors(i), i) for i in range(sg.TensorsLength()))
+        return cache[subgraph]
+
+    def _tensor_spec(self, t, index: int) -> TensorSpec:
+        shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
+        sig = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else None
+        dtype = TFLITE_DTYPES.get(t.Type(), f"unknown({t.Type()})")
+        scale = zero_point = scales = zero_points = None
+        qdim = 0
+        q = t.Quantization()
+        if q is not None and q.ScaleLength() > 0:
+            scales = tuple(float(s) for s in q.ScaleAsNumpy())
+            zps = q.ZeroPointAsNumpy() if q.ZeroPointLength() else np.zeros(len(scales), np.int64)
+            zero_points = tuple(int(z) for z in zps)
+            scale, zero_point = scales[0], zero_points[0] if zero_points else 0
+            qdim = q.QuantizedDimension()
+        buf = t.Buffer()
+        name = t.Name()
+        return TensorSpec(
+            name=name.decode("utf-8", "replace") if name else f"tensor_{index}",
+            index=index,
+            shape=shape,
+            dtype=dtype,
+            scale=scale,
+            zero_point=zero_point,
+            shape_signature=sig,
+            scales=scales,
+            zero_points=zero_points,
+            quantized_dimension=qdim,
+            buffer=buf,
+            buffer_bytes=self._buffer_size(buf),
+            is_variable=bool(t.IsVariable()),
+        )
+
+    def _buffer_size(self, index: int) -> int:
+        if index <= 0 or index >= self._model.BuffersLength():
+            return 0
+        b = self._model.Buffers(index)
+        if b.Offset() > 1:  # large-model extension: data lives after the flatbuffer
+            return int(b.Size())
+        return b.DataLength()
+
+    def buffer_data(self, index: int) -> memoryview:
+        """Raw bytes of one buffer (inline or in the large-model extension area)."""
+        b = self._model.Buffers(index)
+        if b.Offset() > 1:
+            return memoryview(self.data)[b.Offset(): b.Offset() + b.Size()]
+        if b.DataLength() == 0:
+            return memoryview(b"")
+        start = b._tab.Vector(b._tab.Offset(4))
+        return memoryview(self.data)[start: start + b.DataLength()]
+
+    def tensor_data(self, spec: TensorSpec) -> np.ndarray | None:
+        """The constant data of a tensor as a numpy array of its shape, None for activations."""
+        if not spec.is_constant or spec.dtype in ("string", "resource", "variant", "int4", "bfloat16"):
+            return None
+        arr = np.frombuffer(self.buffer_data(spec.buffer), dtype=spec.dtype)
+        return arr.reshape(spec.shape) if arr.size == spec.num_elements else arr
+
+    def operators(self, subgraph: int = 0) -> list[OperatorInfo]:
+        """Operators of one subgraph in execution order."""
+        cache = self.__dict__.setdefault("_op_cache", {})
+        if subgraph not in cache:
+            names = self._opcode_names()
+            sg = self._model.Subgraphs(subgraph)
+            ops = []
+            for i in range(sg.OperatorsLength()):
+                op = sg.Operators(i)
+                name, custom, version = names[op.OpcodeIndex()]
+                ins = tuple(int(x) for x in op.InputsAsNumpy()) if op.InputsLength() else ()
+                outs = tuple(int(x) for x in op.OutputsAsNumpy()) if op.OutputsLength() else ()
+                ops.append(OperatorInfo(i, subgraph, name, custom, ins, outs, version))
+            cache[subgraph] = ops
+        return list(cache[subgraph])
+
+    def operator_schema(self, op: OperatorInfo):
+        """The raw ``tflite.Operator`` for reading builtin options."""
+        return self._model.Subgraphs(op.subgraph).Operators(op.index)
+
+    def _opcode_names(self) -> list[tuple[str, bool, int]]:
+        builtin = _builtin_names()
+        out = []
+        for i in range(self._model.OperatorCodesLength()):
+            oc = self._model.OperatorCodes(i)
+            code = max(oc.BuiltinCode(), oc.DeprecatedBuiltinCode())
+            if builtin.get(code) == "CUSTOM":
+                cc = oc.CustomCode()
+                out.append((cc.decode("utf-8", "replace") if cc else "CUSTOM", True, oc.Version()))
+            else:
+                out.append((builtin.get(code, f"UNKNOWN_{code}"), False, oc.Version()))
+        return out
+
+    def _io(self, which: str) -> tuple[TensorSpec, ...]:
+        sg = self._model.Subgraphs(0)
+        idx = sg.InputsAsNumpy() if which == "in" else sg.OutputsAsNumpy()
+        if isinstance(idx, int):
+            return ()
+        tensors = self._tensors(0)
+        return tuple(tensors[int(i)] for i in idx)
+
+    @cached_property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        """Input tensors of the main subgraph, in order."""
+        return self._io("in")
+
+    @cached_property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        """Output tensors of the main subgraph, in order."""
+        return self._io("out")
+
+    @cached_property
+    def ops(self) -> dict[str, int]:
+        """Op histogram over all subgraphs: ``{name: count}``."""
+        hist: dict[str, int] = {}
+        for s in range(self.num_subgraphs):
+            for op in self.operators(s):
+                hist[op.name] = hist.get(op.name, 0) + 1
+        return dict(sorted(hist.items()))
+
+    @cached_property
+    def parameters(self) -> int:
+        """Number of constant elements stored in the file (weights, biases, constant tables)."""
+        total = 0
+        for s in range(self.num_subgraphs):
+            for t in self._tensors(s):
+                if t.is_constant:
+                    total += t.num_elements
+        return total
+
+    @cached_property
+    def macs(self) -> int:
+        """Estimated multiply-accumulates for one inference (see :mod:`edgert.model.macs`)."""
+        from edgert.model.macs import estimate_macs
+
+        return estimate_macs(self)
+
+    @cached_property
+    def metadata(self) -> dict[str, Any] | None:
+        """edgert's own metadata entry, or None for models we did not make."""
+        from edgert.model.metadata import read_metadata
+
+        return read_metadata(self)
+
+    def metadata_names(self) -> list[str]:
+        """Names of all metadata entries (ours and others, e.g. ``min_runtime_version``)."""
+        out = []
+        for i in range(self._model.MetadataLength()):
+            n = self._model.Metadata(i).Name()
+            out.append(n.decode("utf-8", "replace") if n else "")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``edgert inspect --json`` object."""
+        return {
+            "path": self.path,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "ops": self.ops,
+            "parameters": self.parameters,
+            "macs": self.macs,
+            "subgraphs": self.num_subgraphs,
+            "metadata": self.metadata,
+        }
+
+    def __repr__(self) -> str:
+        return f"ModelFile(path={self.path!r}, size_bytes={self.size_bytes}, sha256={self.sha256[:12]}...)"
+
+
+def _load_bytes(source: ModelSource) -> tuple[bytes, str | None]:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        data = bytes(source)
+        if len(data) > MAX_MODEL_BYTES:
+            raise InvalidModelError(f"model is {len(data)} bytes, over the {MAX_MODEL_BYTES}-byte limit")
+        return data, None
+    path = Path(source)
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise InputDataError(f"{path}: no such file", "check the model path") from None
+    except OSError as e:
+        raise InputDataError(f"{path}: cannot read ({e.strerror})") from None
+    if path.is_dir():
+        raise InputDataError(f"{path} is a directory, not a .tflite file")
+    if size > MAX_MODEL_BYTES:
+        raise InvalidModelError(f"{path}: {size} bytes is over the {MAX_MODEL_BYTES}-byte limit")
+    try:
+        return path.read_bytes(), str(path)
+    except OSError as e:
+        raise InputDataError(f"{path}: cannot read ({e.strerror})") from None
+
+
+def read_model(source: ModelSource | "ModelFile") -> ModelFile:
+    """Read and structurally validate a .tflite model.
+
+    Args:
+        source: A path, the model's bytes, or an existing :class:`ModelFile`.
+
+    Returns:
+        The validated :class:`ModelFile`.
+
+    Raises:
+        InvalidModelError: The bytes are not a structurally valid TFLite flatbuffer.
+        InputDataError: The path does not exist or cannot be read.
+    """
+    if isinstance(source, ModelFile):
+        return source
+    from edgert.model.validate import validate_model_bytes
+
+    data, path = _load_bytes(source)
+    validate_model_bytes(data, name=path or "model")
+    return ModelFile(data, path)

@@ -1,0 +1,1 @@
+"""Target profiles shipped with edgert (data: one TOML file per device)."""
