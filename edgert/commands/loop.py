@@ -1,5 +1,96 @@
-"""Subcommands of this area (filled in by its issue)."""
+"""``edgert run``: the offline loop (edgert.loop)."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from contextlib import contextmanager
+
+from edgert.cli import emit
+
+__all__ = ["register"]
+
+_EPILOG = """\
+sources: camera:0  camera:/dev/video0?width=640&height=480&fps=30  picamera2  video:clip.mp4
+         images:photos/  npy:inputs.npy  serial:/dev/ttyUSB0?baud=115200&format=csv&window=640&hop=128
+         stdin?format=csv
+sinks:   console[?rate=10]  jsonl:preds.jsonl  csv:out.csv  snapshots:shots/[?every=100]
+         serial:/dev/ttyACM0?baud=115200
+on exit (also on SIGINT/SIGTERM) prints: frames, dropped, fps, latency_ms{p50,p99}
+"""
 
 
 def register(sub, add_common) -> None:
-    """Add this area's subcommands to the ``edgert`` parser."""
+    """Add ``edgert run``."""
+    import argparse
+
+    p = sub.add_parser(
+        "run",
+        help="run a model on a camera, video, images or a serial sensor, offline",
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("model", help="path to a .tflite file")
+    p.add_argument("--source", required=True, metavar="URL", help="where frames come from (see below)")
+    p.add_argument("--sink", action="append", default=[], metavar="URL", help="where results go (repeatable; default: console)")
+    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N predictions")
+    p.add_argument("--top-k", type=int, default=None, metavar="K", help="classes per result (classification)")
+    p.add_argument("--threshold", type=float, default=None, metavar="T", help="score threshold, or the anomaly threshold for anomaly models")
+    p.add_argument("--task", choices=("classification", "detection", "anomaly", "regression"), default=None,
+                   help="postprocessing (default: from metadata, else from output shapes)")
+    p.add_argument("--backend", default=None, help="interpreter backend: ai_edge_litert or tflite_runtime")
+    p.add_argument("--threads", type=int, default=None, help="interpreter threads")
+    p.add_argument("--queue", type=int, default=None, metavar="N", help="frames buffered between capture and inference")
+    p.add_argument("--stall-timeout", type=float, default=5.0, metavar="S", help="seconds without a frame before a live source is reopened")
+    add_common(p)
+    p.set_defaults(handler=_run)
+
+
+@contextmanager
+def _stop_on_signals(stop):
+    """SIGINT/SIGTERM call ``stop()`` instead of killing the process, so the summary is printed."""
+    previous = {}
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        previous[sig] = signal.signal(sig, lambda signum, frame: stop())
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def _run(args) -> int:
+    from edgert.errors import InputDataError
+    from edgert.loop import Pipeline, open_sink
+    from edgert.runtime import load_model
+
+    for name in ("max_frames", "top_k", "queue", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise InputDataError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    model = load_model(args.model, backend=args.backend, threads=args.threads)
+    sinks = []
+    try:
+        for url in args.sink or ["console"]:
+            # stdout carries exactly one JSON object with --json: console lines go to stderr then.
+            extra = {"stream": sys.stderr} if args.json and url.strip().lower().startswith("console") else {}
+            sinks.append(open_sink(url, **extra))
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    pipeline = Pipeline(
+        model,
+        args.source,
+        sinks,
+        task=args.task,
+        top_k=args.top_k,
+        threshold=args.threshold,
+        max_frames=args.max_frames,
+        queue_size=args.queue,
+        stall_timeout=args.stall_timeout,
+    )
+    with _stop_on_signals(pipeline.stop):
+        summary = pipeline.run()
+    emit(args, summary.to_dict(), lambda _: summary.text())
+    return 1 if summary.stopped_by == "error" else 0

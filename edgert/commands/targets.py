@@ -1,5 +1,72 @@
-"""Subcommands of this area (filled in by its issue)."""
+"""``edgert targets`` and ``edgert fit``."""
+
+from __future__ import annotations
+
+from edgert.cli import emit
+
+__all__ = ["register"]
 
 
 def register(sub, add_common) -> None:
-    """Add this area's subcommands to the ``edgert`` parser."""
+    """Add ``targets`` and ``fit`` to the ``edgert`` parser."""
+    p = sub.add_parser("targets", help="list the target profiles")
+    add_common(p)
+    p.set_defaults(handler=_targets)
+
+    p = sub.add_parser("fit", help="check whether a .tflite model fits a target (size, RAM, ops, latency, energy)")
+    p.add_argument("model", help="path to a .tflite file")
+    p.add_argument("--target", "-t", required=True, help="profile name (see `edgert targets`) or path to a .toml")
+    p.add_argument("--rate", help="inferences per time for average power, e.g. 1/s, 5/s, 10/min, 0.2")
+    p.add_argument("--battery-mah", type=float, help="battery capacity in mAh (needs --rate)")
+    p.add_argument("--battery-v", type=float, default=3.7, help="battery voltage (default 3.7 V)")
+    p.add_argument("--no-micro", action="store_true", help="do not load the model in TFLite Micro to measure the real arena")
+    add_common(p)
+    p.set_defaults(handler=_fit)
+
+
+def _targets(args) -> int:
+    from edgert.targets import list_targets
+
+    targets = [t.to_dict() for t in list_targets()]
+    emit(args, {"targets": targets}, _targets_text)
+    return 0
+
+
+def _targets_text(result: dict) -> str:
+    rows = [f"{'name':20} {'kind':8} {'RAM':>10} {'flash':>10} {'quant':8} {'I/O':14} description"]
+    for t in result["targets"]:
+        rows.append(
+            f"{t['name']:20} {t['kind']:8} {_size(t['ram_bytes']):>10} {_size(t['flash_bytes']):>10} "
+            f"{t['quantization']:8} {t['input_dtype'] + '/' + t['output_dtype']:14} {t['description']}"
+        )
+    return "\n".join(rows)
+
+
+def _size(n: int) -> str:
+    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= div:
+            return f"{n / div:g} {unit}"
+    return f"{n} B"
+
+
+def _fit(args) -> int:
+    from edgert.cli import progress_bar
+    from edgert.errors import InputDataError
+    from edgert.fit import check_fit, fit_markdown, parse_rate
+
+    rate = parse_rate(args.rate) if args.rate is not None else None
+    battery_mwh = None
+    if args.battery_mah is not None:
+        if args.battery_mah <= 0 or args.battery_v <= 0:
+            raise InputDataError("--battery-mah and --battery-v must be positive")
+        battery_mwh = args.battery_mah * args.battery_v
+    report = check_fit(
+        args.model,
+        args.target,
+        rate_hz=rate,
+        battery_mwh=battery_mwh,
+        measure_micro=not args.no_micro,
+        progress=None if args.json else progress_bar(),
+    )
+    emit(args, report.to_dict(), fit_markdown)
+    return 0 if report.fits else 1

@@ -21,23 +21,65 @@ points at a buffer holding a UTF-8 JSON object::
       "converter": {"edgert": "0.1.0", "tensorflow": "2.21.0", "mode": "int8"},
       "calibration": {"samples": 200, "source": "samples/", "min": 0.0, "max": 1.0}
     }
+
+Reading needs only the ``tflite`` accessor package (runtime side). Writing
+(:func:`embed_metadata`, host side) re-serialises the model with the object API
+of a maintained generated schema (``ai_edge_litert.schema_py_generated`` or the
+copy shipped in ``tflite_micro``), so every table the schema knows survives:
+other metadata entries (``min_runtime_version``, TFLM's offline memory plan),
+signature defs, all buffers, including the large-model extension area.
 """
 
 from __future__ import annotations
 
+import importlib
 import json
+import logging
+import math
 from typing import Any
 
-__all__ = ["METADATA_NAME", "METADATA_SCHEMA", "read_metadata"]
+from edgert.errors import BackendError, InvalidModelError
+
+__all__ = [
+    "METADATA_NAME",
+    "METADATA_SCHEMA",
+    "WRITER_SCHEMA_MODULES",
+    "MetadataWriterError",
+    "embed_metadata",
+    "read_metadata",
+]
+
+log = logging.getLogger("edgert.model.metadata")
 
 #: Name of our entry in the flatbuffer's ``metadata`` table.
 METADATA_NAME = "edgert"
 #: Value of the ``schema`` key of the current format.
 METADATA_SCHEMA = "edgert.metadata/1"
 
+#: Generated schema modules with the flatbuffers object API (``ModelT``), most current first.
+#: TensorFlow's own copy is deliberately absent: importing it imports TensorFlow.
+WRITER_SCHEMA_MODULES = (
+    "ai_edge_litert.schema_py_generated",
+    "tflite_micro.tensorflow.lite.micro.python.schema_py_generated",
+)
+
+# TFLite's schema declares buffer data ``force_align: 16``; the Python generator
+# ignores it, so we restore it (weights read as int32/float need it on some MCUs).
+_BUFFER_ALIGNMENT = 16
+# The large-model extension marks "data lives outside the flatbuffer" with offset > 1.
+_EXTERNAL_OFFSET_MIN = 2
+
+
+class MetadataWriterError(BackendError):
+    """No schema module able to write TFLite flatbuffers is installed (writing is host-side)."""
+
 
 def read_metadata(model) -> dict[str, Any] | None:
-    """Return edgert's metadata dict from a :class:`~edgert.model.ModelFile`, or None when absent."""
+    """Return edgert's metadata dict from a :class:`~edgert.model.ModelFile`, or None when absent.
+
+    A present but malformed entry (not UTF-8 JSON, not an object) reads as None
+    with a warning: metadata is advisory and must never make a model unusable.
+    """
     m = model.schema
     for i in range(m.MetadataLength()):
         entry = m.Metadata(i)
@@ -45,7 +87,190 @@ def read_metadata(model) -> dict[str, Any] | None:
             raw = bytes(model.buffer_data(entry.Buffer()))
             try:
                 value = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as e:
+                log.warning("ignoring malformed edgert metadata: %s", e)
                 return None
             return value if isinstance(value, dict) else None
     return None
+
+
+def _writer_schema():
+    """The first importable generated schema module that has the object API."""
+    tried = []
+    for name in WRITER_SCHEMA_MODULES:
+        try:
+            mod = importlib.import_module(name)
+        except ImportError as e:
+            tried.append(f"{name} ({e})")
+            continue
+        if hasattr(mod, "ModelT") and hasattr(mod, "MetadataT"):
+            return mod
+        tried.append(f"{name} (no object API)")
+    raise MetadataWriterError(
+        "cannot write model metadata: no flatbuffer schema writer is installed (tried " + "; ".join(tried) + ")",
+        "pip install ai-edge-litert (or 'edgert[convert]'); writing metadata is a host-side step",
+    )
+
+
+def _json_bytes(metadata: dict) -> bytes:
+    if not isinstance(metadata, dict):
+        raise TypeError(f"metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        # allow_nan=False: NaN/Infinity are not JSON and other readers would reject the entry.
+        text = json.dumps(metadata, sort_keys=True, separators=(",", ":"), allow_nan=False, ensure_ascii=False)
+    except (TypeError, ValueError) as e:
+        raise TypeError(f"metadata is not JSON-serialisable: {e}") from None
+    return text.encode("utf-8")
+
+
+class _AlignedBufferT:
+    """A ``BufferT`` stand-in whose ``Pack`` writes its bytes 16-byte aligned (see _BUFFER_ALIGNMENT)."""
+
+    def __init__(self, schema, payload: bytes | None = None, offset: int = 0, size: int = 0) -> None:
+        self._schema = schema
+        self.payload = payload
+        self.offset = offset
+        self.size = size
+
+    def Pack(self, builder):  # noqa: N802 - the flatbuffers object API calls this name
+        s = self._schema
+        vec = None
+        if self.payload is not None:
+            n = len(self.payload)
+            builder.StartVector(1, n, _BUFFER_ALIGNMENT)
+            builder.head -= n
+            builder.Bytes[builder.head : builder.head + n] = self.payload
+            builder.vectorNumElems = n
+            vec = builder.EndVector()
+        s.BufferStart(builder)
+        if vec is not None:
+            s.BufferAddData(builder, vec)
+        s.BufferAddOffset(builder, self.offset)
+        s.BufferAddSize(builder, self.size)
+        return s.BufferEnd(builder)
+
+
+def _finish(model_t) -> bytes:
+    import flatbuffers
+
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model_t.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def embed_metadata(data: bytes, metadata: dict) -> bytes:
+    """Return a copy of a .tflite model carrying ``metadata`` as edgert's entry.
+
+    The entry named :data:`METADATA_NAME` is added, or replaced when the model
+    already has one (embedding twice leaves exactly one entry holding the second
+    value). Everything else is preserved: operators, tensors, signature defs,
+    other metadata entries and all buffers (indices unchanged, data 16-byte
+    aligned; buffers in the >2 GB extension area are re-appended after the new
+    flatbuffer with their offsets updated).
+
+    Args:
+        data: The model's bytes (validated first: a crafted file is never unpacked).
+        metadata: A JSON-serialisable dict (see the module docstring for the keys).
+
+    Returns:
+        The new model bytes.
+
+    Raises:
+        InvalidModelError: ``data`` is not a structurally valid model.
+        MetadataWriterError: No schema writer module is installed (host-only step).
+        TypeError: ``metadata`` is not a JSON-serialisable dict.
+    """
+    from edgert.model.validate import validate_model_bytes
+
+    payload = _json_bytes(metadata)
+    data = bytes(data)
+    validate_model_bytes(data, name="model")
+    schema = _writer_schema()
+    model_t = schema.ModelT.InitFromPackedBuf(data, 0)
+
+    # Re-wrap every buffer so it packs aligned; external (extension-area) data is
+    # copied out of the old file because its offsets change with the new size.
+    old_buffers = model_t.buffers or []
+    buffers = []
+    external: list[tuple[int, bytes]] = []
+    for i, b in enumerate(old_buffers):
+        if b.offset >= _EXTERNAL_OFFSET_MIN:
+            external.append((i, data[b.offset : b.offset + b.size]))
+            buffers.append(_AlignedBufferT(schema, None, offset=1, size=b.size))
+        else:
+            buffers.append(_AlignedBufferT(schema, _as_bytes(b.data)))
+    if not buffers:
+        # Buffer 0 is the conventional empty sentinel that activations point at.
+        buffers.append(_AlignedBufferT(schema))
+
+    entries = list(model_t.metadata or [])
+    ours = [e for e in entries if _entry_name(e) == METADATA_NAME]
+    others = [e for e in entries if _entry_name(e) != METADATA_NAME]
+    reusable = _exclusive_buffer(model_t, ours, len(buffers))
+    if reusable is not None:
+        buffers[reusable] = _AlignedBufferT(schema, payload)
+        index = reusable
+    else:
+        buffers.append(_AlignedBufferT(schema, payload))
+        index = len(buffers) - 1
+    entry = schema.MetadataT()
+    entry.name = METADATA_NAME
+    entry.buffer = index
+    model_t.metadata = others + [entry]
+    model_t.buffers = buffers
+
+    out = _finish(model_t)
+    if not external:
+        return out
+    # Offsets are fixed-width fields that are present (non-zero) in both passes,
+    # so patching values does not change the flatbuffer's length.
+    start = _align_up(len(out), _BUFFER_ALIGNMENT)
+    pos = start
+    for i, chunk in external:
+        buffers[i].offset = pos
+        pos = _align_up(pos + len(chunk), _BUFFER_ALIGNMENT)
+    out2 = _finish(model_t)
+    if len(out2) != len(out):
+        raise InvalidModelError("re-serialising the large-model buffer table changed its size")
+    tail = bytearray(pos - len(out2))
+    for i, chunk in external:
+        rel = buffers[i].offset - len(out2)
+        tail[rel : rel + len(chunk)] = chunk
+    return out2 + bytes(tail)
+
+
+def _as_bytes(data) -> bytes | None:
+    """BufferT.data is a numpy view when numpy is present, else a list of ints."""
+    if data is None:
+        return None
+    if hasattr(data, "tobytes"):
+        return data.tobytes()
+    return bytes(data)
+
+
+def _entry_name(entry) -> str:
+    name = entry.name
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "replace")
+    return name or ""
+
+
+def _exclusive_buffer(model_t, ours: list, num_buffers: int) -> int | None:
+    """Buffer index of our old entry when nothing else refers to it (so it can be overwritten)."""
+    if not ours:
+        return None
+    index = ours[0].buffer
+    if index <= 0 or index >= num_buffers:
+        return None
+    for sg in model_t.subgraphs or []:
+        for t in sg.tensors or []:
+            if t.buffer == index:
+                return None
+    for e in model_t.metadata or []:
+        if e not in ours and e.buffer == index:
+            return None
+    return index
+
+
+def _align_up(n: int, alignment: int) -> int:
+    return int(math.ceil(n / alignment) * alignment)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Union
 
@@ -86,6 +86,7 @@ class TensorSpec:
 
     @property
     def num_elements(self) -> int:
+        """Number of elements of the static shape (1 for a scalar)."""
         return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
 
     @property
@@ -139,10 +140,21 @@ def _itemsize(dtype: str) -> int:
     return np.dtype(dtype).itemsize
 
 
+@lru_cache(maxsize=1)
 def _builtin_names() -> dict[int, str]:
     import tflite
 
     return {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
+
+
+@lru_cache(maxsize=1)
+def _buffer_data_slot() -> int:
+    """vtable slot of ``Buffer.data``, recorded from the schema accessor (not hand-written)."""
+    import tflite
+
+    from edgert.model.validate import schema_fields
+
+    return next(f.slot for f in schema_fields(tflite.Buffer) if f.name == "data")
 
 
 class ModelFile:
@@ -162,10 +174,12 @@ class ModelFile:
     # -- identity -----------------------------------------------------------------
     @property
     def size_bytes(self) -> int:
+        """File size in bytes."""
         return len(self.data)
 
     @cached_property
     def sha256(self) -> str:
+        """Hex sha256 of the file's bytes (the identity verdicts and metadata refer to)."""
         return hashlib.sha256(self.data).hexdigest()
 
     @property
@@ -176,6 +190,7 @@ class ModelFile:
     # -- graph --------------------------------------------------------------------
     @property
     def num_subgraphs(self) -> int:
+        """Number of subgraphs (1 unless the model uses control flow or signatures)."""
         return self._model.SubgraphsLength()
 
     def tensors(self, subgraph: int = 0) -> list[TensorSpec]:
@@ -221,22 +236,34 @@ class ModelFile:
         )
 
     def _buffer_size(self, index: int) -> int:
+        # Buffer 0 is the empty sentinel activations point at.
         if index <= 0 or index >= self._model.BuffersLength():
             return 0
+        return self.buffer_span(index)[1]
+
+    def buffer_span(self, index: int) -> tuple[int, int]:
+        """Where one buffer's bytes sit in the file: ``(offset, size)``; ``(0, 0)`` when empty.
+
+        Works for inline buffers and for the large-model extension area alike,
+        so callers (C export, memory planning) never compute flatbuffer offsets.
+
+        Raises:
+            IndexError: ``index`` is not a buffer of this model.
+        """
+        if not 0 <= index < self._model.BuffersLength():
+            raise IndexError(f"buffer {index} out of range (model has {self._model.BuffersLength()} buffers)")
         b = self._model.Buffers(index)
         if b.Offset() > 1:  # large-model extension: data lives after the flatbuffer
-            return int(b.Size())
-        return b.DataLength()
+            return int(b.Offset()), int(b.Size())
+        n = b.DataLength()
+        if n == 0:
+            return 0, 0
+        return b._tab.Vector(b._tab.Offset(_buffer_data_slot())), n
 
     def buffer_data(self, index: int) -> memoryview:
-        """Raw bytes of one buffer (inline or in the large-model extension area)."""
-        b = self._model.Buffers(index)
-        if b.Offset() > 1:
-            return memoryview(self.data)[b.Offset(): b.Offset() + b.Size()]
-        if b.DataLength() == 0:
-            return memoryview(b"")
-        start = b._tab.Vector(b._tab.Offset(4))
-        return memoryview(self.data)[start: start + b.DataLength()]
+        """Raw bytes of one buffer (inline or in the large-model extension area), zero-copy."""
+        start, size = self.buffer_span(index)
+        return memoryview(self.data)[start: start + size]
 
     def tensor_data(self, spec: TensorSpec) -> np.ndarray | None:
         """The constant data of a tensor as a numpy array of its shape, None for activations."""

@@ -1,19 +1,490 @@
-"""Structural validation of .tflite flatbuffers (hardened by the model-layer work)."""
+"""Structural validation of .tflite flatbuffers: one entry point, one error type.
+
+:func:`validate_model_bytes` (in the spirit of ``onnx.checker.check_model``) runs
+two passes and raises :class:`~edgert.errors.InvalidModelError` with one line
+naming the first problem:
+
+1. **Structure** (flatbuffers level), driven by the maintained ``tflite`` schema
+   package: every table reachable from the root is checked the way the C++
+   ``flatbuffers::Verifier`` does (vtable and object inside the file, every
+   field inside its object, every offset target inside the file, every vector's
+   ``length x element size`` and every string inside the file *before* anything
+   iterates it). Field slots, scalar widths and nested table classes are not
+   written here by hand: they are recorded by calling the generated accessors
+   on a probe (see :func:`schema_fields`), so the checker follows the schema the
+   reader uses. Offsets in a flatbuffer only point forward, so the walk cannot
+   cycle; a byte budget (everything referenced, counted every time it is
+   referenced, must fit in about twice the file) bounds the work a crafted file
+   with shared or overlapping tables can cause.
+2. **Semantics** (TFLite level), through the now-safe accessors: subgraph,
+   tensor, operator, opcode, buffer and metadata indices in range (tensor -1
+   only as an optional operator input), shapes non-negative with bounded rank
+   and element count, constant buffer size == shape x dtype (int4 packed two per
+   byte; buffers in the >2 GB extension area must lie inside the file),
+   quantization parameters consistent with the shape, control-flow subgraph
+   indices in range, signature defs in range, and :data:`MAX_MODEL_BYTES`.
+
+Everything a file can make the pure-Python reader (:mod:`edgert.model.reader`)
+do is covered, so for a file that validates, ``read_model(...).to_dict()``
+raises nothing. The native interpreter is another matter: it is run in an
+isolated process (:mod:`edgert.runtime`) because its kernels can still fail on
+files that are structurally sound.
+"""
 
 from __future__ import annotations
 
-from edgert.errors import InvalidModelError
+import inspect
+import re
+import struct
+from functools import lru_cache
+from typing import NamedTuple
 
-__all__ = ["validate_model_bytes"]
+import numpy as np
+
+from edgert.errors import InvalidModelError
+from edgert.model.reader import MAX_MODEL_BYTES, TFLITE_DTYPES, _itemsize
+
+__all__ = [
+    "MAX_RANK",
+    "MAX_TENSOR_ELEMENTS",
+    "SchemaField",
+    "schema_fields",
+    "validate_model_bytes",
+]
+
+#: Largest rank accepted (TFLite kernels stop at 6; reshape-only graphs go a little higher).
+MAX_RANK = 32
+#: Largest element count of one tensor (TFLite indexes elements with int32).
+MAX_TENSOR_ELEMENTS = 2**31 - 1
+
+_HINT = "the file is corrupt, truncated or crafted; re-export it from the original model"
+# Every byte the walk touches is charged; legitimate files reference each object once.
+_BUDGET_FACTOR = 2
+_BUDGET_SLACK = 64 * 1024
+# The large-model extension marks "data outside the flatbuffer" with buffer offset > 1.
+_EXTERNAL_OFFSET_MIN = 2
+# Union accessors whose enum is not named after the accessor (schema.fbs).
+_UNION_ENUMS = {"Details": "QuantizationDetails", "ArraySegments": "SparseIndexVector", "ArrayIndices": "SparseIndexVector"}
+# Control-flow options whose scalar fields are subgraph indices.
+_SUBGRAPH_OPTION_FIELDS = {
+    "IfOptions": ("ThenSubgraphIndex", "ElseSubgraphIndex"),
+    "WhileOptions": ("CondSubgraphIndex", "BodySubgraphIndex"),
+    "CallOnceOptions": ("InitSubgraphIndex",),
+}
+
+_U16 = struct.Struct("<H")
+_U32 = struct.Struct("<I")
+_I32 = struct.Struct("<i")
+_U8 = struct.Struct("<B")
+
+
+class SchemaField(NamedTuple):
+    """One field of a schema table, as recorded from its generated accessor.
+
+    Attributes:
+        name: snake_case field name (``shape_signature``).
+        accessor: Accessor method name (``ShapeSignature``).
+        slot: Byte offset of the field's entry in the vtable (4, 6, 8, ...).
+        kind: ``"scalar"``, ``"string"``, ``"table"``, ``"union"``, ``"vector"``.
+        size: Scalar width, or the element width of a vector of scalars (4 for offsets).
+        element: For vectors: ``"scalar"``, ``"string"`` or ``"table"``.
+        table: Table class for ``table`` fields and vectors of tables.
+    """
+
+    name: str
+    accessor: str
+    slot: int
+    kind: str
+    size: int
+    element: str | None = None
+    table: type | None = None
+
+
+class _Probe:
+    """Stands in for a flatbuffers ``Table``: records what a generated accessor asks for."""
+
+    Bytes = b""
+    Pos = 0
+
+    def __init__(self) -> None:
+        self.slot: int | None = None
+        self.events: list[tuple] = []
+
+    def Offset(self, slot):  # noqa: N802 - flatbuffers Table API
+        self.slot = slot
+        return 4  # "present", so the accessor goes on to show how it reads the field
+
+    def Get(self, flags, off):  # noqa: N802
+        self.events.append(("get", flags.bytewidth))
+        return 0
+
+    def String(self, off):  # noqa: N802
+        self.events.append(("string",))
+        return b""
+
+    def Vector(self, off):  # noqa: N802
+        self.events.append(("vector",))
+        return 0
+
+    def VectorLen(self, off):  # noqa: N802
+        self.events.append(("vectorlen",))
+        return 0
+
+    def Indirect(self, off):  # noqa: N802
+        self.events.append(("indirect",))
+        return 0
+
+    def Union(self, t2, off):  # noqa: N802
+        self.events.append(("union",))
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+@lru_cache(maxsize=None)
+def schema_fields(table_cls: type) -> tuple[SchemaField, ...]:
+    """The fields of a generated ``tflite`` table class, recorded from its accessors.
+
+    Each accessor is called once on a :class:`_Probe`; the probe sees which vtable
+    slot it looks up and whether it then reads a scalar (and how wide), a string,
+    a vector (and of what) or a nested table (and of which class).
+
+    Args:
+        table_cls: A generated table class such as ``tflite.Tensor``.
+
+    Returns:
+        The fields in slot order.
+    """
+    fields = []
+    for attr, fn in vars(table_cls).items():
+        if not inspect.isfunction(fn) or attr.startswith(("_", "Init", "GetRootAs")):
+            continue
+        if attr.endswith(("AsNumpy", "Length", "IsNone", "BufferHasIdentifier")):
+            continue
+        params = list(inspect.signature(fn).parameters)[1:]
+        if len(params) > 1:
+            continue
+        obj = table_cls.__new__(table_cls)
+        probe = _Probe()
+        obj._tab = probe
+        result = fn(obj, 0) if params else fn(obj)
+        if probe.slot is None:
+            continue
+        ev = [e[0] for e in probe.events]
+        nested = type(result) if hasattr(result, "_tab") and type(result).__module__.startswith("tflite") else None
+        if ev == ["get"]:
+            f = SchemaField(_snake(attr), attr, probe.slot, "scalar", probe.events[0][1])
+        elif ev == ["string"]:
+            f = SchemaField(_snake(attr), attr, probe.slot, "string", 4)
+        elif ev == ["indirect"]:
+            f = SchemaField(_snake(attr), attr, probe.slot, "table", 4, table=nested)
+        elif ev == ["union"]:
+            f = SchemaField(_snake(attr), attr, probe.slot, "union", 4)
+        elif ev == ["vector", "get"]:
+            f = SchemaField(_snake(attr), attr, probe.slot, "vector", probe.events[1][1], "scalar")
+        elif ev == ["vector", "string"]:
+            f = SchemaField(_snake(attr), attr, probe.slot, "vector", 4, "string")
+        elif ev == ["vector", "indirect"]:
+            f = SchemaField(_snake(attr), attr, probe.slot, "vector", 4, "table", nested)
+        else:
+            # A shape of accessor this schema version does not use (structs): checked generically.
+            continue
+        fields.append(f)
+    return tuple(sorted(fields, key=lambda f: f.slot))
+
+
+@lru_cache(maxsize=None)
+def _union_tables(table_cls: type, accessor: str) -> dict[int, type]:
+    """``{union type code: table class}`` for a union field of ``table_cls``."""
+    import tflite
+
+    enum = getattr(tflite, _UNION_ENUMS.get(accessor, accessor), None)
+    if not isinstance(enum, type):
+        return {}
+    out = {}
+    for name, code in vars(enum).items():
+        if isinstance(code, int) and not name.startswith("_") and code != 0:
+            cls = getattr(tflite, name, None)
+            if isinstance(cls, type) and hasattr(cls, "Init"):
+                out[code] = cls
+    return out
+
+
+class _Walker:
+    """Pass 1: the flatbuffers-level walk over every reachable table."""
+
+    def __init__(self, data, name: str) -> None:
+        self.data = data
+        self.n = len(data)
+        self.name = name
+        self.budget = _BUDGET_FACTOR * self.n + _BUDGET_SLACK
+        self.spent = 0
+
+    def fail(self, where: str, problem: str):
+        raise InvalidModelError(f"{self.name}: {where or 'root table'}: {problem}", _HINT)
+
+    def charge(self, nbytes: int, where: str) -> None:
+        self.spent += nbytes
+        if self.spent > self.budget:
+            self.fail(where, f"the structure references more than {self.budget} bytes in a {self.n}-byte file "
+                             "(tables or vectors shared or overlapping)")
+
+    def u32(self, pos: int, where: str) -> int:
+        if pos < 0 or pos + 4 > self.n:
+            self.fail(where, f"offset {pos} is outside the file ({self.n} bytes)")
+        return _U32.unpack_from(self.data, pos)[0]
+
+    def target(self, pos: int, where: str) -> int:
+        """Follow the uoffset stored at ``pos``; the target must leave room for a length/soffset."""
+        t = pos + self.u32(pos, where)
+        if t + 4 > self.n:
+            self.fail(where, f"points at offset {t}, past the end of the file ({self.n} bytes)")
+        return t
+
+    def table(self, pos: int, cls: type | None, where: str) -> None:
+        data, n = self.data, self.n
+        if pos < 0 or pos + 4 > n:
+            self.fail(where, f"table at offset {pos} is outside the file ({n} bytes)")
+        vt = pos - _I32.unpack_from(data, pos)[0]
+        if vt < 0 or vt + 4 > n:
+            self.fail(where, f"vtable at offset {vt} is outside the file ({n} bytes)")
+        vt_size, obj_size = _U16.unpack_from(data, vt)[0], _U16.unpack_from(data, vt + 2)[0]
+        if vt_size < 4 or vt_size % 2 or vt + vt_size > n:
+            self.fail(where, f"vtable at offset {vt} has an impossible size {vt_size}")
+        if obj_size < 4 or pos + obj_size > n:
+            self.fail(where, f"table at offset {pos} of {obj_size} bytes runs past the end of the file ({n} bytes)")
+        self.charge(obj_size, where)
+        # Every present field, known to this schema or not, must lie inside the object.
+        slots = struct.unpack_from(f"<{(vt_size - 4) // 2}H", data, vt + 4)
+        for i, off in enumerate(slots):
+            if off and off >= obj_size:
+                self.fail(where, f"field {i} at +{off} lies outside its {obj_size}-byte table")
+        if cls is None:
+            return
+        union_types: dict[str, int] = {}
+        for f in schema_fields(cls):
+            idx = (f.slot - 4) // 2
+            off = slots[idx] if idx < len(slots) else 0
+            if not off:
+                continue
+            here = f"{where}.{f.name}" if where else f.name
+            width = f.size if f.kind == "scalar" else 4
+            if off + width > obj_size:
+                self.fail(here, f"{width}-byte field at +{off} overruns its {obj_size}-byte table")
+            fpos = pos + off
+            if f.kind == "scalar":
+                if f.accessor.endswith("Type") and f.size == 1:
+                    union_types[f.accessor[:-4]] = _U8.unpack_from(data, fpos)[0]
+            elif f.kind == "string":
+                self.string(self.target(fpos, here), here)
+            elif f.kind == "table":
+                self.table(self.target(fpos, here), f.table, here)
+            elif f.kind == "union":
+                code = union_types.get(f.accessor)
+                if code is None:
+                    # The type field comes later in slot order only in malformed schemas; read it directly.
+                    code = self._union_type(cls, f.accessor, slots, pos, obj_size)
+                self.table(self.target(fpos, here), _union_tables(cls, f.accessor).get(code), here)
+            else:
+                self.vector(self.target(fpos, here), f, here)
+
+    def _union_type(self, cls, accessor: str, slots, pos: int, obj_size: int) -> int:
+        for f in schema_fields(cls):
+            if f.accessor == accessor + "Type":
+                idx = (f.slot - 4) // 2
+                off = slots[idx] if idx < len(slots) else 0
+                return _U8.unpack_from(self.data, pos + off)[0] if off and off < obj_size else 0
+        return 0
+
+    def string(self, pos: int, where: str) -> None:
+        length = self.u32(pos, where)
+        end = pos + 4 + length
+        if end + 1 > self.n:
+            self.fail(where, f"string of {length} bytes at offset {pos} runs past the end of the file ({self.n} bytes)")
+        if self.data[end] != 0:
+            self.fail(where, f"string at offset {pos} is not NUL-terminated")
+        self.charge(length + 4, where)
+
+    def vector(self, pos: int, f: SchemaField, where: str) -> None:
+        length = self.u32(pos, where)
+        nbytes = length * f.size
+        if pos + 4 + nbytes > self.n:
+            self.fail(where, f"vector of {length} x {f.size}-byte elements at offset {pos} runs past the end "
+                             f"of the file ({self.n} bytes)")
+        self.charge(nbytes + 4, where)
+        if f.element == "scalar" or length == 0:
+            return
+        base = pos + 4
+        rel = np.frombuffer(self.data, dtype="<u4", count=length, offset=base)
+        targets = rel.astype(np.int64) + (base + 4 * np.arange(length, dtype=np.int64))
+        for i, t in enumerate(targets.tolist()):
+            here = f"{where}[{i}]"
+            if t + 4 > self.n:
+                self.fail(here, f"points at offset {t}, past the end of the file ({self.n} bytes)")
+            if f.element == "string":
+                self.string(t, here)
+            else:
+                self.table(t, f.table, here)
 
 
 def validate_model_bytes(data: bytes, name: str = "model") -> None:
     """Check that ``data`` is a structurally sound TFLite flatbuffer.
 
+    Args:
+        data: The whole file (bytes, bytearray or memoryview).
+        name: How to call the model in messages (its path).
+
     Raises:
-        InvalidModelError: with a one-line reason.
+        InvalidModelError: with a one-line reason naming the first problem found,
+            e.g. ``tensor 5 of subgraph 0 refers to buffer 999 but the model has 12 buffers``.
     """
-    if len(data) < 16:
-        raise InvalidModelError(f"{name}: {len(data)} bytes is too short to be a .tflite model")
-    if data[4:8] != b"TFL3":
-        raise InvalidModelError(f"{name}: not a TFLite flatbuffer (file identifier is {bytes(data[4:8])!r}, expected b'TFL3')")
+    import tflite
+
+    if isinstance(data, memoryview):
+        data = data.tobytes()
+    n = len(data)
+    if n > MAX_MODEL_BYTES:
+        raise InvalidModelError(f"{name}: {n} bytes is over the {MAX_MODEL_BYTES}-byte model size limit")
+    if n < 16:
+        raise InvalidModelError(f"{name}: {n} bytes is too short to be a .tflite model", _HINT)
+    if bytes(data[4:8]) != b"TFL3":
+        raise InvalidModelError(
+            f"{name}: not a TFLite flatbuffer (file identifier is {bytes(data[4:8])!r}, expected b'TFL3')",
+            "pass a .tflite file",
+        )
+    walker = _Walker(data, name)
+    walker.table(walker.target(0, "root offset"), tflite.Model, "")
+    _check_semantics(tflite.Model.GetRootAs(data, 0), data, name)
+
+
+def _fail(name: str, problem: str):
+    raise InvalidModelError(f"{name}: {problem}", _HINT)
+
+
+def _ints(accessor_len, accessor_np) -> np.ndarray:
+    """A vector field as int64 numpy (empty when absent); bounds were checked in pass 1."""
+    if not accessor_len():
+        return np.zeros(0, np.int64)
+    return np.asarray(accessor_np(), dtype=np.int64)
+
+
+def _check_semantics(m, data, name: str) -> None:
+    """Pass 2: TFLite-level consistency, through the accessors pass 1 made safe."""
+    import tflite
+
+    n = len(data)
+    n_buffers, n_subgraphs, n_opcodes = m.BuffersLength(), m.SubgraphsLength(), m.OperatorCodesLength()
+    if n_subgraphs == 0:
+        _fail(name, "the model has no subgraphs")
+
+    buffer_bytes = []
+    for i in range(n_buffers):
+        b = m.Buffers(i)
+        off = b.Offset()
+        if off >= _EXTERNAL_OFFSET_MIN:
+            size = b.Size()
+            if off + size > n:
+                _fail(name, f"buffer {i} points at bytes {off}..{off + size} but the file has {n} bytes")
+            buffer_bytes.append(size)
+        else:
+            buffer_bytes.append(b.DataLength())
+
+    subgraph_tensors = []
+    for s in range(n_subgraphs):
+        sg = m.Subgraphs(s)
+        n_tensors = sg.TensorsLength()
+        subgraph_tensors.append(n_tensors)
+        for what, arr in (("input", _ints(sg.InputsLength, sg.InputsAsNumpy)),
+                          ("output", _ints(sg.OutputsLength, sg.OutputsAsNumpy))):
+            bad = arr[(arr < 0) | (arr >= n_tensors)]
+            if bad.size:
+                _fail(name, f"subgraph {s} {what} refers to tensor {int(bad[0])} but the subgraph has {n_tensors} tensors")
+        for t in range(n_tensors):
+            _check_tensor(sg.Tensors(t), t, s, n_buffers, buffer_bytes, name)
+        for o in range(sg.OperatorsLength()):
+            _check_operator(sg.Operators(o), o, s, n_tensors, n_opcodes, n_subgraphs, n, name, tflite)
+
+    for i in range(m.MetadataLength()):
+        b = m.Metadata(i).Buffer()
+        if b >= n_buffers:
+            _fail(name, f"metadata entry {i} refers to buffer {b} but the model has {n_buffers} buffers")
+    for i in range(m.SignatureDefsLength()):
+        sig = m.SignatureDefs(i)
+        s = sig.SubgraphIndex()
+        if s >= n_subgraphs:
+            _fail(name, f"signature {i} refers to subgraph {s} but the model has {n_subgraphs} subgraphs")
+        for kind, length, get in (("input", sig.InputsLength, sig.Inputs), ("output", sig.OutputsLength, sig.Outputs)):
+            for j in range(length()):
+                ti = get(j).TensorIndex()
+                if ti >= subgraph_tensors[s]:
+                    _fail(name, f"signature {i} {kind} {j} refers to tensor {ti} but subgraph {s} has "
+                                f"{subgraph_tensors[s]} tensors")
+
+
+def _check_tensor(t, index: int, s: int, n_buffers: int, buffer_bytes: list[int], name: str) -> None:
+    what = f"tensor {index} of subgraph {s}"
+    code = t.Type()
+    dtype = TFLITE_DTYPES.get(code)
+    if dtype is None:
+        _fail(name, f"{what} has unknown type code {code}")
+    shape = _ints(t.ShapeLength, t.ShapeAsNumpy)
+    if shape.size > MAX_RANK:
+        _fail(name, f"{what} has rank {shape.size} (at most {MAX_RANK} supported)")
+    if shape.size and shape.min() < 0:
+        _fail(name, f"{what} has a negative dimension in shape {shape.tolist()}")
+    elements = 1
+    for d in shape.tolist():
+        elements *= d
+    if elements > MAX_TENSOR_ELEMENTS:
+        _fail(name, f"{what} has shape {shape.tolist()} = {elements:.3g} elements (limit {MAX_TENSOR_ELEMENTS})")
+    sig = _ints(t.ShapeSignatureLength, t.ShapeSignatureAsNumpy)
+    if sig.size:
+        if sig.size != shape.size:
+            _fail(name, f"{what} has shape signature {sig.tolist()} of a different rank than shape {shape.tolist()}")
+        if sig.min() < -1:
+            _fail(name, f"{what} has an invalid dimension in shape signature {sig.tolist()}")
+    buf = t.Buffer()
+    if buf >= n_buffers:
+        _fail(name, f"{what} refers to buffer {buf} but the model has {n_buffers} buffers")
+    have = buffer_bytes[buf] if buf > 0 else 0
+    if have and dtype not in ("string", "resource", "variant") and t.Sparsity() is None:
+        want = (elements + 1) // 2 if dtype == "int4" else elements * _itemsize(dtype)
+        if have != want:
+            _fail(name, f"{what} has shape {shape.tolist()} {dtype} = {want} bytes but buffer {buf} holds {have} bytes")
+    q = t.Quantization()
+    if q is not None and q.ScaleLength() > 1:
+        channels, zps, axis = q.ScaleLength(), q.ZeroPointLength(), q.QuantizedDimension()
+        if not 0 <= axis < shape.size:
+            _fail(name, f"{what} is quantized per channel along axis {axis} but has rank {shape.size}")
+        if int(shape[axis]) != channels:
+            _fail(name, f"{what} has {channels} scales but dimension {axis} of shape {shape.tolist()} is {int(shape[axis])}")
+        if zps not in (0, 1, channels):
+            _fail(name, f"{what} has {channels} scales but {zps} zero points")
+
+
+def _check_operator(op, o: int, s: int, n_tensors: int, n_opcodes: int, n_subgraphs: int, n: int, name: str, tflite) -> None:
+    what = f"operator {o} of subgraph {s}"
+    code = op.OpcodeIndex()
+    if code >= n_opcodes:
+        _fail(name, f"{what} uses opcode {code} but the model has {n_opcodes} operator codes")
+    for kind, arr, low in (("input", _ints(op.InputsLength, op.InputsAsNumpy), -1),
+                           ("output", _ints(op.OutputsLength, op.OutputsAsNumpy), 0),
+                           ("intermediate", _ints(op.IntermediatesLength, op.IntermediatesAsNumpy), 0)):
+        bad = arr[(arr < low) | (arr >= n_tensors)]
+        if bad.size:
+            _fail(name, f"{what} {kind} refers to tensor {int(bad[0])} but the subgraph has {n_tensors} tensors")
+    if hasattr(op, "LargeCustomOptionsOffset"):
+        off, size = op.LargeCustomOptionsOffset(), op.LargeCustomOptionsSize()
+        if off > 1 and off + size > n:
+            _fail(name, f"{what} custom options point at bytes {off}..{off + size} but the file has {n} bytes")
+    table_cls = _union_tables(tflite.Operator, "BuiltinOptions").get(op.BuiltinOptionsType())
+    fields = _SUBGRAPH_OPTION_FIELDS.get(table_cls.__name__ if table_cls else "")
+    if fields and op.BuiltinOptions() is not None:
+        opts = table_cls()
+        tab = op.BuiltinOptions()
+        opts.Init(tab.Bytes, tab.Pos)
+        for field in fields:
+            idx = getattr(opts, field)()
+            if not 0 <= idx < n_subgraphs:
+                _fail(name, f"{what} {_snake(field).replace('_', ' ')} is {idx} but the model has {n_subgraphs} subgraphs")

@@ -1,0 +1,374 @@
+"""``convert()``: a float model in, a target-ready .tflite and its report out.
+
+Steps: load the source model, pick converter settings from the target, read
+calibration data, convert, embed edgert metadata, measure accuracy against the
+float model, check the fit against the target, then write the model, the
+reports and (microcontrollers) the C source — every file replaced atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgert.convert.calibration import (
+    calibration_summary,
+    default_preprocessing,
+    load_calibration,
+    load_labeled,
+    read_labels,
+)
+from edgert.convert.loader import SourceModel, load_source
+from edgert.convert.settings import ConverterSettings, settings_for
+from edgert.errors import ConversionError, InputDataError
+from edgert.model.c_source import atomic_write, reserved_arena_bytes, write_c_source
+from edgert.progress import report as report_progress
+
+__all__ = ["ConversionResult", "convert", "TASKS", "MODEL_FILE", "REPORT_JSON", "REPORT_MD"]
+
+log = logging.getLogger("edgert.convert")
+
+#: Task kinds the metadata knows.
+TASKS = ("classification", "detection", "anomaly", "regression")
+#: Output file names inside ``output_dir``.
+MODEL_FILE, REPORT_JSON, REPORT_MD = "model.tflite", "report.json", "report.md"
+C_SOURCE_NAME = "model_data"
+
+
+@dataclass
+class ConversionResult:
+    """What :func:`convert` produced.
+
+    Attributes:
+        tflite: The converted model (metadata embedded).
+        path: Where ``model.tflite`` was written (None without ``output_dir``).
+        report: The report dict (also ``report.json``).
+        fit: The :class:`edgert.fit.FitReport` against the target.
+        accuracy: Float vs converted comparison (None without evaluation data).
+        files: Name -> path of every file written.
+    """
+
+    tflite: bytes
+    path: Path | None
+    report: dict[str, Any]
+    fit: Any
+    accuracy: dict[str, Any] | None
+    files: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def fits(self) -> bool:
+        """True when the converted model fits the target."""
+        return bool(self.report.get("fits"))
+
+
+class _Timer:
+    """Wall time of each step, logged on stderr and kept for the report."""
+
+    def __init__(self) -> None:
+        self.steps: dict[str, float] = {}
+        self._t0 = time.perf_counter()
+
+    def done(self, step: str) -> None:
+        now = time.perf_counter()
+        self.steps[step] = round(now - self._t0, 3)
+        log.info("%s: %.2f s", step, now - self._t0)
+        self._t0 = now
+
+
+def _versions() -> dict[str, str]:
+    import edgert
+
+    out = {"edgert": edgert.__version__}
+    from edgert.convert._tf import import_tf
+
+    out["tensorflow"] = import_tf().__version__
+    try:
+        import keras
+
+        out["keras"] = keras.__version__
+    except ImportError:
+        pass
+    return out
+
+
+def _guess_task(task: str | None, labels: list[str] | None, converted) -> str:
+    if task:
+        if task not in TASKS:
+            raise InputDataError(f"unknown task {task!r}", f"use one of {', '.join(TASKS)}")
+        return task
+    if labels:
+        return "classification"
+    out = converted.outputs[0]
+    return "classification" if len(converted.outputs) == 1 and out.num_elements > 1 else "regression"
+
+
+def _output_kind(converted) -> str:
+    ops = converted.operators()
+    last = [op.name for op in ops if converted.outputs[0].index in op.outputs]
+    return "probabilities" if last and last[0] in ("SOFTMAX", "LOGISTIC") else "logits"
+
+
+def _labels(labels: Any) -> list[str] | None:
+    if labels is None:
+        return None
+    if isinstance(labels, (str, Path)):
+        return read_labels(labels)
+    return [str(x) for x in labels]
+
+
+def _merge_preprocessing(shape: tuple[int, ...], preprocessing: dict | None, mean, std) -> dict | None:
+    base = default_preprocessing(shape, mean, std)
+    if preprocessing:
+        base = {**(base or {}), **preprocessing}
+    return base
+
+
+def _float_settings(settings: ConverterSettings) -> ConverterSettings:
+    return ConverterSettings(
+        mode="float32",
+        input_dtype="float32",
+        output_dtype="float32",
+        supported_ops=("TFLITE_BUILTINS",),
+        full_int8=False,
+        allow_keep_float=False,
+        target=settings.target,
+    )
+
+
+def _accuracy(source: SourceModel, settings, data: bytes, float_data: bytes | None, samples, x, y, progress) -> dict:
+    from edgert.convert.accuracy import compare, layer_errors, predict_tflite
+
+    float_pred = source.predict(x)
+    converted_pred = predict_tflite(data, x, progress, "evaluating")
+    result = compare(float_pred, converted_pred, y)
+    result["layers"] = layer_errors(source, settings, data, samples, x, float_data=float_data)
+    return result
+
+
+def _check_keep_float(settings: ConverterSettings, keep_float: Sequence[str], target) -> None:
+    if keep_float and not settings.allow_keep_float:
+        why = (
+            f"target {target.name} runs integer kernels only ({target.op_set})"
+            if settings.full_int8
+            else f"mode {settings.mode} keeps no layer quantized to begin with"
+        )
+        raise ConversionError(
+            f"--keep-float is not possible: {why}",
+            "keep layers in float only on CPU targets (e.g. raspberry-pi-4) in mode int8 or int16x8",
+        )
+
+
+def convert(
+    model: Any,
+    *,
+    target: Any,
+    mode: str | None = None,
+    calibration: Any = None,
+    eval_data: Any = None,
+    labels: Any = None,
+    keep_float: Sequence[str] = (),
+    input_dtype: str | None = None,
+    output_dtype: str | None = None,
+    task: str | None = None,
+    preprocessing: dict | None = None,
+    output_dir: str | Path | None = None,
+    progress=None,
+    mean: float | list | None = None,
+    std: float | list | None = None,
+    measure_micro: bool = True,
+) -> ConversionResult:
+    """Convert a float model for ``target`` and prove it fits.
+
+    Args:
+        model: ``.keras``/``.h5`` path, SavedModel directory, or a Keras model.
+        target: Target name, profile path or :class:`edgert.targets.Target`.
+        mode: Override the target's quantization (``float32``, ``float16``,
+            ``dynamic``, ``int8``, ``int16x8``).
+        calibration: Image folder, ``.npy``/``.npz``, array or iterable (needed for int8/int16x8).
+        eval_data: Labeled folder (one subfolder per class), ``.npz`` with x/y, or ``(x, y)``.
+        labels: Class names (list) or a labels file (one per line).
+        keep_float: Layer (or operator) names to keep in float, CPU targets only.
+        input_dtype: Override the model input dtype.
+        output_dtype: Override the model output dtype.
+        task: ``classification``/``detection``/``anomaly``/``regression`` (guessed when None).
+        preprocessing: Overrides of the metadata ``preprocessing`` dict.
+        output_dir: Write ``model.tflite``, ``report.json``, ``report.md`` (and
+            ``model_data.{h,cc}`` for microcontrollers) here.
+        progress: Progress callback.
+        mean: Pixel mean (scalar or per channel) for image inputs; default 0.
+        std: Pixel std; default 255 (pixels scaled to [0, 1]).
+        measure_micro: Let the fit check run TFLite Micro for the real arena.
+
+    Raises:
+        TargetError: Unknown or malformed target.
+        InputDataError: Missing/empty/mis-shaped calibration or evaluation data, bad option.
+        ConversionError: Not a model, converter failure, impossible ``keep_float``.
+    """
+    from edgert.fit import check_fit
+    from edgert.model import read_model
+    from edgert.model.metadata import METADATA_SCHEMA, embed_metadata
+    from edgert.targets import load_target
+
+    timer = _Timer()
+    tgt = load_target(target)
+    settings = settings_for(tgt, mode, input_dtype, output_dtype)
+    keep_float = tuple(keep_float or ())
+    _check_keep_float(settings, keep_float, tgt)
+    label_list = _labels(labels)
+    source = load_source(model)
+    timer.done("load model")
+    prep = _merge_preprocessing(source.input_shape, preprocessing, mean, std)
+
+    samples = None
+    if calibration is not None:
+        samples = load_calibration(calibration, source.input_shape, progress, preprocessing=prep)
+        timer.done("read calibration data")
+    elif settings.needs_calibration:
+        raise InputDataError(
+            f"target {tgt.name} converts in mode {settings.mode}, which needs calibration data",
+            "pass --calibration DIR|FILE.npy with a few hundred typical inputs, or --mode dynamic",
+        )
+    eval_x = eval_y = None
+    if eval_data is not None:
+        eval_x, eval_y, classes = load_labeled(
+            eval_data, source.input_shape, preprocessing=prep, labels=label_list, progress=progress
+        )
+        if label_list is None and classes and isinstance(eval_data, (str, Path)) and Path(eval_data).is_dir():
+            label_list = list(classes)
+        timer.done("read evaluation data")
+
+    from edgert.convert.converter import convert_source
+
+    raw = convert_source(source, settings, samples, keep_float=keep_float, progress=progress)
+    timer.done(f"convert ({settings.mode})")
+    float_data = raw if settings.mode == "float32" else convert_source(source, _float_settings(settings))
+    if settings.mode != "float32":
+        timer.done("convert float32 reference")
+
+    converted = read_model(raw)
+    versions = _versions()
+    metadata: dict[str, Any] = {
+        "schema": METADATA_SCHEMA,
+        "task": _guess_task(task, label_list, converted),
+        "target": tgt.name,
+        "source": {"sha256": source.sha256, "format": source.format},
+        "converter": {**versions, "mode": settings.mode, "input_dtype": settings.input_dtype, "output_dtype": settings.output_dtype},
+        "postprocessing": {"output": _output_kind(converted)},
+    }
+    if label_list:
+        metadata["labels"] = label_list
+    if prep:
+        metadata["preprocessing"] = prep
+    if samples is not None:
+        metadata["calibration"] = calibration_summary(samples, calibration)
+    if keep_float:
+        metadata["converter"]["keep_float"] = list(keep_float)
+    data = embed_metadata(raw, metadata)
+    mf = read_model(data)
+    _remember_trusted(mf.sha256)
+
+    accuracy = None
+    if eval_x is not None:
+        accuracy = _accuracy(source, settings, data, float_data, samples, eval_x, eval_y, progress)
+        timer.done("evaluate")
+
+    fit = check_fit(mf, tgt, measure_micro=measure_micro, progress=progress)
+    timer.done("fit check")
+
+    report: dict[str, Any] = dict(fit.to_dict())
+    report["model"] = {
+        "size_bytes": mf.size_bytes,
+        "sha256": mf.sha256,
+        "float32_size_bytes": len(float_data),
+        "size_ratio": round(mf.size_bytes / len(float_data), 4),
+        "inputs": [t.to_dict() for t in mf.inputs],
+        "outputs": [t.to_dict() for t in mf.outputs],
+        "ops": mf.ops,
+        "parameters": mf.parameters,
+        "macs": mf.macs,
+    }
+    report["source"] = {"path": source.path, "format": source.format, "sha256": source.sha256}
+    report["converter"] = {**settings.to_dict(), **versions, "keep_float": list(keep_float)}
+    report["metadata"] = metadata
+    report["calibration"] = metadata.get("calibration")
+    report["accuracy"] = accuracy
+
+    files: dict[str, str] = {}
+    out_path = None
+    if output_dir is not None:
+        out = Path(output_dir)
+        if out.exists() and not out.is_dir():
+            raise InputDataError(f"{out}: output path exists and is not a directory")
+        out.mkdir(parents=True, exist_ok=True)
+        out_path = atomic_write(out / MODEL_FILE, data)
+        files["model"] = str(out_path)
+    if tgt.kind == "mcu":
+        report["c_source"] = _c_source(data, mf, fit, Path(output_dir) if output_dir is not None else None, files)
+    if tgt.op_set == "edgetpu":
+        from edgert.convert.edgetpu import compile_command, compile_edgetpu
+
+        if out_path is not None:
+            report["edgetpu_compiler"] = compile_edgetpu(out_path, out_path.parent)
+        else:
+            report["edgetpu_compiler"] = {"available": None, "command": " ".join(compile_command(MODEL_FILE, "."))}
+        timer.done("edgetpu_compiler")
+    report["timing_s"] = dict(timer.steps)
+    if output_dir is not None:
+        out = Path(output_dir)
+        files["report_json"] = str(out / REPORT_JSON)
+        files["report_md"] = str(out / REPORT_MD)
+        report["files"] = dict(files)
+        from edgert.convert.report import render_markdown
+
+        atomic_write(out / REPORT_JSON, json.dumps(report, indent=2, default=_json_default) + "\n")
+        atomic_write(out / REPORT_MD, render_markdown(report, fit))
+    report["files"] = dict(files)
+    report_progress(progress, 1, 1, "done")
+    return ConversionResult(tflite=data, path=out_path, report=report, fit=fit, accuracy=accuracy, files=files)
+
+
+def _c_source(data: bytes, mf, fit, out: Path | None, files: dict[str, str]) -> dict[str, Any]:
+    arena = getattr(fit, "micro_arena_bytes", None) or getattr(fit, "arena_bytes", None)
+    info: dict[str, Any] = {
+        "name": C_SOURCE_NAME,
+        "arena_bytes": arena,
+        "arena_reserved_bytes": reserved_arena_bytes(int(arena)) if arena else None,
+        "arena_source": "tflite-micro" if getattr(fit, "micro_arena_bytes", None) else "planner",
+    }
+    if out is None:
+        return info
+    try:
+        h, cc = write_c_source(data, out, name=C_SOURCE_NAME, arena_bytes=arena, ops=mf.ops)
+    except ConversionError as e:
+        # The fit report already fails on these ops; the model file is still useful elsewhere.
+        info["error"] = str(e)
+        return info
+    files["c_header"], files["c_source"] = str(h), str(cc)
+    info["header"], info["source"] = str(h), str(cc)
+    return info
+
+
+def _remember_trusted(sha256: str) -> None:
+    try:
+        from edgert.runtime.safe import remember_trusted
+    except ImportError:  # the runtime's trust cache is optional for conversion
+        return
+    remember_trusted(sha256)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if hasattr(value, "to_dict"):
+        return value.to_dict()
+    if isinstance(value, Path):
+        return str(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

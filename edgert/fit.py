@@ -1,0 +1,589 @@
+"""Does a model fit a target? Size, RAM, ops, shapes, types, latency and energy.
+
+:func:`check_fit` works on any ``.tflite`` (ours or foreign) and a
+:class:`~edgert.targets.Target`. It never runs the model on the target; it
+reads the flatbuffer, plans the tensor arena (:mod:`edgert.model.memory`),
+and on microcontroller targets also asks the real TensorFlow Lite Micro (when
+installed) what arena it allocates, which the RAM check then uses.
+
+Every failed check's ``detail`` says how to fix it. Unsupported ops are
+reported by name (``unsupported_ops``), never raised.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgert.errors import EdgertError, InputDataError
+from edgert.fit_ops import EDGETPU_OPS, GPU_OPS, TFLITE_CUSTOM_OPS, TFLM_CUSTOM_OPS, TFLM_OPS, XNNPACK_OPS
+from edgert.progress import report as report_progress
+from edgert.targets import Target, load_target
+
+__all__ = ["Check", "FitReport", "check_fit", "fit_markdown", "parse_rate", "HOST_FOR_EDGETPU"]
+
+log = logging.getLogger("edgert.fit")
+
+#: Profile whose CPU runs the ops the Edge TPU compiler leaves on the host (Coral USB is usually on a Pi).
+HOST_FOR_EDGETPU = "raspberry-pi-4"
+#: Effective USB 3 bulk throughput for streaming parameters that do not fit the Edge TPU cache (bytes/s).
+_USB_STREAM_BYTES_PER_S = 300e6
+_INT_TYPES = ("int8", "uint8", "int16", "int32", "int64", "bool")
+
+
+@dataclass(frozen=True)
+class Check:
+    """One fit check.
+
+    Attributes:
+        name: ``flash``, ``ram``, ``ops``, ``static_shapes``, ``full_int8``, ``io_dtype``, ``rate``.
+        ok: Whether the model passes.
+        value: What the model needs (bytes, count, ...).
+        limit: What the target allows.
+        detail: One line: what was checked, and when it failed, how to fix it.
+    """
+
+    name: str
+    ok: bool
+    value: Any
+    limit: Any
+    detail: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "ok": self.ok, "value": self.value, "limit": self.limit, "detail": self.detail}
+
+
+@dataclass
+class FitReport:
+    """The result of :func:`check_fit`; :meth:`to_dict` gives the ``edgert fit --json`` object.
+
+    Attributes:
+        target: Profile name.
+        fits: True when every check passed.
+        checks: All checks, in order.
+        arena_bytes: Tensor arena from edgert's own planner.
+        micro_arena_bytes: Arena TFLite Micro really allocated (MCU targets, when installed), else None.
+        flash_bytes: Model file size.
+        ram_bytes: RAM the RAM check counted.
+        latency_ms: Estimated latency of one inference on the target.
+        energy_uj: Estimated energy of one inference.
+        unsupported_ops: ``{op name: count}`` of ops the target cannot run.
+        edgetpu: Edge TPU partition prediction (``cpu_ops``, ``subgraphs``, ...), None on other targets.
+        macs: Estimated MACs per inference.
+        rate_hz: Inference rate used for power, None when not given.
+        average_power_mw: Average power at ``rate_hz``.
+        battery_hours: Battery life at ``rate_hz`` on the given battery.
+        model: Path (or None) and sha256 of the model.
+        notes: Extra remarks (estimate caveats, TFLM messages).
+    """
+
+    target: str
+    fits: bool
+    checks: list[Check]
+    arena_bytes: int
+    micro_arena_bytes: int | None
+    flash_bytes: int
+    ram_bytes: int
+    latency_ms: float
+    energy_uj: float
+    unsupported_ops: dict[str, int]
+    edgetpu: dict[str, Any] | None = None
+    macs: int = 0
+    rate_hz: float | None = None
+    average_power_mw: float | None = None
+    battery_hours: float | None = None
+    model: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def check(self, name: str) -> Check | None:
+        """The check called ``name``, or None."""
+        return next((c for c in self.checks if c.name == name), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Contract keys (``target, fits, checks[], arena_bytes, flash_bytes, latency_ms, energy_uj,
+        unsupported_ops{}``, ``edgetpu{cpu_ops{}, subgraphs}`` on Edge TPU) plus the extras."""
+        out = {
+            "target": self.target,
+            "fits": self.fits,
+            "checks": [c.to_dict() for c in self.checks],
+            "arena_bytes": self.arena_bytes,
+            "micro_arena_bytes": self.micro_arena_bytes,
+            "flash_bytes": self.flash_bytes,
+            "ram_bytes": self.ram_bytes,
+            "latency_ms": round(self.latency_ms, 4),
+            "energy_uj": round(self.energy_uj, 3),
+            "unsupported_ops": dict(self.unsupported_ops),
+            "macs": self.macs,
+            "rate_hz": self.rate_hz,
+            "average_power_mw": None if self.average_power_mw is None else round(self.average_power_mw, 6),
+            "battery_hours": None if self.battery_hours is None else round(self.battery_hours, 3),
+            "model": dict(self.model),
+            "notes": list(self.notes),
+        }
+        if self.edgetpu is not None:
+            out["edgetpu"] = dict(self.edgetpu)
+        return out
+
+
+def parse_rate(text: str | float) -> float:
+    """Inference rate in Hz from ``"5/s"``, ``"1/min"``, ``"0.2"`` or ``"2/h"``.
+
+    Raises:
+        InputDataError: unparseable or non-positive.
+    """
+    if isinstance(text, (int, float)):
+        value = float(text)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+(?:e-?[0-9]+)?)\s*(?:/\s*(s|sec|min|h|hr|hour))?\s*", str(text))
+        if not m:
+            raise InputDataError(f"rate {text!r} is not understood", "write it like 1/s, 5/s, 10/min or 0.2")
+        per = {"s": 1, "sec": 1, "min": 60, "h": 3600, "hr": 3600, "hour": 3600}[m.group(2) or "s"]
+        value = float(m.group(1)) / per
+    if not value > 0:
+        raise InputDataError(f"rate {text!r} must be positive")
+    return value
+
+
+# ---- op support ---------------------------------------------------------------------------------
+def _float_compute(op, tensors) -> bool:
+    """True when an op computes in float (a non-constant float tensor in or out)."""
+    idx = [i for i in (*op.inputs, *op.outputs) if 0 <= i < len(tensors)]
+    return any(tensors[i].dtype in ("float32", "float16") and not tensors[i].is_constant for i in idx)
+
+
+def _dynamic_dims(t) -> list[int]:
+    """Dimensions only known at run time, ignoring the batch dimension: Keras exports batch as -1
+    in ``shape_signature``, and every runtime (TFLM, the Edge TPU compiler) then uses batch 1."""
+    if not t.shape_signature:
+        return []
+    return [i for i, d in enumerate(t.shape_signature) if d < 0 and i > 0]
+
+
+def _options(model, op, cls_name: str):
+    import tflite
+
+    raw = model.operator_schema(op)
+    table = raw.BuiltinOptions()
+    if table is None or not hasattr(tflite, cls_name):
+        return None
+    opt = getattr(tflite, cls_name)()
+    opt.Init(table.Bytes, table.Pos)
+    return opt
+
+
+def _edgetpu_problem(model, op, tensors) -> str | None:
+    """Why the Edge TPU compiler would not map ``op`` (None when it would)."""
+    if op.custom:
+        return "custom op"
+    if op.name not in EDGETPU_OPS:
+        return "not in the Edge TPU op set"
+    idx = [i for i in (*op.inputs, *op.outputs) if 0 <= i < len(tensors)]
+    for i in idx:
+        t = tensors[i]
+        if t.dtype not in ("int8", "uint8", "int32"):
+            return f"{t.dtype} tensors (the Edge TPU runs 8-bit quantized tensors only)"
+        if _dynamic_dims(t):
+            return "dynamic tensor shape"
+        if not t.is_constant and len(t.shape) > 3 and any(d > 1 for d in t.shape[:-3]):
+            return f"a {len(t.shape)}-D tensor {list(t.shape)} (only the 3 innermost dimensions may exceed 1)"
+    if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        opt = _options(model, op, "Conv2DOptions" if op.name == "CONV_2D" else "DepthwiseConv2DOptions")
+        if opt is not None and opt.DilationHFactor() != opt.DilationWFactor():
+            return "different dilation in x and y"
+    if op.name in ("AVERAGE_POOL_2D", "MAX_POOL_2D", "CONCATENATION"):
+        opt = _options(model, op, "Pool2DOptions" if "POOL" in op.name else "ConcatenationOptions")
+        if opt is not None and opt.FusedActivationFunction() != 0:
+            return "fused activation function"
+    return None
+
+
+def _unsupported(model, target: Target) -> tuple[dict[str, int], list[str]]:
+    """``({op: count}, [reason lines])`` of ops the target's runtime cannot execute."""
+    found: dict[str, int] = {}
+    reasons: dict[str, str] = {}
+    for s in range(model.num_subgraphs):
+        tensors = model.tensors(s)
+        for op in model.operators(s):
+            why = None
+            if target.op_set == "tflm":
+                if target.full_int8 and _float_compute(op, tensors) and not (
+                        s == 0 and op.name in ("QUANTIZE", "DEQUANTIZE")):
+                    why = "computes in float (this target runs int8 kernels only)"
+                if why is None and op.custom and op.name not in TFLM_CUSTOM_OPS:
+                    why = "custom op with no TFLite Micro kernel"
+                elif why is None and not op.custom and op.name not in TFLM_OPS:
+                    why = "no TFLite Micro kernel"
+                elif why is None and any(tensors[i].dtype == "uint8" and not tensors[i].is_constant
+                         for i in (*op.inputs, *op.outputs) if 0 <= i < len(tensors)):
+                    why = "uint8 tensors (TFLite Micro has int8 kernels only)"
+            elif target.op_set == "edgetpu":
+                why = _edgetpu_problem(model, op, tensors)
+                if why is not None and _edgetpu_boundary(model, op, tensors):
+                    why = None  # float<->int conversion at the graph edge: runs on the host, no split
+            else:  # tflite / xnnpack / gpu: builtin CPU kernels back every delegate
+                if op.custom and op.name not in TFLITE_CUSTOM_OPS:
+                    why = "custom op: register your own kernel with the interpreter"
+                elif op.name.startswith("Flex") or op.name.startswith("UNKNOWN_"):
+                    why = "needs the TensorFlow (Flex) delegate"
+            if why:
+                found[op.name] = found.get(op.name, 0) + 1
+                reasons.setdefault(op.name, why)
+    return dict(sorted(found.items())), [f"{k}: {v}" for k, v in sorted(reasons.items())]
+
+
+def _edgetpu_boundary(model, op, tensors) -> bool:
+    """A float->int QUANTIZE on a graph input or int->float DEQUANTIZE on a graph output."""
+    if op.subgraph != 0:
+        return False
+    if op.name == "QUANTIZE" and op.inputs and op.inputs[0] in {t.index for t in model.inputs}:
+        return tensors[op.inputs[0]].dtype.startswith("float")
+    if op.name == "DEQUANTIZE" and op.outputs and op.outputs[0] in {t.index for t in model.outputs}:
+        return True
+    return False
+
+
+def _edgetpu_partition(model) -> dict[str, Any]:
+    """Predict the Edge TPU compiler's split: it maps ops in order up to the first unsupported
+    one; every later op runs on the CPU even when the Edge TPU could run it."""
+    tensors = model.tensors(0)
+    mapped = 0
+    cpu_ops: dict[str, int] = {}
+    first: dict[str, Any] | None = None
+    param_bytes = 0
+    for op in model.operators(0):
+        if _edgetpu_boundary(model, op, tensors):
+            cpu_ops[op.name] = cpu_ops.get(op.name, 0) + 1
+            continue
+        why = _edgetpu_problem(model, op, tensors) if first is None else "after the first unsupported op"
+        if first is None and why is None:
+            mapped += 1
+            param_bytes += sum(tensors[i].buffer_bytes for i in op.inputs if 0 <= i < len(tensors))
+            continue
+        if first is None:
+            first = {"index": op.index, "op": op.name, "reason": why}
+        cpu_ops[op.name] = cpu_ops.get(op.name, 0) + 1
+    other_sub = sum(len(model.operators(s)) for s in range(1, model.num_subgraphs))
+    return {
+        "mapped_ops": mapped,
+        "cpu_ops": dict(sorted(cpu_ops.items())),
+        "subgraphs": 1 if mapped else 0,
+        "first_unsupported": first,
+        "param_bytes": param_bytes,
+        "ops_in_other_subgraphs": other_sub,
+        "compiler": _edgetpu_compiler_hint(model),
+    }
+
+
+def _edgetpu_compiler_hint(model) -> str:
+    import shutil
+
+    name = Path(model.path).name if model.path else "model.tflite"
+    where = "found on PATH" if shutil.which("edgetpu_compiler") else "not installed here"
+    return f"edgetpu_compiler -s {name}  ({where}; this prediction does not need it)"
+
+
+# ---- latency / energy ---------------------------------------------------------------------------
+def _op_costs(model):
+    from edgert.model import macs as macs_mod
+
+    return macs_mod.op_costs(model)
+
+
+def _cycles(op, macs: int, family: str, tensors, target: Target) -> float:
+    out_elems = sum(tensors[i].num_elements for i in op.outputs if 0 <= i < len(tensors))
+    work = macs if macs > 0 else out_elems  # data movement: one unit per element written
+    return (
+        target.cycles_per_mac.get(family, target.cycles_per_mac["other"]) * work
+        + target.cycles_per_output.get(family, 0.0) * out_elems
+        + target.op_overhead_cycles
+    )
+
+
+def _latency_ms(model, target: Target, costs, cpu_op_ids: set[tuple[int, int]] | None = None,
+                host: Target | None = None) -> float:
+    total_ms = target.invoke_overhead_ms
+    for cost in costs:
+        op = cost.op
+        tensors = model.tensors(op.subgraph)
+        unit = host if (cpu_op_ids is not None and host is not None and (op.subgraph, op.index) in cpu_op_ids) else target
+        total_ms += _cycles(op, cost.macs, cost.family, tensors, unit) / unit.clock_hz * 1e3
+    return total_ms
+
+
+# ---- the checks --------------------------------------------------------------------------------
+def _measure_micro(model, notes: list[str]) -> tuple[int | None, list[str]]:
+    """Real TFLM arena, or None with a note; also returns op names TFLM refused."""
+    from edgert.runtime import micro
+
+    if not micro.micro_available():
+        notes.append("tflite_micro not installed: RAM check uses edgert's arena plan only")
+        return None, []
+    try:
+        return micro.micro_arena_bytes(model.data), []
+    except EdgertError as e:
+        refused = re.findall(r"(?:opcode|op for builtin opcode|Node) '?([A-Z][A-Z0-9_]+)'?", str(e))
+        notes.append(f"TFLite Micro refused the model: {e.message}")
+        return None, [r for r in refused if r not in ("CUSTOM",)]
+
+
+def check_fit(
+    model,
+    target: Target | str,
+    *,
+    rate_hz: float | None = None,
+    battery_mwh: float | None = None,
+    measure_micro: bool = True,
+    progress=None,
+) -> FitReport:
+    """Check ``model`` against ``target``.
+
+    Args:
+        model: A :class:`~edgert.model.ModelFile`, a path or the model's bytes.
+        target: A :class:`~edgert.targets.Target`, a profile name or a ``.toml`` path.
+        rate_hz: Inferences per second, for duty-cycled average power and battery life.
+        battery_mwh: Battery energy in mWh (``mAh x V``), for battery life at ``rate_hz``.
+        measure_micro: On MCU targets, also load the model in the real TFLite Micro
+            (when installed) and use the arena it reports for the RAM check.
+        progress: Optional ``progress(done, total, label)`` callback.
+
+    Returns:
+        The :class:`FitReport`. Unsupported ops make ``fits`` False; they never raise.
+
+    Raises:
+        TargetError: unknown or malformed target.
+        InvalidModelError / InputDataError: the model cannot be read.
+    """
+    from edgert.model import read_model
+    from edgert.model.memory import plan_arena
+
+    target = load_target(target)
+    model = read_model(model)
+    steps = 4
+    report_progress(progress, 0, steps, "plan arena")
+    plan = plan_arena(model)
+    checks: list[Check] = []
+    notes: list[str] = []
+
+    # flash / storage
+    size = model.size_bytes
+    checks.append(Check(
+        "flash", size <= target.flash_bytes, size, target.flash_bytes,
+        f"model file {size:,} B of {target.flash_bytes:,} B"
+        + ("" if size <= target.flash_bytes else
+           " — too big: quantize to int8 (edgert convert), prune or shrink the model, or pick a target with more flash"),
+    ))
+
+    # ops
+    report_progress(progress, 1, steps, "op support")
+    unsupported, reasons = _unsupported(model, target)
+    micro_arena = None
+    if target.arena and measure_micro:
+        report_progress(progress, 2, steps, "TFLite Micro arena")
+        micro_arena, refused = _measure_micro(model, notes)
+        for name in refused:
+            if name not in unsupported and name in model.ops:
+                unsupported[name] = model.ops[name]
+                reasons.append(f"{name}: TFLite Micro refused it (see notes)")
+    edgetpu = _edgetpu_partition(model) if target.op_set == "edgetpu" else None
+    n_ops = sum(model.ops.values())
+    if unsupported:
+        fix = {
+            "tflm": "replace them with TFLM builtins (e.g. unroll or drop LSTMs, no custom ops) or register your own kernel",
+            "edgetpu": "quantize fully to int8 with static shapes and use ops from Coral's supported list",
+        }.get(target.op_set, "register a kernel for them or rebuild the model with builtin ops")
+        detail = f"{sum(unsupported.values())} of {n_ops} ops cannot run on {target.op_set}: " + "; ".join(reasons) + f" — {fix}"
+    else:
+        detail = f"all {n_ops} ops run on {target.op_set}"
+    if target.op_set in ("xnnpack", "gpu"):
+        table = XNNPACK_OPS if target.op_set == "xnnpack" else GPU_OPS
+        fallback = {k: v for k, v in model.ops.items() if k not in table and k not in unsupported}
+        if fallback:
+            detail += f"; {sum(fallback.values())} op(s) not taken by the {target.delegate} delegate run on the CPU: " + ", ".join(sorted(fallback))
+    checks.append(Check("ops", not unsupported, sum(unsupported.values()), 0, detail))
+
+    # static shapes
+    if target.static_shapes:
+        dynamic = [t.name for s in range(model.num_subgraphs) for t in model.tensors(s) if _dynamic_dims(t)]
+        checks.append(Check(
+            "static_shapes", not dynamic, len(dynamic), 0,
+            "all tensor shapes are fixed" if not dynamic else
+            f"{len(dynamic)} tensor(s) with dynamic dimensions (e.g. {dynamic[0]!r}) — convert with a fixed batch size of 1 and fixed input size",
+        ))
+
+    # full int8
+    if target.full_int8:
+        float_ops: dict[str, int] = {}
+        for s in range(model.num_subgraphs):
+            tensors = model.tensors(s)
+            for op in model.operators(s):
+                if op.name in ("QUANTIZE", "DEQUANTIZE") and s == 0 and (
+                    target.op_set != "edgetpu" or _edgetpu_boundary(model, op, tensors)):
+                    continue  # float<->int conversion at the edge of the graph is allowed
+                if _float_compute(op, tensors):
+                    float_ops[op.name] = float_ops.get(op.name, 0) + 1
+        checks.append(Check(
+            "full_int8", not float_ops, sum(float_ops.values()), 0,
+            "every op computes in integer" if not float_ops else
+            f"{sum(float_ops.values())} op(s) compute in float ({', '.join(sorted(float_ops))}) — convert with full-integer "
+            "int8 quantization and a representative dataset (edgert convert --target "
+            f"{target.name} --calibration DATA)",
+        ))
+
+    # I/O dtypes
+    io = list(model.inputs) + list(model.outputs)
+    bad_io = [t for t in io if target.op_set == "tflm" and t.dtype == "uint8"]
+    wanted = {target.input_dtype, target.output_dtype}
+    differs = [t for t in io if t.dtype not in wanted]
+    checks.append(Check(
+        "io_dtype", not bad_io, sorted({t.dtype for t in io}), sorted(wanted),
+        f"uint8 input/output cannot run on TFLite Micro — convert with {target.input_dtype} input/output" if bad_io else
+        (f"input/output are {', '.join(sorted({t.dtype for t in differs}))}; {target.name} prefers "
+         f"{'/'.join(sorted(wanted))} (the runtime converts at the edges)" if differs else
+         f"input/output dtypes match ({'/'.join(sorted(wanted))})"),
+    ))
+
+    # RAM
+    report_progress(progress, 3, steps, "RAM and latency")
+    io_bytes = sum(t.nbytes for t in io)
+    if target.arena:
+        arena_used = micro_arena if micro_arena is not None else plan.total_bytes
+        ram = arena_used
+        source = "TFLite Micro's real arena" if micro_arena is not None else "edgert's arena plan"
+        ram_detail = (f"tensor arena {arena_used:,} B ({source}; input/output tensors live inside it; "
+                      f"edgert plan {plan.total_bytes:,} B)")
+        ram_fix = " — too big: shrink activations (fewer channels, smaller input, stride earlier) or pick a target with more RAM"
+    elif target.kind == "edgetpu":
+        ram = edgetpu["param_bytes"] if edgetpu else 0
+        ram_detail = f"{ram:,} B of parameters mapped to the Edge TPU's {target.param_cache_bytes or target.ram_bytes:,} B on-chip cache"
+        ram_fix = " — parameters beyond the cache stream over USB on every inference: shrink the model or pipeline it over several Edge TPUs"
+    else:
+        ram = size + plan.head_bytes + io_bytes
+        ram_detail = f"model {size:,} B + activations {plan.head_bytes:,} B + I/O {io_bytes:,} B"
+        ram_fix = " — too big: quantize to int8 or use a smaller model"
+    limit = target.param_cache_bytes if target.kind == "edgetpu" and target.param_cache_bytes else target.ram_bytes
+    ram_ok = ram <= limit
+    if target.kind == "edgetpu" and not ram_ok:
+        # Over the cache the model still runs (parameters stream from the host): a warning, not a failure.
+        notes.append(f"Edge TPU parameter cache exceeded by {ram - limit:,} B: expect slower inference")
+        ram_ok = True
+    checks.append(Check("ram", ram_ok, ram, limit, ram_detail + ("" if ram <= limit else ram_fix)))
+
+    # latency and energy
+    costs = _op_costs(model)
+    if target.kind == "edgetpu" and edgetpu is not None:
+        host = load_target(HOST_FOR_EDGETPU)
+        cpu_ids = set()
+        mapped_left = edgetpu["mapped_ops"]
+        tensors0 = model.tensors(0)
+        for op in model.operators(0):
+            if _edgetpu_boundary(model, op, tensors0) or mapped_left <= 0:
+                cpu_ids.add((0, op.index))
+            else:
+                mapped_left -= 1
+        cpu_ids |= {(s, op.index) for s in range(1, model.num_subgraphs) for op in model.operators(s)}
+        latency = _latency_ms(model, target, costs, cpu_ids, host)
+        over = max(0, edgetpu["param_bytes"] - (target.param_cache_bytes or 0))
+        latency += over / _USB_STREAM_BYTES_PER_S * 1e3
+        cpu_ms = _latency_ms(model, host, [c for c in costs if (c.op.subgraph, c.op.index) in cpu_ids]) - host.invoke_overhead_ms
+        energy = target.active_power_mw * latency + host.active_power_mw * cpu_ms
+        edgetpu["cpu_latency_ms"] = round(cpu_ms, 4)
+        notes.append(f"ops left on the CPU are costed on the {HOST_FOR_EDGETPU} profile")
+    else:
+        latency = _latency_ms(model, target, costs)
+        energy = target.active_power_mw * latency  # mW x ms = uJ
+    if target.arena and any(c.family != "other" and c.op.name not in TFLM_OPS for c in costs):
+        notes.append("latency of ops TFLite Micro lacks is a guess")
+
+    avg_power = battery_hours = None
+    if rate_hz is not None:
+        rate_hz = parse_rate(rate_hz)
+        duty = latency / 1e3 * rate_hz
+        checks.append(Check(
+            "rate", duty <= 1.0, round(duty, 6), 1.0,
+            f"{rate_hz:g} inferences/s keep the device busy {duty:.1%} of the time" if duty <= 1 else
+            f"{rate_hz:g} inferences/s need {duty:.2f}x the time available — lower the rate or use a faster target",
+        ))
+        avg_power = energy * rate_hz / 1e3 + target.idle_power_mw * max(0.0, 1.0 - duty)
+        if battery_mwh is not None:
+            if not battery_mwh > 0:
+                raise InputDataError(f"battery energy {battery_mwh} mWh must be positive")
+            battery_hours = battery_mwh / avg_power if avg_power > 0 else float("inf")
+    elif battery_mwh is not None:
+        notes.append("battery life needs a rate (--rate)")
+
+    report_progress(progress, 4, steps, "done")
+    result = FitReport(
+        target=target.name,
+        fits=all(c.ok for c in checks),
+        checks=checks,
+        arena_bytes=plan.total_bytes,
+        micro_arena_bytes=micro_arena,
+        flash_bytes=size,
+        ram_bytes=ram,
+        latency_ms=latency,
+        energy_uj=energy,
+        unsupported_ops=unsupported,
+        edgetpu=edgetpu,
+        macs=model.macs,
+        rate_hz=rate_hz,
+        average_power_mw=avg_power,
+        battery_hours=battery_hours,
+        model={"path": model.path, "sha256": model.sha256},
+        notes=notes,
+    )
+    log.debug("fit %s on %s: fits=%s", model.path, target.name, result.fits)
+    return result
+
+
+def _bytes(n) -> str:
+    if not isinstance(n, (int, float)):
+        return str(n)
+    if n >= 2**20:
+        return f"{n / 2**20:.2f} MiB"
+    if n >= 2**10:
+        return f"{n / 2**10:.1f} KiB"
+    return f"{n} B"
+
+
+def fit_markdown(report: FitReport | dict[str, Any]) -> str:
+    """A human Markdown summary of a fit report (checks table, then estimates).
+
+    Args:
+        report: A :class:`FitReport` or its :meth:`~FitReport.to_dict`.
+    """
+    d = report.to_dict() if isinstance(report, FitReport) else report
+    lines = [
+        f"### Fit on `{d['target']}`: {'fits' if d['fits'] else 'does NOT fit'}",
+        "",
+        "| check | ok | value | limit | detail |",
+        "|---|---|---|---|---|",
+    ]
+    for c in d["checks"]:
+        fmt = _bytes if c["name"] in ("flash", "ram") else str
+        detail = str(c["detail"]).replace("|", "\\|")
+        lines.append(f"| {c['name']} | {'yes' if c['ok'] else '**no**'} | {fmt(c['value'])} | {fmt(c['limit'])} | {detail} |")
+    lines += ["", f"- tensor arena (edgert plan): {_bytes(d['arena_bytes'])}"]
+    if d.get("micro_arena_bytes") is not None:
+        lines.append(f"- tensor arena (TFLite Micro, measured): {_bytes(d['micro_arena_bytes'])}")
+    lines.append(f"- model file: {_bytes(d['flash_bytes'])}, {d.get('macs', 0):,} MACs")
+    lines.append(f"- latency (estimate): {d['latency_ms']:.3g} ms, energy: {d['energy_uj']:.4g} µJ per inference")
+    if d.get("rate_hz"):
+        lines.append(f"- at {d['rate_hz']:g}/s: average power {d['average_power_mw']:.4g} mW")
+        if d.get("battery_hours") is not None:
+            lines.append(f"- battery life: {d['battery_hours']:.4g} h ({d['battery_hours'] / 24:.3g} days)")
+    if d["unsupported_ops"]:
+        lines.append("- unsupported ops: " + ", ".join(f"{k}×{v}" for k, v in d["unsupported_ops"].items()))
+    tpu = d.get("edgetpu")
+    if tpu:
+        cpu = ", ".join(f"{k}×{v}" for k, v in tpu["cpu_ops"].items()) or "none"
+        lines.append(f"- Edge TPU: {tpu['mapped_ops']} op(s) mapped in {tpu['subgraphs']} subgraph(s); on the CPU: {cpu}")
+        if tpu.get("first_unsupported"):
+            f = tpu["first_unsupported"]
+            lines.append(f"  - mapping stops at op {f['index']} {f['op']}: {f['reason']}")
+        lines.append(f"  - compile: `{tpu['compiler']}`")
+    for n in d.get("notes", []):
+        lines.append(f"- note: {n}")
+    return "\n".join(lines) + "\n"

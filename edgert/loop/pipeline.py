@@ -1,0 +1,502 @@
+"""The offline loop: source -> preprocess -> invoke -> postprocess -> sinks.
+
+Two threads. The capture thread reads the source and prepares the input
+tensor (resize, colour, normalise, quantize) into a bounded queue; the calling
+thread invokes the model, postprocesses and writes to the sinks. So capture and
+preprocessing of frame N+1 overlap inference of frame N.
+
+- Live sources (cameras, sensors): the queue holds ``queue_size`` (default 1)
+  frames and a new frame pushes out the oldest, counted in ``dropped``; the
+  loop always works on a fresh frame, so latency stays bounded.
+- Finite sources (video, images, npy, stdin): the reader waits for room
+  (back-pressure); every frame is predicted exactly once, in order.
+
+A live source that fails, unplugs, stalls (no frame for ``stall_timeout``
+seconds) or repeats stale frames is reopened with back-off. A sink that fails
+is counted and logged, never fatal. :meth:`Pipeline.stop` (what SIGINT/SIGTERM
+call) ends the run within a fraction of a second with the summary.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from edgert.errors import EdgertError, InputDataError
+from edgert.loop.postprocess import Postprocessor, Result
+from edgert.loop.sinks import Sink, open_sink
+from edgert.loop.sources import EndOfSource, Frame, Source, SourceLost, open_source
+from edgert.loop.systemd import SystemdNotifier
+from edgert.runtime.io import dequantize, quantize
+from edgert.runtime.preprocess import ImagePreprocess, image_preprocess_for
+
+__all__ = ["Pipeline", "RunSummary", "FrameQueue", "RETRY_DELAYS", "LATENCY_WINDOW"]
+
+log = logging.getLogger("edgert.loop")
+
+#: Seconds between attempts to reopen a lost live source (the last value repeats).
+RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0, 8.0, 10.0)
+#: Latency percentiles are over the most recent this-many frames (bounded memory on long runs).
+LATENCY_WINDOW = 10000
+#: Seconds the consumer waits for a frame before checking stop/watchdog.
+_POLL = 0.1
+#: Sink errors are logged the first time and then every this-many times.
+_SINK_LOG_EVERY = 100
+
+
+@dataclass
+class RunSummary:
+    """What a run did (the ``edgert run`` exit report).
+
+    Attributes:
+        frames: Frames predicted.
+        dropped: Live frames replaced by newer ones before inference.
+        fps: Frames predicted per second of run time.
+        latency_ms: ``{"p50", "p99"}`` capture -> result, milliseconds.
+        skipped: Frames the source could not read (corrupt files) or prepare.
+        malformed: Malformed sensor lines skipped.
+        reopens: Times a live source was reopened.
+        sink_errors: ``{sink: {"count", "last"}}`` for sinks that failed.
+        seconds: Run time.
+        stopped_by: ``"end"`` (finite source exhausted), ``"max_frames"``, ``"stop"``
+            (signal or :meth:`Pipeline.stop`) or ``"error"``.
+        error: The fatal error, when ``stopped_by == "error"``.
+        source: The source URL.
+        task: The postprocessing task.
+        max_queue: Largest queue depth seen (live: never above the queue size).
+        max_lag: Most frames captured after a frame by the time its inference
+            started (how stale a prediction can be; live: at most the queue size).
+        stages_ms: Mean milliseconds per frame of each stage: ``read`` (capture/decode),
+            ``preprocess``, ``invoke`` (set input + invoke + read outputs),
+            ``postprocess``, ``sinks``.
+    """
+
+    frames: int = 0
+    dropped: int = 0
+    fps: float = 0.0
+    latency_ms: dict[str, float | None] = field(default_factory=lambda: {"p50": None, "p99": None})
+    skipped: int = 0
+    malformed: int = 0
+    reopens: int = 0
+    sink_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seconds: float = 0.0
+    stopped_by: str = "end"
+    error: str | None = None
+    source: str = ""
+    task: str = ""
+    max_queue: int = 0
+    max_lag: int = 0
+    stages_ms: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON summary (``frames, dropped, fps, latency_ms{p50,p99}`` first)."""
+        return asdict(self)
+
+    def text(self) -> str:
+        """One human line."""
+        lat = self.latency_ms
+        parts = [
+            f"{self.frames} frames",
+            f"{self.dropped} dropped",
+            f"{self.fps:.1f} fps",
+            f"latency p50 {_fmt(lat.get('p50'))} ms, p99 {_fmt(lat.get('p99'))} ms",
+        ]
+        if self.skipped:
+            parts.append(f"{self.skipped} skipped")
+        if self.malformed:
+            parts.append(f"{self.malformed} malformed lines")
+        if self.reopens:
+            parts.append(f"{self.reopens} reopens")
+        for name, err in self.sink_errors.items():
+            parts.append(f"sink {name}: {err['count']} errors ({err['last']})")
+        parts.append(f"stopped by {self.stopped_by}" + (f": {self.error}" if self.error else ""))
+        return ", ".join(parts)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.2f}"
+
+
+class FrameQueue:
+    """A bounded hand-off between the capture thread and the loop.
+
+    Args:
+        maxsize: Capacity.
+        drop_oldest: Live mode: a put on a full queue discards the oldest item
+            (counted in :attr:`dropped`); else a put waits for room.
+    """
+
+    def __init__(self, maxsize: int, drop_oldest: bool) -> None:
+        self.maxsize = max(1, maxsize)
+        self.drop_oldest = drop_oldest
+        self.dropped = 0
+        self.max_depth = 0
+        self._items: collections.deque = collections.deque()
+        self._cond = threading.Condition()
+        self._closed = False
+
+    def put(self, item: Any, stop: threading.Event) -> bool:
+        """Add ``item``; False when stopped/closed before there was room."""
+        with self._cond:
+            if self.drop_oldest:
+                while len(self._items) >= self.maxsize:
+                    self._items.popleft()
+                    self.dropped += 1
+            else:
+                while len(self._items) >= self.maxsize:
+                    if stop.is_set() or self._closed:
+                        return False
+                    self._cond.wait(_POLL)
+            self._items.append(item)
+            self.max_depth = max(self.max_depth, len(self._items))
+            self._cond.notify_all()
+            return True
+
+    def get(self, timeout: float) -> Any | None:
+        """The oldest item, or None after ``timeout`` seconds without one."""
+        with self._cond:
+            if not self._items:
+                self._cond.wait(timeout)
+                if not self._items:
+                    return None
+            item = self._items.popleft()
+            self._cond.notify_all()
+            return item
+
+    def close(self) -> None:
+        """Wake everyone up; puts stop waiting."""
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+class Pipeline:
+    """Run a model on a stream of frames until the source ends or :meth:`stop` is called.
+
+    Args:
+        model: A loaded :class:`~edgert.runtime.Model` (or a path, loaded with
+            :func:`~edgert.runtime.load_model`).
+        source: A :class:`~edgert.loop.Source` or a source URL (``"video:clip.mp4"``).
+        sinks: Sinks or sink URLs (``"console"``, ``"jsonl:out.jsonl"``).
+        task: Force the postprocessing task (else metadata, else inferred).
+        top_k: Classes per result.
+        threshold: Score threshold (classification/detection) or anomaly threshold.
+        max_frames: Stop after this many predictions.
+        queue_size: Frames buffered between capture and inference (default: the
+            source's :attr:`~edgert.loop.Source.queue_size`: 1 for cameras, 16 for
+            bursty serial windows, 4 for finite sources).
+        stall_timeout: Seconds without a frame from a live source before the watchdog reopens it.
+        retry_delays: Back-off between reopen attempts (seconds; the last repeats).
+        notifier: sd_notify sender (default: from the environment; inert outside systemd).
+        on_result: Called with each :class:`~edgert.loop.postprocess.Result` (after the sinks).
+
+    Raises:
+        InputDataError: The source cannot feed the model (an audio/feature model on
+            a camera, a window of the wrong size, a multi-input model).
+
+    The pipeline owns ``source`` and ``sinks`` and closes them when :meth:`run` ends.
+    """
+
+    def __init__(
+        self,
+        model,
+        source: Source | str,
+        sinks: Iterable[Sink | str] = (),
+        *,
+        task: str | None = None,
+        top_k: int | None = None,
+        threshold: float | None = None,
+        max_frames: int | None = None,
+        queue_size: int | None = None,
+        stall_timeout: float = 5.0,
+        retry_delays: Sequence[float] = RETRY_DELAYS,
+        notifier: SystemdNotifier | None = None,
+        on_result: Callable[[Result], None] | None = None,
+    ) -> None:
+        if not hasattr(model, "invoke"):
+            from edgert.runtime import load_model
+
+            model = load_model(model)
+        self.model = model
+        opened: list = []
+        try:
+            self.source = open_source(source) if isinstance(source, str) else source
+            opened.append(self.source)
+            self.sinks: list[Sink] = []
+            for s in sinks:
+                sink = open_sink(s) if isinstance(s, str) else s
+                self.sinks.append(sink)
+                opened.append(sink)
+            self._setup(task, top_k, threshold)
+        except BaseException:
+            for thing in opened:
+                thing.close()
+            raise
+        self.max_frames = max_frames
+        live = self.source.live
+        self.queue = FrameQueue(queue_size or self.source.queue_size, drop_oldest=live)
+        self.stall_timeout = stall_timeout
+        self.retry_delays = tuple(retry_delays) or RETRY_DELAYS
+        self.notifier = notifier or SystemdNotifier()
+        self.on_result = on_result
+        self._stop = threading.Event()
+        self._capture_done = threading.Event()
+        self._heartbeat = time.monotonic()
+        self._captured = 0
+        self._reopens = 0
+        self._skipped = 0
+        self._fatal: str | None = None
+        self._stage = {"read": 0.0, "preprocess": 0.0}
+        self._thread: threading.Thread | None = None
+
+    # -- setup --------------------------------------------------------------------------
+    def _setup(self, task: str | None, top_k: int | None, threshold: float | None) -> None:
+        model = self.model
+        if len(model.inputs) != 1:
+            raise InputDataError(f"the loop feeds one input; this model takes {len(model.inputs)}", "use edgert predict with one .npy per input")
+        self.spec = spec = model.inputs[0]
+        metadata = model.metadata
+        plan: ImagePreprocess | None = None
+        if self.source.kind == "image":
+            try:
+                plan = image_preprocess_for(spec, metadata)
+            except InputDataError as e:
+                raise InputDataError(f"{self.source.describe()} gives images, but {e.message}", e.hint) from None
+        self.source.configure(spec, plan)
+        self.frame_kind = getattr(self.source, "frame_kind", self.source.kind)
+        if self.frame_kind == "image" and plan is None:
+            plan = image_preprocess_for(spec, metadata)
+        self.plan = plan
+        self.post = Postprocessor(model.inputs, model.outputs, metadata, task=task, top_k=top_k, threshold=threshold,
+                                  model_file=getattr(model, "file", None))
+        self._input_dtype = np.dtype(spec.dtype)
+
+    def _prepare(self, frame: Frame) -> None:
+        """Fill ``frame.tensor`` (capture thread)."""
+        if frame.kind == "image":
+            frame.tensor = self.plan(frame.data, frame.color)  # type: ignore[misc]
+            return
+        values = np.asarray(frame.data)
+        if values.size != self.spec.num_elements:
+            raise InputDataError(f"frame has {values.size} values, the model input takes {self.spec.num_elements}")
+        values = values.reshape(self.spec.shape)
+        if self.spec.quantized and values.dtype.kind == "f":
+            frame.tensor = quantize(values, self.spec)
+        else:
+            frame.tensor = values.astype(self._input_dtype, copy=False)
+
+    # -- control --------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Ask the run to end (safe from signal handlers and other threads)."""
+        self._stop.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # -- capture thread -----------------------------------------------------------------
+    def _capture_loop(self) -> None:
+        source, stop = self.source, self._stop
+        try:
+            while not stop.is_set():
+                t0 = time.perf_counter()
+                try:
+                    frame = source.read()
+                except EndOfSource:
+                    break
+                except (SourceLost, OSError) as e:
+                    if not source.live:
+                        self._fatal = f"{source.describe()}: {e}"
+                        break
+                    if not self._reopen(e):
+                        break
+                    continue
+                self._heartbeat = time.monotonic()
+                if frame is None:
+                    continue
+                frame.timestamp = self._heartbeat
+                t1 = time.perf_counter()
+                try:
+                    self._prepare(frame)
+                except (InputDataError, ValueError, OSError) as e:
+                    self._skipped += 1
+                    log.warning("skipping frame %s: %s", frame.name or self._captured, e)
+                    continue
+                t2 = time.perf_counter()
+                self._stage["read"] += t1 - t0
+                self._stage["preprocess"] += t2 - t1
+                frame.index = self._captured
+                self._captured += 1
+                if not self.queue.put(frame, stop):
+                    break
+                if not source.live and self.max_frames is not None and self._captured >= self.max_frames:
+                    break
+        except EdgertError as e:
+            self._fatal = str(e)
+        finally:
+            self._capture_done.set()
+            self.queue.close()
+
+    def _reopen(self, reason: Exception) -> bool:
+        """Reopen a lost live source with back-off; False when stopped first."""
+        attempt = 0
+        while not self._stop.is_set():
+            delay = self.retry_delays[min(attempt, len(self.retry_delays) - 1)]
+            log.warning("%s: %s; reopening in %.1f s", self.source.describe(), reason, delay)
+            self.source.close()
+            if self._stop.wait(delay):
+                return False
+            try:
+                self.source.reopen()
+            except (EdgertError, OSError) as e:
+                reason = e
+                attempt += 1
+                continue
+            self._reopens += 1
+            self._heartbeat = time.monotonic()
+            log.info("%s: reopened", self.source.describe())
+            return True
+        return False
+
+    # -- the loop -----------------------------------------------------------------------
+    def run(self) -> RunSummary:
+        """Run to the end of the source, ``max_frames`` or :meth:`stop`; returns the summary."""
+        model, post, spec = self.model, self.post, self.spec
+        n_out = len(model.outputs)
+        latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
+        sink_errors: dict[str, dict[str, Any]] = {}
+        stages = {"invoke": 0.0, "postprocess": 0.0, "sinks": 0.0}
+        frames = max_lag = 0
+        stopped_by = "end"
+        need_float_input = post.task == "anomaly"
+        self._thread = threading.Thread(target=self._capture_loop, name="edgert-capture", daemon=True)
+        start = time.monotonic()
+        self._heartbeat = start
+        self._thread.start()
+        self.notifier.ready(f"running {self.source.describe()}")
+        log.info("running %s on %s (%s)", getattr(model.file, "path", None) or "model", self.source.describe(), post.task)
+        try:
+            while True:
+                if self._stop.is_set():
+                    stopped_by = "stop"
+                    break
+                frame = self.queue.get(_POLL)
+                if frame is None:
+                    if self._stop.is_set():
+                        stopped_by = "stop"
+                        break
+                    if self._capture_done.is_set() and not len(self.queue):
+                        break
+                    self._watchdog()
+                    continue
+                max_lag = max(max_lag, self._captured - 1 - frame.index)
+                t0 = time.perf_counter()
+                model.set_input(0, frame.tensor)
+                model.invoke()
+                outputs = [model.get_output(i) for i in range(n_out)]
+                t1 = time.perf_counter()
+                model_input = None
+                if need_float_input:
+                    model_input = frame.data if frame.kind == "tensor" and np.asarray(frame.data).dtype.kind == "f" else dequantize(frame.tensor, spec)
+                fields = post(outputs, model_input)
+                done = time.monotonic()
+                latency = (done - frame.timestamp) * 1000.0
+                result = Result(frame.index, frame.name, post.task, latency, time=time.time(), **fields)
+                t2 = time.perf_counter()
+                for sink in self.sinks:
+                    try:
+                        sink.write(result, frame)
+                    except (OSError, ValueError, EdgertError) as e:
+                        self._sink_failed(sink, e, sink_errors)
+                if self.on_result is not None:
+                    self.on_result(result)
+                t3 = time.perf_counter()
+                stages["invoke"] += t1 - t0
+                stages["postprocess"] += t2 - t1
+                stages["sinks"] += t3 - t2
+                latencies.append(latency)
+                frames += 1
+                self.notifier.watchdog()
+                if self.max_frames is not None and frames >= self.max_frames:
+                    stopped_by = "max_frames"
+                    break
+        except EdgertError as e:
+            stopped_by, self._fatal = "error", str(e)
+        except (RuntimeError, ValueError) as e:  # the interpreter failing mid-run
+            stopped_by, self._fatal = "error", f"{type(e).__name__}: {e}"
+        finally:
+            elapsed = time.monotonic() - start
+            self._shutdown()
+        if self._fatal and stopped_by != "error":
+            stopped_by = "error"
+        lat = np.asarray(latencies, np.float64)
+        per_frame = {k: round(v * 1000.0 / max(frames, 1), 4) for k, v in stages.items()}
+        per_capture = {k: round(v * 1000.0 / max(self._captured, 1), 4) for k, v in self._stage.items()}
+        summary = RunSummary(
+            frames=frames,
+            dropped=self.queue.dropped,
+            fps=round(frames / elapsed, 3) if elapsed > 0 else 0.0,
+            latency_ms={"p50": round(float(np.percentile(lat, 50)), 3) if lat.size else None,
+                        "p99": round(float(np.percentile(lat, 99)), 3) if lat.size else None},
+            skipped=self.source.skipped + self._skipped,
+            malformed=self.source.malformed,
+            reopens=self._reopens,
+            sink_errors=sink_errors,
+            seconds=round(elapsed, 3),
+            stopped_by=stopped_by,
+            error=self._fatal,
+            source=self.source.url.url,
+            task=post.task,
+            max_queue=self.queue.max_depth,
+            max_lag=max_lag,
+            stages_ms={**per_capture, **per_frame},
+        )
+        log.info("summary: %s", summary.text())
+        return summary
+
+    def _watchdog(self) -> None:
+        """Idle tick: ping systemd while the source is alive; reopen a live source that stalled."""
+        idle = time.monotonic() - self._heartbeat
+        if idle < self.stall_timeout:
+            self.notifier.watchdog()
+            return
+        if self.source.live and not self._capture_done.is_set():
+            log.warning("%s: no frame for %.1f s; resetting it", self.source.describe(), idle)
+            self._heartbeat = time.monotonic()  # one interrupt per stall period
+            # Closing the device makes a read blocked in the driver return, so the
+            # capture thread sees SourceLost and reopens with back-off.
+            self.source.interrupt()
+
+    def _sink_failed(self, sink: Sink, error: Exception, errors: dict[str, dict[str, Any]]) -> None:
+        entry = errors.setdefault(sink.name, {"count": 0, "last": ""})
+        entry["count"] += 1
+        entry["last"] = f"{type(error).__name__}: {error}"
+        if entry["count"] == 1 or entry["count"] % _SINK_LOG_EVERY == 0:
+            log.error("sink %s failed (%d times): %s", sink.name, entry["count"], entry["last"])
+
+    def _shutdown(self) -> None:
+        self._stop.set()
+        self.queue.close()
+        if self._thread is not None:
+            self._thread.join(timeout=1.0)
+            if self._thread.is_alive():
+                # Blocked in a driver/stdin read: closing the source releases it; the thread is a daemon.
+                self.source.interrupt()
+                self._thread.join(timeout=0.5)
+        self.source.close()
+        for sink in self.sinks:
+            try:
+                sink.close()
+            except OSError as e:
+                log.error("closing sink %s: %s", sink.name, e)
+        self.notifier.stopping()

@@ -1,0 +1,453 @@
+"""Model outputs -> results, by task (pycoral-style small functions and documented records).
+
+The task comes from the model's metadata (``task``) or, when absent, from its
+output shapes:
+
+- ``detection``: the four outputs of ``TFLite_Detection_PostProcess`` (boxes,
+  classes, scores, count), or raw ``boxes [1,N,4]`` + ``scores [1,N,C]`` which
+  are decoded here with non-maximum suppression;
+- ``anomaly``: one output shaped like the input (an autoencoder, e.g. MLPerf
+  Tiny ad01): the score is the reconstruction mean squared error;
+- ``classification``: one ``[1, C]`` output with C >= 2;
+- ``regression``: anything else (values passed through).
+
+Boxes are normalised to [0, 1] of the model input, ``xmin, ymin, xmax, ymax``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import numpy as np
+
+from edgert.errors import InputDataError
+
+__all__ = [
+    "Class",
+    "BBox",
+    "Object",
+    "Anomaly",
+    "Postprocessor",
+    "TASKS",
+    "infer_task",
+    "get_classes",
+    "get_objects",
+    "decode_boxes",
+    "non_max_suppression",
+    "reconstruction_error",
+    "Result",
+]
+
+#: Tasks the loop understands.
+TASKS = ("classification", "detection", "anomaly", "regression")
+
+
+@dataclass(frozen=True)
+class Class:
+    """One classification result.
+
+    Attributes:
+        id: Class index in the model output.
+        score: Probability (or logit for a logits model).
+        label: Name from the model's labels, or None.
+    """
+
+    id: int
+    score: float
+    label: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "score": round(self.score, 6), "label": self.label}
+
+
+@dataclass(frozen=True)
+class BBox:
+    """A box in normalised input coordinates (0..1)."""
+
+    xmin: float
+    ymin: float
+    xmax: float
+    ymax: float
+
+    @property
+    def area(self) -> float:
+        return max(0.0, self.xmax - self.xmin) * max(0.0, self.ymax - self.ymin)
+
+    def scale(self, width: float, height: float) -> "BBox":
+        """The box in pixels of a ``width`` x ``height`` image."""
+        return BBox(self.xmin * width, self.ymin * height, self.xmax * width, self.ymax * height)
+
+    def to_dict(self) -> dict[str, float]:
+        return {k: round(float(v), 5) for k, v in zip(("xmin", "ymin", "xmax", "ymax"), (self.xmin, self.ymin, self.xmax, self.ymax))}
+
+
+@dataclass(frozen=True)
+class Object:
+    """One detected object.
+
+    Attributes:
+        id: Class index.
+        score: Detection confidence.
+        bbox: Normalised :class:`BBox`.
+        label: Name from the model's labels, or None.
+    """
+
+    id: int
+    score: float
+    bbox: BBox
+    label: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "score": round(self.score, 6), "label": self.label, "bbox": self.bbox.to_dict()}
+
+
+@dataclass(frozen=True)
+class Anomaly:
+    """An anomaly score.
+
+    Attributes:
+        score: Reconstruction MSE (autoencoder) or the model's own score.
+        threshold: Decision threshold, or None when not set.
+        is_anomaly: ``score > threshold``, or None without a threshold.
+    """
+
+    score: float
+    threshold: float | None = None
+    is_anomaly: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": round(self.score, 6), "threshold": self.threshold, "is_anomaly": self.is_anomaly}
+
+
+# ---- free functions ------------------------------------------------------------------
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - np.max(x))
+    return e / np.sum(e)
+
+
+def get_classes(scores: np.ndarray, top_k: int = 1, threshold: float | None = None, labels: Sequence[str] | None = None) -> list[Class]:
+    """Top-k classes of one score vector, best first, at least ``threshold``."""
+    flat = np.asarray(scores, np.float32).reshape(-1)
+    k = max(1, min(top_k, flat.size))
+    if k == 1:
+        order = [int(np.argmax(flat))]
+    else:
+        part = np.argpartition(-flat, k - 1)[:k]
+        order = part[np.argsort(-flat[part], kind="stable")].tolist()
+    out = []
+    for i in order:
+        score = float(flat[i])
+        if threshold is not None and score < threshold:
+            continue
+        out.append(Class(i, score, labels[i] if labels and i < len(labels) else None))
+    return out
+
+
+def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
+    """IoU of one ``[ymin, xmin, ymax, xmax]`` box with many."""
+    y1 = np.maximum(box[0], others[:, 0])
+    x1 = np.maximum(box[1], others[:, 1])
+    y2 = np.minimum(box[2], others[:, 2])
+    x2 = np.minimum(box[3], others[:, 3])
+    inter = np.clip(y2 - y1, 0, None) * np.clip(x2 - x1, 0, None)
+    area = (box[2] - box[0]) * (box[3] - box[1])
+    areas = (others[:, 2] - others[:, 0]) * (others[:, 3] - others[:, 1])
+    return inter / np.maximum(area + areas - inter, 1e-12)
+
+
+def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5, max_detections: int = 100) -> list[int]:
+    """Greedy NMS: indices of kept boxes (``[N, 4]`` as ymin, xmin, ymax, xmax), best first."""
+    order = np.argsort(-scores, kind="stable")
+    keep: list[int] = []
+    while order.size and len(keep) < max_detections:
+        best = int(order[0])
+        keep.append(best)
+        if order.size == 1:
+            break
+        rest = order[1:]
+        order = rest[_iou(boxes[best], boxes[rest]) <= iou_threshold]
+    return keep
+
+
+def decode_boxes(
+    boxes: np.ndarray,
+    scores: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    iou_threshold: float = 0.5,
+    max_detections: int = 100,
+    box_format: str = "yxyx",
+    labels: Sequence[str] | None = None,
+) -> list[Object]:
+    """Raw detector outputs -> objects, with per-class NMS.
+
+    Args:
+        boxes: ``[N, 4]`` boxes, normalised; ``box_format`` ``"yxyx"`` (ymin, xmin,
+            ymax, xmax — TFLite/SSD order), ``"xyxy"`` or ``"cxcywh"`` (YOLO).
+        scores: ``[N, C]`` class scores (or ``[N]`` for a single class).
+        threshold: Minimum score.
+        iou_threshold: Boxes of one class overlapping more than this are merged.
+    """
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    s = np.asarray(scores, np.float32).reshape(b.shape[0], -1)
+    if box_format == "xyxy":
+        b = b[:, [1, 0, 3, 2]]
+    elif box_format == "cxcywh":
+        cx, cy, w, h = b.T
+        b = np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=1)
+    elif box_format != "yxyx":
+        raise InputDataError(f"unknown box format {box_format!r}", "use yxyx, xyxy or cxcywh")
+    ids = np.argmax(s, axis=1)
+    best = s[np.arange(s.shape[0]), ids]
+    mask = best >= threshold
+    objects: list[Object] = []
+    for cls in np.unique(ids[mask]):
+        sel = np.nonzero(mask & (ids == cls))[0]
+        for j in non_max_suppression(b[sel], best[sel], iou_threshold, max_detections):
+            i = sel[j]
+            y0, x0, y1, x1 = (float(v) for v in np.clip(b[i], 0.0, 1.0))
+            objects.append(Object(int(cls), float(best[i]), BBox(x0, y0, x1, y1), _label(labels, int(cls))))
+    objects.sort(key=lambda o: -o.score)
+    return objects[:max_detections]
+
+
+def get_objects(
+    boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray, count: np.ndarray | int, *, threshold: float = 0.5, labels: Sequence[str] | None = None
+) -> list[Object]:
+    """Objects from ``TFLite_Detection_PostProcess`` outputs (already NMS'd; boxes ymin, xmin, ymax, xmax)."""
+    n = int(np.asarray(count).reshape(-1)[0]) if np.size(count) else 0
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    c = np.asarray(classes).reshape(-1)
+    s = np.asarray(scores, np.float32).reshape(-1)
+    n = max(0, min(n, b.shape[0], c.size, s.size))
+    out = []
+    for i in range(n):
+        if s[i] < threshold:
+            continue
+        y0, x0, y1, x1 = (float(v) for v in np.clip(b[i], 0.0, 1.0))
+        cls = int(c[i])
+        out.append(Object(cls, float(s[i]), BBox(x0, y0, x1, y1), _label(labels, cls)))
+    return out
+
+
+def reconstruction_error(original: np.ndarray, reconstructed: np.ndarray) -> float:
+    """Mean squared error between an autoencoder's input and output (both float)."""
+    a = np.asarray(original, np.float32).reshape(-1)
+    b = np.asarray(reconstructed, np.float32).reshape(-1)
+    return float(np.mean((a - b) ** 2))
+
+
+def _label(labels: Sequence[str] | None, i: int) -> str | None:
+    return labels[i] if labels and 0 <= i < len(labels) else None
+
+
+# ---- task inference -------------------------------------------------------------------
+def _detection_postprocess_order(model_file, outputs) -> list[int] | None:
+    """Output positions of (boxes, classes, scores, count) when the graph ends in TFLite_Detection_PostProcess."""
+    if model_file is None:
+        return None
+    try:
+        ops = model_file.operators()
+    except (AttributeError, ValueError):
+        return None
+    by_tensor = {spec.index: pos for pos, spec in enumerate(outputs)}
+    for op in ops:
+        if op.name == "TFLite_Detection_PostProcess" and len(op.outputs) == 4:
+            order = [by_tensor.get(t) for t in op.outputs]
+            if None not in order:
+                return order  # type: ignore[return-value]
+    return None
+
+
+def infer_task(inputs, outputs, metadata: dict | None = None, model_file=None) -> str:
+    """The model's task: metadata ``task`` first, else from its output shapes."""
+    task = (metadata or {}).get("task")
+    if task:
+        if task not in TASKS:
+            raise InputDataError(f"metadata task {task!r} is unknown", f"use one of: {', '.join(TASKS)}")
+        return task
+    if _detection_postprocess_order(model_file, outputs) is not None or _ssd_shapes(outputs) is not None:
+        return "detection"
+    if _raw_box_shapes(outputs) is not None:
+        return "detection"
+    if len(outputs) == 1 and len(inputs) == 1 and outputs[0].num_elements == inputs[0].num_elements and inputs[0].num_elements > 1:
+        return "anomaly"
+    if len(outputs) == 1:
+        dims = [d for d in outputs[0].shape if d != 1]
+        if len(dims) == 1 and dims[0] >= 2:
+            return "classification"
+    return "regression"
+
+
+def _ssd_shapes(outputs) -> list[int] | None:
+    """(boxes, classes, scores, count) positions for 4 SSD-style outputs by shape and name."""
+    if len(outputs) != 4:
+        return None
+    boxes = [i for i, o in enumerate(outputs) if len(o.shape) == 3 and o.shape[-1] == 4]
+    count = [i for i, o in enumerate(outputs) if o.num_elements == 1]
+    pair = [i for i, o in enumerate(outputs) if len(o.shape) == 2 and o.num_elements > 1]
+    if len(boxes) != 1 or len(count) != 1 or len(pair) != 2:
+        return None
+    first, second = pair
+    # Default output order of the op is classes then scores; names settle exported variants.
+    if "score" in outputs[first].name.lower() or "class" in outputs[second].name.lower():
+        first, second = second, first
+    return [boxes[0], first, second, count[0]]
+
+
+def _raw_box_shapes(outputs) -> tuple[int, int] | None:
+    """(boxes, scores) positions for raw ``[1,N,4]`` + ``[1,N,C]`` outputs."""
+    if len(outputs) != 2:
+        return None
+    for b, s in ((0, 1), (1, 0)):
+        bs, ss = outputs[b].shape, outputs[s].shape
+        if len(bs) == 3 and bs[-1] == 4 and len(ss) == 3 and ss[1] == bs[1] and bs[1] > 1:
+            return b, s
+    return None
+
+
+class Postprocessor:
+    """Turns one inference's outputs into task results, configured once per model.
+
+    Args:
+        inputs: Model input specs.
+        outputs: Model output specs.
+        metadata: edgert metadata (task, labels, postprocessing defaults) or None.
+        task: Force a task (else metadata, else inferred).
+        top_k: Classes to report (default: metadata ``top_k`` or 1).
+        threshold: Score threshold (classification/detection) or anomaly threshold.
+        model_file: The :class:`~edgert.model.ModelFile` (finds TFLite_Detection_PostProcess).
+    """
+
+    def __init__(self, inputs, outputs, metadata: dict | None = None, *, task: str | None = None, top_k: int | None = None,
+                 threshold: float | None = None, model_file=None) -> None:
+        md = metadata or {}
+        post = md.get("postprocessing") or {}
+        if task is not None and task not in TASKS:
+            raise InputDataError(f"unknown task {task!r}", f"use one of: {', '.join(TASKS)}")
+        self.task = task or infer_task(inputs, outputs, md, model_file)
+        labels = md.get("labels")
+        self.labels = [str(x) for x in labels] if isinstance(labels, list) else None
+        self.top_k = int(top_k if top_k is not None else post.get("top_k", 1))
+        self.logits = post.get("output") == "logits"
+        self.box_format = post.get("box_format", "yxyx")
+        self.iou_threshold = float(post.get("iou_threshold", 0.5))
+        if self.task == "anomaly":
+            default = post.get("anomaly_threshold")
+        elif self.task == "detection":
+            default = post.get("score_threshold", 0.5)
+        else:
+            default = post.get("score_threshold")
+        self.threshold = threshold if threshold is not None else (float(default) if default is not None else None)
+        self._inputs, self._outputs = inputs, outputs
+        self._order: list[int] | None = None
+        self._raw: tuple[int, int] | None = None
+        if self.task == "detection":
+            self._order = _detection_postprocess_order(model_file, outputs) or _ssd_shapes(outputs)
+            self._raw = None if self._order else _raw_box_shapes(outputs)
+            if self._order is None and self._raw is None:
+                raise InputDataError(
+                    f"detection model outputs {[list(o.shape) for o in outputs]} are not SSD-style or boxes+scores",
+                    "use --task classification/regression, or export with TFLite_Detection_PostProcess",
+                )
+
+    def __call__(self, outputs: list[np.ndarray], model_input: np.ndarray | None = None) -> dict[str, Any]:
+        """Results for one inference.
+
+        Args:
+            outputs: Dequantized model outputs, in model order.
+            model_input: The float input (before quantization), for reconstruction scores.
+
+        Returns:
+            ``{"classes": [...]}``, ``{"objects": [...]}``, ``{"anomaly": Anomaly}`` or ``{"values": [...]}``.
+        """
+        if self.task == "classification":
+            scores = outputs[0]
+            if self.logits:
+                scores = _softmax(np.asarray(scores, np.float32).reshape(-1))
+            return {"classes": get_classes(scores, self.top_k, self.threshold, self.labels)}
+        if self.task == "detection":
+            thr = 0.5 if self.threshold is None else self.threshold
+            if self._order is not None:
+                b, c, s, n = (outputs[i] for i in self._order)
+                return {"objects": get_objects(b, c, s, n, threshold=thr, labels=self.labels)}
+            bi, si = self._raw  # type: ignore[misc]
+            return {"objects": decode_boxes(outputs[bi], outputs[si], threshold=thr, iou_threshold=self.iou_threshold,
+                                            box_format=self.box_format, labels=self.labels)}
+        if self.task == "anomaly":
+            out = outputs[0]
+            if out.size == 1 or model_input is None or model_input.size != out.size:
+                score = float(np.asarray(out, np.float32).reshape(-1)[0])
+            else:
+                score = reconstruction_error(model_input, out)
+            thr = self.threshold
+            return {"anomaly": Anomaly(score, thr, None if thr is None else bool(score > thr))}
+        return {"values": [float(v) for o in outputs for v in np.asarray(o, np.float32).reshape(-1)[:64]]}
+
+
+@dataclass
+class Result:
+    """What the loop produced for one frame (what sinks receive).
+
+    Attributes:
+        frame: Frame sequence number (0, 1, ...).
+        name: Where the frame came from (file name, ``clip.mp4#12``, ``window 7``).
+        task: The model's task.
+        latency_ms: Capture -> result, in milliseconds.
+        classes: Classification results, best first.
+        objects: Detected objects, best first.
+        anomaly: Anomaly score, for anomaly models.
+        values: Regression outputs (first 64 values).
+        time: Wall-clock time of the result (seconds since the epoch).
+    """
+
+    frame: int
+    name: str | None
+    task: str
+    latency_ms: float
+    classes: list[Class] | None = None
+    objects: list[Object] | None = None
+    anomaly: Anomaly | None = None
+    values: list[float] | None = None
+    time: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-friendly record (one jsonl line)."""
+        out: dict[str, Any] = {"frame": self.frame, "name": self.name, "time": round(self.time, 3),
+                               "task": self.task, "latency_ms": round(self.latency_ms, 3)}
+        if self.classes is not None:
+            out["classes"] = [c.to_dict() for c in self.classes]
+        if self.objects is not None:
+            out["objects"] = [o.to_dict() for o in self.objects]
+        if self.anomaly is not None:
+            out["anomaly"] = self.anomaly.to_dict()
+        if self.values is not None:
+            out["values"] = [round(v, 6) for v in self.values]
+        return out
+
+    def headline(self) -> str:
+        """The short human form: ``person 0.87``, ``2 objects: cat 0.91, ...``, ``anomaly 12.3 (ok)``."""
+        if self.classes is not None:
+            if not self.classes:
+                return "-"
+            return ", ".join(f"{c.label if c.label is not None else c.id} {c.score:.3f}" for c in self.classes)
+        if self.objects is not None:
+            parts = [f"{o.label if o.label is not None else o.id} {o.score:.2f}" for o in self.objects[:5]]
+            return f"{len(self.objects)} object(s)" + (": " + ", ".join(parts) if parts else "")
+        if self.anomaly is not None:
+            verdict = "" if self.anomaly.is_anomaly is None else (" ANOMALY" if self.anomaly.is_anomaly else " ok")
+            return f"anomaly score {self.anomaly.score:.4g}{verdict}"
+        if self.values is not None:
+            return " ".join(f"{v:.4g}" for v in self.values[:8])
+        return "-"
+
+    def key(self) -> tuple:
+        """What 'the result changed' means for snapshots: top label / object labels / anomaly verdict."""
+        if self.classes:
+            return ("c", self.classes[0].id)
+        if self.objects is not None:
+            return ("o", tuple(sorted({o.id for o in self.objects})))
+        if self.anomaly is not None:
+            return ("a", self.anomaly.is_anomaly)
+        return ("-",)

@@ -1,0 +1,117 @@
+"""Source and sink URLs: ``scheme:target?option=value&...``.
+
+The target of a ``serial:`` URL is itself a pyserial URL, which may carry its
+own query (``spy:///dev/ttyUSB0?file=log.txt``). Only the option names the
+caller knows are taken out of the query; everything else stays on the target,
+so pyserial still sees its own options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from edgert.errors import InputDataError
+
+__all__ = ["ParsedUrl", "parse_url", "int_option", "float_option", "choice_option", "bool_option"]
+
+
+@dataclass(frozen=True)
+class ParsedUrl:
+    """A split source/sink URL.
+
+    Attributes:
+        url: The URL as given.
+        scheme: Lower-case scheme (``"camera"``, ``"serial"``, ...).
+        target: What follows ``scheme:`` minus our options (a path, a device, a pyserial URL).
+        options: Our options from the query, as strings.
+    """
+
+    url: str
+    scheme: str
+    target: str
+    options: dict[str, str] = field(default_factory=dict)
+
+
+def parse_url(url: str, known: frozenset[str] | set[str], *, passthrough: bool = False) -> ParsedUrl:
+    """Split ``url`` into scheme, target and the options named in ``known``.
+
+    Args:
+        url: ``scheme`` or ``scheme:target[?k=v&...]``.
+        known: Option names this source/sink understands.
+        passthrough: Leave unknown ``k=v`` pairs on the target (serial ports
+            hand them to pyserial) instead of rejecting them.
+
+    Raises:
+        InputDataError: Empty URL, or an option this scheme does not know.
+    """
+    text = url.strip()
+    if not text:
+        raise InputDataError("empty source/sink URL", "give one like camera:0, video:clip.mp4, jsonl:out.jsonl")
+    scheme, _, rest = text.partition(":")
+    scheme = scheme.lower()
+    if "?" not in rest:
+        return ParsedUrl(text, scheme, rest, {})
+    base, _, query = rest.rpartition("?")
+    # A pyserial URL keeps its own '?': split only the last query, where ours live.
+    ours: dict[str, str] = {}
+    theirs: list[str] = []
+    for pair in filter(None, query.split("&")):
+        key, sep, value = pair.partition("=")
+        if key in known:
+            ours[key] = unquote(value) if sep else "1"
+        elif passthrough:
+            theirs.append(pair)
+        else:
+            allowed = ", ".join(sorted(known)) or "none"
+            raise InputDataError(f"{scheme}: unknown option {key!r} in {url!r}", f"options for {scheme}: {allowed}")
+    target = base + ("?" + "&".join(theirs) if theirs else "")
+    return ParsedUrl(text, scheme, target, ours)
+
+
+def int_option(parsed: ParsedUrl, name: str, default: int | None, minimum: int | None = None) -> int | None:
+    """An integer option, or ``default`` when absent (InputDataError when malformed)."""
+    if name not in parsed.options:
+        return default
+    raw = parsed.options[name]
+    try:
+        value = int(raw)
+    except ValueError:
+        raise InputDataError(f"{parsed.scheme}: option {name}={raw!r} is not an integer") from None
+    if minimum is not None and value < minimum:
+        raise InputDataError(f"{parsed.scheme}: option {name}={value} must be at least {minimum}")
+    return value
+
+
+def float_option(parsed: ParsedUrl, name: str, default: float | None, minimum: float | None = None) -> float | None:
+    """A float option, or ``default`` when absent (InputDataError when malformed)."""
+    if name not in parsed.options:
+        return default
+    raw = parsed.options[name]
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InputDataError(f"{parsed.scheme}: option {name}={raw!r} is not a number") from None
+    if minimum is not None and value < minimum:
+        raise InputDataError(f"{parsed.scheme}: option {name}={value} must be at least {minimum}")
+    return value
+
+
+def choice_option(parsed: ParsedUrl, name: str, default: str, choices: tuple[str, ...]) -> str:
+    """A string option restricted to ``choices``."""
+    value = parsed.options.get(name, default).lower()
+    if value not in choices:
+        raise InputDataError(f"{parsed.scheme}: option {name}={value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def bool_option(parsed: ParsedUrl, name: str, default: bool) -> bool:
+    """A yes/no option (``1/0``, ``true/false``, ``yes/no``)."""
+    if name not in parsed.options:
+        return default
+    raw = parsed.options[name].lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise InputDataError(f"{parsed.scheme}: option {name}={raw!r} is not yes/no")

@@ -1,0 +1,495 @@
+/* SMP dispatch and handlers of the edgert reference device. */
+#include "edgert_device.h"
+
+#include <string.h>
+
+#include "cbor.h"
+#include "edgert_hal.h"
+#include "edgert_protocol.h"
+#include "model_store.h"
+#include "smp_serial.h"
+
+#define SMP_HEADER_SIZE 8u
+#define SMP_VERSION_2 1u
+
+/*
+ * A handler returns 0 after writing its response map, or an error:
+ * ERR_SMP(rc) for an SMP-level {"rc": rc}, ERR_GROUP(rc) for {"err": {"group": <this group>, "rc": rc}}.
+ */
+#define ERR_SMP(rc) (-(rc))
+#define ERR_GROUP(rc) (rc)
+
+typedef struct {
+    uint8_t op;
+    uint8_t version;
+    uint16_t group;
+    uint8_t seq;
+    uint8_t id;
+    const uint8_t *payload;
+    size_t payload_len;
+} smp_request;
+
+typedef int (*smp_handler)(const smp_request *req, cbor_writer *w);
+
+static edgert_device_config g_config;
+static int g_reset_requested;
+
+static smp_rx g_rx;
+static uint8_t g_rsp[SMP_PACKET_MAX];
+
+/* Parse the request payload into fields: malformed CBOR and wrong types are both EINVAL. */
+static int parse(const smp_request *req, cbor_field *fields, size_t count)
+{
+    return cbor_parse_map(req->payload, req->payload_len, fields, count) == CBOR_PARSE_OK ? 0 : -1;
+}
+
+static int text_equals(const cbor_field *field, const char *text)
+{
+    size_t n = strlen(text);
+    return field->present && field->bytes_len == n && memcmp(field->bytes, text, n) == 0;
+}
+
+/* ---- OS group ---------------------------------------------------------------------------- */
+
+static int os_echo(const smp_request *req, cbor_writer *w)
+{
+    cbor_field f[] = {{"d", CBOR_FIELD_TSTR, 0, 0, NULL, 0}};
+
+    if (parse(req, f, 1) != 0 || !f[0].present) {
+        return ERR_SMP(MGMT_ERR_EINVAL);
+    }
+    cbor_put_map(w, 1);
+    cbor_put_tstr(w, "r");
+    cbor_put_tstrn(w, (const char *)f[0].bytes, f[0].bytes_len);
+    return 0;
+}
+
+static int os_reset(const smp_request *req, cbor_writer *w)
+{
+    (void)req;
+    g_reset_requested = 1; /* after the response is sent, like Zephyr's delayed reset */
+    cbor_put_map(w, 0);
+    return 0;
+}
+
+static int os_params(const smp_request *req, cbor_writer *w)
+{
+    (void)req;
+    cbor_put_map(w, 2);
+    cbor_put_tstr(w, "buf_size");
+    cbor_put_uint(w, SMP_SERIAL_BUF_SIZE);
+    cbor_put_tstr(w, "buf_count");
+    cbor_put_uint(w, 1);
+    return 0;
+}
+
+/* ---- File group ---------------------------------------------------------------------------- */
+
+/* The files this device exposes, as slot + size. 0 when present, else an FS error. */
+static int lookup_file(const cbor_field *name, uint8_t *slot, uint32_t *size)
+{
+    const store_model *m = NULL;
+
+    if (text_equals(name, EDGERT_STAGED_NAME)) {
+        if (!store_stage_is_open()) {
+            return ERR_GROUP(FS_ERR_FILE_NOT_FOUND);
+        }
+        *slot = store_stage_slot();
+        *size = store_stage_held();
+        return 0;
+    }
+    if (text_equals(name, EDGERT_ACTIVE_NAME)) {
+        m = store_active();
+    } else if (text_equals(name, EDGERT_PREVIOUS_NAME)) {
+        m = store_previous();
+    } else {
+        return ERR_GROUP(FS_ERR_FILE_INVALID_NAME);
+    }
+    if (!m->valid) {
+        return ERR_GROUP(FS_ERR_FILE_NOT_FOUND);
+    }
+    *slot = m->slot;
+    *size = m->size;
+    return 0;
+}
+
+static int file_upload(const smp_request *req, cbor_writer *w)
+{
+    cbor_field f[] = {
+        {"off", CBOR_FIELD_UINT, 0, 0, NULL, 0},
+        {"data", CBOR_FIELD_BSTR, 0, 0, NULL, 0},
+        {"name", CBOR_FIELD_TSTR, 0, 0, NULL, 0},
+        {"len", CBOR_FIELD_UINT, 0, 0, NULL, 0},
+    };
+    uint64_t off;
+    size_t data_len;
+
+    if (parse(req, f, 4) != 0 || !f[0].present || !f[1].present || !f[2].present) {
+        return ERR_SMP(MGMT_ERR_EINVAL);
+    }
+    if (text_equals(&f[2], EDGERT_ACTIVE_NAME) || text_equals(&f[2], EDGERT_PREVIOUS_NAME)) {
+        return ERR_GROUP(FS_ERR_READ_ONLY_FILESYSTEM);
+    }
+    if (!text_equals(&f[2], EDGERT_STAGED_NAME)) {
+        return ERR_GROUP(FS_ERR_FILE_INVALID_NAME);
+    }
+    off = f[0].uint_value;
+    data_len = f[1].bytes_len;
+    if (off == 0) {
+        /* Offset 0 always starts a new upload (Zephyr fs_mgmt semantics); it must say how long the file is. */
+        int rc;
+        if (!f[3].present) {
+            return ERR_SMP(MGMT_ERR_EINVAL);
+        }
+        if (f[3].uint_value > store_slot_size()) {
+            return ERR_SMP(MGMT_ERR_ENOMEM); /* PROTOCOL.md: a file that cannot fit the slot */
+        }
+        rc = store_stage_begin((uint32_t)f[3].uint_value);
+        if (rc != STORE_OK) {
+            return ERR_GROUP(FS_ERR_FILE_WRITE_FAILED);
+        }
+    } else if (!store_stage_is_open() || off != store_stage_held()) {
+        /* Not where we are: tell the host what we hold so it re-syncs (resume after a disconnect). */
+        cbor_put_map(w, 1);
+        cbor_put_tstr(w, "off");
+        cbor_put_uint(w, store_stage_is_open() ? store_stage_held() : 0);
+        return 0;
+    }
+    if (data_len > store_stage_declared() - store_stage_held()) {
+        return ERR_SMP(MGMT_ERR_EINVAL); /* data beyond the announced len */
+    }
+    if (store_stage_write(store_stage_held(), f[1].bytes, (uint32_t)data_len) != STORE_OK) {
+        return ERR_GROUP(FS_ERR_FILE_WRITE_FAILED);
+    }
+    cbor_put_map(w, 1);
+    cbor_put_tstr(w, "off");
+    cbor_put_uint(w, store_stage_held());
+    return 0;
+}
+
+static int file_status(const smp_request *req, cbor_writer *w)
+{
+    cbor_field f[] = {{"name", CBOR_FIELD_TSTR, 0, 0, NULL, 0}};
+    uint8_t slot;
+    uint32_t size;
+    int rc;
+
+    if (parse(req, f, 1) != 0 || !f[0].present) {
+        return ERR_SMP(MGMT_ERR_EINVAL);
+    }
+    if (text_equals(&f[0], EDGERT_STAGED_NAME) && !store_stage_is_open()) {
+        /* PROTOCOL.md: no upload in progress reads as an empty staged file, so a host simply starts at 0. */
+        cbor_put_map(w, 1);
+        cbor_put_tstr(w, "len");
+        cbor_put_uint(w, 0);
+        return 0;
+    }
+    rc = lookup_file(&f[0], &slot, &size);
+    if (rc != 0) {
+        return rc;
+    }
+    cbor_put_map(w, 1);
+    cbor_put_tstr(w, "len");
+    cbor_put_uint(w, size);
+    return 0;
+}
+
+static int file_hash(const smp_request *req, cbor_writer *w)
+{
+    cbor_field f[] = {
+        {"name", CBOR_FIELD_TSTR, 0, 0, NULL, 0},
+        {"type", CBOR_FIELD_TSTR, 0, 0, NULL, 0},
+        {"off", CBOR_FIELD_UINT, 0, 0, NULL, 0},
+        {"len", CBOR_FIELD_UINT, 0, 0, NULL, 0},
+    };
+    uint8_t slot;
+    uint32_t size;
+    uint32_t off;
+    uint32_t len;
+    int use_crc;
+    int rc;
+
+    if (parse(req, f, 4) != 0 || !f[0].present) {
+        return ERR_SMP(MGMT_ERR_EINVAL);
+    }
+    if (!f[1].present || text_equals(&f[1], "sha256")) {
+        use_crc = 0; /* sha256 is this device's default: models are verified with it */
+    } else if (text_equals(&f[1], "crc32")) {
+        use_crc = 1;
+    } else {
+        return ERR_GROUP(FS_ERR_CHECKSUM_HASH_NOT_FOUND);
+    }
+    rc = lookup_file(&f[0], &slot, &size);
+    if (rc != 0) {
+        return rc;
+    }
+    if (f[2].uint_value > size) {
+        return ERR_GROUP(FS_ERR_FILE_OFFSET_LARGER_THAN_FILE);
+    }
+    off = (uint32_t)f[2].uint_value;
+    len = size - off;
+    if (f[3].present && f[3].uint_value < len) {
+        len = (uint32_t)f[3].uint_value;
+    }
+    if (len == 0) {
+        return ERR_GROUP(FS_ERR_FILE_EMPTY);
+    }
+    cbor_put_map(w, 4);
+    cbor_put_tstr(w, "type");
+    cbor_put_tstr(w, use_crc ? "crc32" : "sha256");
+    cbor_put_tstr(w, "off");
+    cbor_put_uint(w, off);
+    cbor_put_tstr(w, "len");
+    cbor_put_uint(w, len);
+    cbor_put_tstr(w, "output");
+    if (use_crc) {
+        uint32_t crc;
+        if (store_crc32(slot, off, len, &crc) != 0) {
+            return ERR_GROUP(FS_ERR_FILE_READ_FAILED);
+        }
+        cbor_put_uint(w, crc);
+    } else {
+        uint8_t digest[SHA256_DIGEST_SIZE];
+        if (store_sha256(slot, off, len, digest) != 0) {
+            return ERR_GROUP(FS_ERR_FILE_READ_FAILED);
+        }
+        cbor_put_bstr(w, digest, sizeof(digest));
+    }
+    return 0;
+}
+
+/* ---- edgert group ---------------------------------------------------------------------------- */
+
+static void put_model(cbor_writer *w, const store_model *m)
+{
+    if (!m->valid) {
+        cbor_put_null(w);
+        return;
+    }
+    cbor_put_map(w, 3);
+    cbor_put_tstr(w, "name");
+    cbor_put_tstrn(w, m->name, m->name_len);
+    cbor_put_tstr(w, "size");
+    cbor_put_uint(w, m->size);
+    cbor_put_tstr(w, "sha");
+    cbor_put_bstr(w, m->sha, SHA256_DIGEST_SIZE);
+}
+
+static int edgert_info(const smp_request *req, cbor_writer *w)
+{
+    if (parse(req, NULL, 0) != 0) {
+        return ERR_SMP(MGMT_ERR_EINVAL);
+    }
+    cbor_put_map(w, 7);
+    cbor_put_tstr(w, "active");
+    put_model(w, store_active());
+    cbor_put_tstr(w, "previous");
+    put_model(w, store_previous());
+    cbor_put_tstr(w, "slot_size");
+    cbor_put_uint(w, store_slot_size());
+    cbor_put_tstr(w, "ram");
+    cbor_put_uint(w, g_config.ram_bytes);
+    cbor_put_tstr(w, "target");
+    cbor_put_tstr(w, g_config.target);
+    cbor_put_tstr(w, "invoke");
+    cbor_put_bool(w, 0);
+    cbor_put_tstr(w, "sign");
+    cbor_put_bool(w, 0);
+    return 0;
+}
+
+static void put_active(cbor_writer *w)
+{
+    cbor_put_map(w, 1);
+    cbor_put_tstr(w, "active");
+    put_model(w, store_active());
+}
+
+static int edgert_activate(const smp_request *req, cbor_writer *w)
+{
+    cbor_field f[] = {
+        {"name", CBOR_FIELD_TSTR, 0, 0, NULL, 0},
+        {"sha", CBOR_FIELD_BSTR, 0, 0, NULL, 0},
+    };
+    int rc;
+
+    if (parse(req, f, 2) != 0 || !f[0].present || !f[1].present || f[1].bytes_len != SHA256_DIGEST_SIZE ||
+        f[0].bytes_len > STORE_NAME_MAX) {
+        return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
+    }
+    /* "name" says what to activate: this device stages models only as a file ("img:N" needs the Image group). */
+    if (f[0].bytes_len >= 4 && memcmp(f[0].bytes, "img:", 4) == 0) {
+        return ERR_GROUP(EDGERT_ERR_NOT_SUPPORTED);
+    }
+    if (!text_equals(&f[0], EDGERT_STAGED_NAME)) {
+        return ERR_GROUP(EDGERT_ERR_NO_MODEL);
+    }
+    rc = store_activate((const char *)f[0].bytes, f[0].bytes_len, f[1].bytes);
+    if (rc != EDGERT_OK) {
+        return ERR_GROUP(rc);
+    }
+    put_active(w);
+    return 0;
+}
+
+static int edgert_rollback(const smp_request *req, cbor_writer *w)
+{
+    int rc;
+
+    if (parse(req, NULL, 0) != 0) {
+        return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
+    }
+    rc = store_rollback();
+    if (rc != EDGERT_OK) {
+        return ERR_GROUP(rc);
+    }
+    put_active(w);
+    return 0;
+}
+
+static int edgert_invoke(const smp_request *req, cbor_writer *w)
+{
+    (void)req;
+    (void)w;
+    return ERR_GROUP(EDGERT_ERR_NOT_SUPPORTED); /* no interpreter here: INFO says "invoke": false */
+}
+
+/* ---- dispatch ---------------------------------------------------------------------------- */
+
+typedef struct {
+    uint16_t group;
+    uint8_t id;
+    uint8_t op;
+    smp_handler handler;
+} route;
+
+static const route g_routes[] = {
+    {SMP_GROUP_OS, OS_ECHO, SMP_OP_WRITE, os_echo},
+    {SMP_GROUP_OS, OS_RESET, SMP_OP_WRITE, os_reset},
+    {SMP_GROUP_OS, OS_MCUMGR_PARAMS, SMP_OP_READ, os_params},
+    {SMP_GROUP_FILE, FILE_UPLOAD, SMP_OP_WRITE, file_upload},
+    {SMP_GROUP_FILE, FILE_STATUS, SMP_OP_READ, file_status},
+    {SMP_GROUP_FILE, FILE_HASH, SMP_OP_READ, file_hash},
+    {SMP_GROUP_EDGERT, EDGERT_INFO, SMP_OP_READ, edgert_info},
+    {SMP_GROUP_EDGERT, EDGERT_ACTIVATE, SMP_OP_WRITE, edgert_activate},
+    {SMP_GROUP_EDGERT, EDGERT_ROLLBACK, SMP_OP_WRITE, edgert_rollback},
+    {SMP_GROUP_EDGERT, EDGERT_INVOKE, SMP_OP_WRITE, edgert_invoke},
+};
+
+static void put_error(cbor_writer *w, const smp_request *req, int err)
+{
+    if (err < 0 || req->version < SMP_VERSION_2) {
+        /* SMP-level errors, and every error of an SMP v1 request, are a bare "rc". */
+        cbor_put_map(w, 1);
+        cbor_put_tstr(w, "rc");
+        cbor_put_uint(w, (uint64_t)(err < 0 ? -err : err));
+        return;
+    }
+    cbor_put_map(w, 1);
+    cbor_put_tstr(w, "err");
+    cbor_put_map(w, 2);
+    cbor_put_tstr(w, "group");
+    cbor_put_uint(w, req->group);
+    cbor_put_tstr(w, "rc");
+    cbor_put_uint(w, (uint64_t)err);
+}
+
+int edgert_device_init(const edgert_device_config *config)
+{
+    g_config = *config;
+    if (g_config.target == NULL) {
+        g_config.target = "c-reference";
+    }
+    g_reset_requested = 0;
+    smp_rx_init(&g_rx);
+    return store_init(config->slot_size) == STORE_OK ? 0 : -1;
+}
+
+size_t edgert_device_handle(const uint8_t *req_buf, size_t req_len, uint8_t *rsp, size_t rsp_cap)
+{
+    smp_request req;
+    cbor_writer w;
+    smp_handler handler = NULL;
+    int err;
+    size_t i;
+    size_t payload;
+
+    if (req_len < SMP_HEADER_SIZE || rsp_cap < SMP_HEADER_SIZE) {
+        return 0;
+    }
+    req.op = (uint8_t)(req_buf[0] & 0x07);
+    req.version = (uint8_t)((req_buf[0] >> 3) & 0x03);
+    req.group = (uint16_t)(((uint16_t)req_buf[4] << 8) | req_buf[5]);
+    req.seq = req_buf[6];
+    req.id = req_buf[7];
+    req.payload = req_buf + SMP_HEADER_SIZE;
+    req.payload_len = req_len - SMP_HEADER_SIZE;
+    if (req.op != SMP_OP_READ && req.op != SMP_OP_WRITE) {
+        return 0; /* responses (or nonsense) from the other side are not answered */
+    }
+    cbor_writer_init(&w, rsp + SMP_HEADER_SIZE, rsp_cap - SMP_HEADER_SIZE);
+    if (req.version > SMP_VERSION_2) {
+        err = ERR_SMP(MGMT_ERR_UNSUPPORTED_TOO_NEW);
+    } else if ((((size_t)req_buf[2] << 8) | req_buf[3]) != req.payload_len) {
+        err = ERR_SMP(MGMT_ERR_EINVAL); /* header length disagrees with the frame */
+    } else {
+        for (i = 0; i < sizeof(g_routes) / sizeof(g_routes[0]); i++) {
+            if (g_routes[i].group == req.group && g_routes[i].id == req.id) {
+                if (g_routes[i].op == req.op) {
+                    handler = g_routes[i].handler;
+                }
+            }
+        }
+        err = handler ? handler(&req, &w) : ERR_SMP(MGMT_ERR_ENOTSUP);
+    }
+    if (err == 0 && w.overflow) {
+        err = ERR_SMP(MGMT_ERR_ENOMEM); /* the response does not fit the transport buffer */
+    }
+    if (err != 0) {
+        cbor_writer_init(&w, rsp + SMP_HEADER_SIZE, rsp_cap - SMP_HEADER_SIZE);
+        put_error(&w, &req, err);
+    }
+    payload = w.pos;
+    rsp[0] = (uint8_t)(((req.version > SMP_VERSION_2 ? SMP_VERSION_2 : req.version) << 3) | (req.op + 1u));
+    rsp[1] = 0;
+    rsp[2] = (uint8_t)(payload >> 8);
+    rsp[3] = (uint8_t)payload;
+    rsp[4] = (uint8_t)(req.group >> 8);
+    rsp[5] = (uint8_t)req.group;
+    rsp[6] = req.seq;
+    rsp[7] = req.id;
+    return SMP_HEADER_SIZE + payload;
+}
+
+int edgert_device_run(void)
+{
+    static uint8_t chunk[256];
+
+    for (;;) {
+        int n = hal_serial_read(chunk, sizeof(chunk), 100);
+        uint32_t now = hal_time_ms();
+        int i;
+
+        if (n < 0) {
+            return 0;
+        }
+        smp_rx_tick(&g_rx, now);
+        for (i = 0; i < n; i++) {
+            const uint8_t *packet;
+            size_t packet_len;
+            size_t rsp_len;
+
+            if (!smp_rx_feed(&g_rx, chunk[i], now, &packet, &packet_len)) {
+                continue;
+            }
+            rsp_len = edgert_device_handle(packet, packet_len, g_rsp, sizeof(g_rsp));
+            if (rsp_len > 0) {
+                (void)smp_tx_packet(g_rsp, rsp_len);
+            }
+            if (g_reset_requested) {
+                /* A reset drops RAM state (an open upload) and re-reads the records, as a reboot would. */
+                (void)edgert_device_init(&g_config);
+            }
+        }
+    }
+}

@@ -1,0 +1,706 @@
+"""An emulated Zephyr board on a real pseudo-terminal, speaking SMP serial.
+
+The simulator owns the master side of a pty; hosts open the slave (through a
+stable symlink, :attr:`Simulator.port`) with pyserial like any
+``/dev/ttyACM0``. Bytes are paced at the configured line rate in both
+directions (a token bucket per direction, full duplex), so throughput and
+timeouts behave like a real UART. Handlers implement the OS, Image and File
+groups and the edgert group (PROTOCOL.md) on a file-backed flash
+(:mod:`firmware_tools.sim.store`); INVOKE runs the real TFLite Micro
+interpreter (``edgert.runtime.micro.run_micro``) under the profile's RAM.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import logging
+import os
+import pty
+import select
+import tempfile
+import threading
+import time
+import tty
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgert.errors import EdgertError
+from firmware_tools.errors import SignatureError
+from firmware_tools.framing import FrameDecoder, encode_frame
+from firmware_tools.protocol import (
+    ERR_BAD_INPUT,
+    ERR_HASH_MISMATCH,
+    ERR_INVOKE_FAILED,
+    ERR_NO_MODEL,
+    ERR_NO_PREVIOUS,
+    ERR_NOT_SUPPORTED,
+    ERR_SIGNATURE_INVALID,
+    ERR_TOO_LARGE,
+    GROUP_EDGERT,
+    GROUP_FILE,
+    GROUP_IMAGE,
+    GROUP_OS,
+    IMAGE_STAGED_NAME,
+    STAGED_NAME,
+    make_packet,
+    parse_packet,
+)
+from firmware_tools.sim.store import RECORD_AREA, Entry, FlashStore, PowerLoss
+
+__all__ = ["Faults", "Simulator", "DEFAULT_BUF_SIZE", "DEFAULT_BUF_COUNT", "IMAGE_OVERHEAD"]
+
+log = logging.getLogger("edgert.firmware.sim")
+
+#: The simulated CONFIG_MCUMGR_TRANSPORT_NETBUF_SIZE / _COUNT.
+DEFAULT_BUF_SIZE = 2048
+DEFAULT_BUF_COUNT = 4
+#: Room for the MCUboot header and TLVs in an image slot on top of a model slot.
+IMAGE_OVERHEAD = 4096
+#: Most bytes a direction may move at once after being idle (a UART FIFO plus scheduler slack), in seconds of line time.
+_BURST_SECONDS = 0.01
+_BOOT_BANNER = b"*** Booting Zephyr OS build v3.7.0 ***\r\n[00:00:00.000,000] <inf> edgert_sim: SMP server ready\r\n"
+_MGMT_ENOMEM, _MGMT_EINVAL, _MGMT_ENOENT, _MGMT_ENOTSUP = 2, 3, 5, 8
+
+
+@dataclass
+class Faults:
+    """Fault injection plan (PROTOCOL.md section 7). Byte positions count received bytes from 0."""
+
+    flip: list[int] = field(default_factory=list)
+    drop: list[tuple[int, int]] = field(default_factory=list)
+    dup: list[tuple[int, int]] = field(default_factory=list)
+    drop_frame: set[int] = field(default_factory=set)
+    dup_frame: set[int] = field(default_factory=set)
+    silent_at: int | None = None
+    disconnect_at: list[int] = field(default_factory=list)
+    powerloss_at: int | None = None
+    wrong_hash: bool = False
+    noise: bool = False
+
+    @classmethod
+    def parse(cls, specs: list[str] | tuple[str, ...]) -> "Faults":
+        """Build a plan from ``--fault`` strings (``flip@N``, ``drop@N:L``, ``powerloss@N``, ``wrong-hash``...).
+
+        Raises:
+            InputDataError: A spec that is not understood.
+        """
+        from edgert.errors import InputDataError
+
+        f = cls()
+        for spec in specs:
+            kind, _, arg = spec.partition("@")
+            try:
+                n, _, length = arg.partition(":")
+                if kind == "flip":
+                    f.flip.append(int(n))
+                elif kind in ("drop", "dup"):
+                    getattr(f, kind).append((int(n), int(length or 1)))
+                elif kind == "drop-frame":
+                    f.drop_frame.add(int(n))
+                elif kind == "dup-frame":
+                    f.dup_frame.add(int(n))
+                elif kind == "silent":
+                    f.silent_at = int(n or 0)
+                elif kind == "disconnect":
+                    f.disconnect_at.append(int(n))
+                elif kind == "powerloss":
+                    f.powerloss_at = int(n)
+                elif kind == "wrong-hash":
+                    f.wrong_hash = True
+                elif kind == "noise":
+                    f.noise = True
+                else:
+                    raise ValueError(kind)
+            except ValueError:
+                raise InputDataError(f"unknown fault {spec!r}",
+                                     "use flip@N, drop@N:L, dup@N:L, drop-frame@K, dup-frame@K, silent@N, "
+                                     "disconnect@N, powerloss@N, wrong-hash or noise") from None
+        return f
+
+
+@dataclass
+class _Upload:
+    held: int = 0
+    total: int = 0
+
+
+class Simulator:
+    """A board on a pty: ``with Simulator("cortex-m4-256k") as sim: flash_model(sim.port, ...)``.
+
+    Args:
+        target: Target profile name or path (``edgert.targets.load_target``): sizes flash and RAM.
+        flash_path: Flash file (kept across runs, like a board's flash); a temporary one when None.
+        baudrate: Emulated line rate (bits/s, 10 bits per byte); None or 0 = unpaced.
+        faults: Fault injection plan.
+        require_signature: Accept only MCUboot images signed by one of ``trust_keys``.
+        trust_keys: Paths of PEM keys (public or private) the device trusts.
+        slot_size: Override the model slot size (bytes).
+        ram: Override the RAM available to the tensor arena (bytes).
+        buf_size: SMP buffer size reported by MCUmgr params.
+        buf_count: SMP buffers reported by MCUmgr params.
+    """
+
+    def __init__(self, target: str | Path = "cortex-m4-256k", *, flash_path: str | Path | None = None,
+                 baudrate: int | None = 115200, faults: Faults | None = None, require_signature: bool = False,
+                 trust_keys: tuple[str | Path, ...] | list = (), slot_size: int | None = None, ram: int | None = None,
+                 buf_size: int = DEFAULT_BUF_SIZE, buf_count: int = DEFAULT_BUF_COUNT) -> None:
+        from edgert.targets import load_target
+
+        self.target = load_target(target)
+        self.baudrate = baudrate or 0
+        self.faults = faults or Faults()
+        self.require_signature = require_signature
+        self.buf_size, self.buf_count = buf_size, buf_count
+        if require_signature and not trust_keys:
+            from edgert.errors import InputDataError
+
+            raise InputDataError("--require-signature needs at least one --trust-key", "pass the public key PEM the device trusts")
+        from firmware_tools.signing import load_key
+
+        self.trust_keys = [load_key(k) for k in trust_keys]
+        self.slot_size = slot_size or ((self.target.flash_bytes - 2 * RECORD_AREA) // 2) // RECORD_AREA * RECORD_AREA
+        self.ram = ram if ram is not None else self.target.ram_bytes - buf_size * buf_count
+        self._tmp = tempfile.mkdtemp(prefix="edgert-sim-")
+        self.flash_path = Path(flash_path) if flash_path else Path(self._tmp) / "flash.bin"
+        self.port = os.path.join(self._tmp, "tty")
+        self.stats = {"rx_bytes": 0, "tx_bytes": 0, "frames": 0, "bad_frames": 0, "reboots": 0, "disconnects": 0,
+                      "invokes": 0}
+        self._store: FlashStore | None = None
+        self._master = self._slave = -1
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._boot()
+
+    # -- lifecycle --------------------------------------------------------------------
+    def _boot(self) -> None:
+        """Power on: read flash, forget RAM state."""
+        if self._store is not None:
+            self._store.close()
+        self._store = FlashStore(self.flash_path, self.slot_size, self.slot_size + IMAGE_OVERHEAD,
+                                 powerloss_at=self.faults.powerloss_at)
+        if self._store.fresh:
+            self._factory_image()
+        self.faults.powerloss_at = self._store.powerloss_at
+        self._staged: _Upload | None = None
+        self._staged_slot = 0
+        self._reboot_pending = False
+        self._img_upload: _Upload | None = None
+        self._decoder = FrameDecoder()
+        self._model_cache: tuple[bytes, bytes, Any] | None = None
+        rec = self._store.record
+        # A record naming a slot whose bytes do not hash to it cannot happen with the write order used;
+        # checking anyway means a simulated flash that was tampered with never runs a wrong model.
+        self._active_ok = rec.active is None or self._store.entry_ok(rec.active)
+
+    def _factory_image(self) -> None:
+        """A fresh board ships with a (tiny, unsigned) firmware image in image slot 0, like any MCUboot device."""
+        from firmware_tools.signing import IMAGE_MAGIC
+        import struct
+
+        payload = b"edgert simulated firmware " + self.target.name.encode()
+        header = struct.pack("<IIHHIIBBHI", IMAGE_MAGIC, 0, 32, 0, len(payload), 0, 1, 0, 0, 0).ljust(32, b"\0")
+        digest = hashlib.sha256(header + payload).digest()
+        tlv = struct.pack("<HH", 0x6907, 4 + 4 + 32) + struct.pack("<BBH", 0x10, 0, 32) + digest
+        powerloss, self._store.powerloss_at = self._store.powerloss_at, None
+        self._store.write(self._store.image_offsets[0], header + payload + tlv)
+        self._store.steps, self._store.powerloss_at = 0, powerloss
+
+    def _open_pty(self) -> None:
+        self._master, self._slave = pty.openpty()
+        # Raw mode on our own slave handle too: until a host opens the port the line discipline must not echo/cook.
+        tty.setraw(self._slave)
+        os.set_blocking(self._master, False)
+        tmp = self.port + ".new"
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        os.symlink(os.ttyname(self._slave), tmp)
+        os.replace(tmp, self.port)  # atomic: a host reopening the path never sees it missing
+
+    def _close_pty(self) -> None:
+        for fd in (self._master, self._slave):
+            if fd >= 0:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+        self._master = self._slave = -1
+
+    @property
+    def pts(self) -> str:
+        """The current pseudo-terminal device the :attr:`port` symlink points to."""
+        return os.path.realpath(self.port)
+
+    @property
+    def store(self) -> FlashStore:
+        """The flash."""
+        assert self._store is not None
+        return self._store
+
+    def start(self) -> "Simulator":
+        """Open the pty and serve it in a background thread."""
+        self._open_pty()
+        self._tx = bytearray(_BOOT_BANNER if self.faults.noise else b"")
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._serve, name="edgert-sim", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and release the pty and the flash file."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+        self._close_pty()
+        if self._store is not None:
+            self._store.close()
+        for p in (self.port,):
+            if os.path.lexists(p):
+                os.unlink(p)
+
+    def __enter__(self) -> "Simulator":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def info(self) -> dict[str, Any]:
+        """The INFO reply's content (also used by the CLI's ``--json``)."""
+        rec = self.store.record
+        active = rec.active if self._active_ok else None
+        return {
+            "active": active.summary() if active else None,
+            "previous": rec.previous.summary() if rec.previous else None,
+            "slot_size": self.slot_size,
+            "ram": self.ram,
+            "target": self.target.name,
+            "invoke": True,
+            "sign": self.require_signature,
+        }
+
+    # -- the line ---------------------------------------------------------------------
+    def _serve(self) -> None:
+        rate = self.baudrate / 10.0
+        burst = max(64.0, rate * _BURST_SECONDS)
+        rx_tokens = tx_tokens = burst
+        last = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if rate:
+                rx_tokens = min(burst, rx_tokens + (now - last) * rate)
+                tx_tokens = min(burst, tx_tokens + (now - last) * rate)
+            last = now
+            if self._tx and (not rate or tx_tokens >= 1):
+                n = len(self._tx) if not rate else min(len(self._tx), int(tx_tokens))
+                try:
+                    written = os.write(self._master, bytes(self._tx[:n]))
+                except BlockingIOError:
+                    written = 0
+                except OSError:
+                    written = n  # nobody reads the port: the bytes are lost, as on a real UART
+                del self._tx[:written]
+                self.stats["tx_bytes"] += written
+                tx_tokens -= written
+            want = 65536 if not rate else int(rx_tokens)
+            if want >= 1:
+                timeout = 0.05 if not self._tx else (0.001 if rate else 0.0)
+                try:
+                    ready, _, _ = select.select([self._master], [], [], timeout)
+                except (OSError, ValueError):
+                    ready = []
+                if ready:
+                    try:
+                        data = os.read(self._master, want)
+                    except BlockingIOError:
+                        data = b""
+                    except OSError as e:
+                        if e.errno != errno.EIO:
+                            raise
+                        data = b""
+                    if data:
+                        rx_tokens -= len(data)
+                        self._receive(data)
+            else:
+                time.sleep(max(0.0002, (1 - rx_tokens) / rate))
+
+    def _receive(self, data: bytes) -> None:
+        f = self.faults
+        start = self.stats["rx_bytes"]
+        end = start + len(data)
+        self.stats["rx_bytes"] = end
+        cut = next((n for n in f.disconnect_at if start <= n < end), None)
+        if cut is not None:
+            data = data[: cut - start]
+        data = self._byte_faults(data, start)
+        if f.silent_at is not None and end > f.silent_at:
+            data = data[: max(0, f.silent_at - start)]
+        for packet in self._decoder.feed(data):
+            index = self.stats["frames"]
+            self.stats["frames"] += 1
+            if index in f.drop_frame:
+                continue
+            for _ in range(2 if index in f.dup_frame else 1):
+                self._dispatch(packet)
+        self.stats["bad_frames"] = self._decoder.errors
+        if cut is not None:
+            f.disconnect_at.remove(cut)
+            self._disconnect()
+
+    def _byte_faults(self, data: bytes, start: int) -> bytes:
+        f = self.faults
+        if not (f.flip or f.drop or f.dup):
+            return data
+        out = bytearray()
+        for i, b in enumerate(data):
+            pos = start + i
+            if pos in f.flip:
+                b ^= 0x01
+            if any(n <= pos < n + length for n, length in f.drop):
+                continue
+            out.append(b)
+            for n, length in f.dup:
+                if pos == n + length - 1:
+                    out += data[max(0, n - start): i + 1]
+        return bytes(out)
+
+    def _disconnect(self) -> None:
+        """Hang up like a USB CDC device re-enumerating: the host's port fails, the path comes back."""
+        log.info("sim: disconnect at byte %d", self.stats["rx_bytes"])
+        self.stats["disconnects"] += 1
+        self._close_pty()
+        self._tx = bytearray()
+        self._decoder.reset()
+        time.sleep(0.05)
+        self._open_pty()
+
+    def _dispatch(self, packet: bytes) -> None:
+        if self.faults.silent_at is not None and self.stats["rx_bytes"] > self.faults.silent_at:
+            return
+        try:
+            head, body = parse_packet(packet)
+        except EdgertError:
+            self.stats["bad_frames"] += 1
+            return
+        if head["op"] not in (0, 2) or len(packet) + 4 > self.buf_size:
+            return  # not a request / larger than the device's buffer: a real board drops it
+        try:
+            reply = self._handle(head, body)
+        except PowerLoss as e:
+            log.info("sim: %s; rebooting", e)
+            self.stats["reboots"] += 1
+            self._boot()
+            self._tx = bytearray(_BOOT_BANNER)  # what was queued died with the power
+            return
+        if reply is None:
+            return
+        out = make_packet(head["op"] + 1, head["group"], head["id"], head["seq"], reply, version=head["version"])
+        if self.faults.noise:
+            self._tx += f"[{time.monotonic():012.6f}] <dbg> smp: group {head['group']} id {head['id']}\r\n".encode()
+        self._tx += encode_frame(out)
+        if self._reboot_pending:
+            self._reboot_pending = False
+            try:
+                self._reboot()
+            except PowerLoss:
+                self.stats["reboots"] += 1
+                self._boot()
+
+    # -- handlers --------------------------------------------------------------------------
+    def _handle(self, head: dict, body: dict) -> dict | None:
+        group, cmd, write = head["group"], head["id"], head["op"] == 2
+        handler = {
+            (GROUP_OS, 0, True): self._os_echo,
+            (GROUP_OS, 5, True): self._os_reset,
+            (GROUP_OS, 6, False): self._os_params,
+            (GROUP_FILE, 0, True): self._file_upload,
+            (GROUP_FILE, 1, False): self._file_status,
+            (GROUP_FILE, 2, False): self._file_hash,
+            (GROUP_IMAGE, 0, False): self._image_state,
+            (GROUP_IMAGE, 0, True): self._image_state_write,
+            (GROUP_IMAGE, 1, True): self._image_upload,
+            (GROUP_IMAGE, 5, True): self._image_erase,
+            (GROUP_EDGERT, 0, False): lambda b: self.info(),
+            (GROUP_EDGERT, 1, True): self._activate,
+            (GROUP_EDGERT, 2, True): self._rollback,
+            (GROUP_EDGERT, 3, True): self._invoke,
+        }.get((group, cmd, write))
+        if handler is None:
+            return {"rc": _MGMT_ENOTSUP}
+        return handler(body)
+
+    @staticmethod
+    def _err(group: int, rc: int) -> dict:
+        return {"err": {"group": group, "rc": rc}}
+
+    # OS
+    def _os_echo(self, body: dict) -> dict:
+        return {"r": str(body.get("d", ""))}
+
+    def _os_reset(self, body: dict) -> dict:
+        # Zephyr answers first and resets after the reply is sent: _dispatch calls _reboot once it is queued.
+        self._reboot_pending = True
+        return {}
+
+    def _reboot(self) -> None:
+        """Reset: apply MCUboot's swap/revert rules to the image slots, then boot."""
+        state = self.store.image_state()
+        if state.get("pending"):
+            self._swap_images()
+            state = {"pending": False, "permanent": state.get("permanent", False),
+                     "confirmed": state.get("permanent", False), "swapped": not state.get("permanent", False)}
+            self.store.set_image_state(state)
+        elif state.get("swapped") and not state.get("confirmed"):
+            self._swap_images()  # the test image was not confirmed: MCUboot reverts
+            self.store.set_image_state({"pending": False, "permanent": False, "confirmed": True, "swapped": False})
+        self.stats["reboots"] += 1
+        self._boot()
+        self._tx += _BOOT_BANNER
+
+    def _os_params(self, body: dict) -> dict:
+        return {"buf_size": self.buf_size, "buf_count": self.buf_count}
+
+    # File
+    def _file_upload(self, body: dict) -> dict:
+        name, off, data = body.get("name"), body.get("off"), body.get("data")
+        if name != STAGED_NAME:
+            return self._err(GROUP_FILE, 2)  # FILE_INVALID_NAME: this board stores models only
+        if not isinstance(off, int) or not isinstance(data, bytes):
+            return {"rc": _MGMT_EINVAL}
+        if off == 0:
+            total = body.get("len")
+            if not isinstance(total, int):
+                return {"rc": _MGMT_EINVAL}
+            if total > self.slot_size:
+                return {"rc": _MGMT_ENOMEM}
+            rec = self.store.record
+            slot = 1 - rec.active.slot if rec.active else 0
+            if rec.previous is not None and rec.previous.slot == slot:
+                # The previous model is about to be overwritten: forget it durably first.
+                self.store.commit(rec.active, None)
+            self._staged = _Upload(0, total)
+            self._staged_slot = slot
+        staged = self._staged
+        if staged is None or off != staged.held:
+            return {"off": staged.held if staged else 0}
+        if staged.held + len(data) > staged.total:
+            return {"rc": _MGMT_EINVAL}
+        self.store.write(self.store.slot_offsets[self._staged_slot] + off, data)
+        staged.held += len(data)
+        return {"off": staged.held}
+
+    def _file_status(self, body: dict) -> dict:
+        if body.get("name") != STAGED_NAME:
+            return self._err(GROUP_FILE, 3)  # FILE_NOT_FOUND
+        return {"len": self._staged.held if self._staged else 0}
+
+    def _staged_bytes(self, off: int = 0, n: int | None = None) -> bytes:
+        held = self._staged.held if self._staged else 0
+        n = held - off if n is None else min(n, held - off)
+        return self.store.read(self.store.slot_offsets[self._staged_slot] + off, max(0, n)) if held else b""
+
+    def _file_hash(self, body: dict) -> dict:
+        if body.get("name") != STAGED_NAME or self._staged is None:
+            return self._err(GROUP_FILE, 3)
+        if body.get("type", "sha256") != "sha256":
+            return self._err(GROUP_FILE, 13)  # CHECKSUM_HASH_NOT_FOUND
+        off = int(body.get("off", 0) or 0)
+        data = self._staged_bytes(off, body.get("len"))
+        digest = hashlib.sha256(data).digest()
+        if self.faults.wrong_hash:
+            digest = bytes([digest[0] ^ 0xFF]) + digest[1:]
+        return {"type": "sha256", "off": off, "len": len(data), "output": digest}
+
+    # edgert group
+    def _activate(self, body: dict) -> dict:
+        name, sha = body.get("name"), body.get("sha")
+        if not isinstance(sha, bytes) or len(sha) != 32:
+            return self._err(GROUP_EDGERT, ERR_BAD_INPUT)
+        if name == IMAGE_STAGED_NAME:
+            return self._activate_image(sha)
+        if name != STAGED_NAME or self._staged is None:
+            return self._err(GROUP_EDGERT, ERR_NO_MODEL)
+        if self.require_signature:
+            return self._err(GROUP_EDGERT, ERR_SIGNATURE_INVALID)
+        data = self._staged_bytes()
+        if self._staged.held != self._staged.total or not self._hash_ok(data, sha):
+            return self._err(GROUP_EDGERT, ERR_HASH_MISMATCH)
+        entry = Entry(self._staged_slot, len(data), sha, os.path.basename(name))
+        return self._switch(entry)
+
+    def _hash_ok(self, data: bytes, sha: bytes) -> bool:
+        digest = hashlib.sha256(data).digest()
+        if self.faults.wrong_hash:
+            digest = bytes([digest[0] ^ 0xFF]) + digest[1:]
+        return digest == sha
+
+    def _switch(self, entry: Entry) -> dict:
+        rec = self.store.record
+        self.store.commit(entry, rec.active if self._active_ok else None)
+        self._staged = None
+        self._active_ok = True
+        self._model_cache = None
+        return {"active": entry.summary()}
+
+    def _activate_image(self, sha: bytes) -> dict:
+        from firmware_tools.signing import image_payload, verify_image
+
+        up = self._img_upload
+        if up is None or up.held != up.total:
+            return self._err(GROUP_EDGERT, ERR_NO_MODEL)
+        image = self.store.read(self.store.image_offsets[1], up.total)
+        try:
+            payload = verify_image(image, self.trust_keys) if self.require_signature else image_payload(image)
+        except SignatureError:
+            return self._err(GROUP_EDGERT, ERR_SIGNATURE_INVALID)
+        if len(payload) > self.slot_size:
+            return self._err(GROUP_EDGERT, ERR_TOO_LARGE)
+        if not self._hash_ok(payload, sha):
+            return self._err(GROUP_EDGERT, ERR_HASH_MISMATCH)
+        rec = self.store.record
+        slot = 1 - rec.active.slot if rec.active else 0
+        if rec.previous is not None and rec.previous.slot == slot:
+            self.store.commit(rec.active, None)
+        self.store.write(self.store.slot_offsets[slot], payload)
+        self._staged_slot = slot
+        return self._switch(Entry(slot, len(payload), sha, IMAGE_STAGED_NAME))
+
+    def _rollback(self, body: dict) -> dict:
+        rec = self.store.record
+        if rec.previous is None or not self.store.entry_ok(rec.previous):
+            return self._err(GROUP_EDGERT, ERR_NO_PREVIOUS)
+        self.store.commit(rec.previous, rec.active)
+        self._staged = None
+        self._model_cache = None
+        return {"active": rec.previous.summary()}
+
+    def _invoke(self, body: dict) -> dict:
+        import numpy as np
+
+        from edgert.model import read_model
+        from edgert.runtime.micro import run_micro
+
+        rec = self.store.record
+        if rec.active is None or not self._active_ok:
+            return self._err(GROUP_EDGERT, ERR_NO_MODEL)
+        if self._model_cache is None or self._model_cache[0] != rec.active.sha:
+            data = self.store.slot_data(rec.active.slot, rec.active.size)
+            try:
+                model = read_model(data)
+            except EdgertError:
+                return self._err(GROUP_EDGERT, ERR_INVOKE_FAILED)
+            self._model_cache = (rec.active.sha, data, model)
+        _, data, model = self._model_cache
+        raw = body.get("inputs")
+        if not isinstance(raw, list) or len(raw) != len(model.inputs):
+            return self._err(GROUP_EDGERT, ERR_BAD_INPUT)
+        arrays = []
+        for spec, b in zip(model.inputs, raw):
+            if not isinstance(b, bytes) or len(b) != spec.nbytes:
+                return self._err(GROUP_EDGERT, ERR_BAD_INPUT)
+            arrays.append(np.frombuffer(b, dtype=spec.dtype).reshape(spec.shape))
+        t0 = time.perf_counter()
+        try:
+            outputs = run_micro(data, arrays, arena_size=self.ram)
+        except EdgertError as e:
+            log.info("sim: INVOKE failed: %s", e)
+            return self._err(GROUP_EDGERT, ERR_INVOKE_FAILED)
+        self.stats["invokes"] += 1
+        return {"outputs": [np.ascontiguousarray(o).tobytes() for o in outputs], "us": int((time.perf_counter() - t0) * 1e6)}
+
+    # Image group
+    def _image_entries(self) -> list[dict]:
+        from firmware_tools.signing import image_hash
+
+        state = self.store.image_state()
+        out = []
+        for slot in (0, 1):
+            if slot == 1 and self._img_upload is not None and self._img_upload.held != self._img_upload.total:
+                continue
+            digest = image_hash(self.store.image_data(slot))
+            if digest is None:
+                continue
+            entry = {"slot": slot, "version": "0.0.0", "hash": digest, "bootable": True,
+                     "pending": slot == 1 and bool(state.get("pending")),
+                     "confirmed": slot == 0 and bool(state.get("confirmed", True)),
+                     "active": slot == 0,
+                     "permanent": slot == 1 and bool(state.get("permanent"))}
+            out.append(entry)
+        return out
+
+    def _image_state(self, body: dict) -> dict:
+        return {"images": self._image_entries(), "splitStatus": 0}
+
+    def _image_state_write(self, body: dict) -> dict:
+        digest, confirm = body.get("hash"), bool(body.get("confirm", False))
+        state = self.store.image_state()
+        entries = {e["hash"]: e for e in self._image_entries()}
+        if digest is None:
+            if not confirm:
+                return {"rc": _MGMT_EINVAL}
+            state["confirmed"] = True
+            state["swapped"] = False
+        else:
+            e = entries.get(bytes(digest))
+            if e is None:
+                return {"rc": _MGMT_ENOENT}
+            if e["slot"] == 1:
+                if self.require_signature:
+                    try:
+                        from firmware_tools.signing import verify_image
+
+                        verify_image(self.store.read(self.store.image_offsets[1], self._image_len(1)), self.trust_keys)
+                    except SignatureError:
+                        return {"rc": _MGMT_EINVAL}
+                state["pending"], state["permanent"] = True, confirm
+            elif confirm:
+                state["confirmed"], state["swapped"] = True, False
+        self.store.set_image_state(state)
+        return self._image_state({})
+
+    def _image_len(self, slot: int) -> int:
+        import struct
+
+        raw = self.store.read(self.store.image_offsets[slot], 32)
+        _m, _l, hdr, _p, size = struct.unpack_from("<IIHHI", raw)
+        off = self.store.image_offsets[slot] + hdr + size
+        magic, total = struct.unpack("<HH", self.store.read(off, 4))
+        if magic == 0x6908:
+            off += total
+            magic, total = struct.unpack("<HH", self.store.read(off, 4))
+        return min(self.store.image_slot_size, off - self.store.image_offsets[slot] + total)
+
+    def _swap_images(self) -> None:
+        a, b = self.store.image_data(0), self.store.image_data(1)
+        self.store.write(self.store.image_offsets[0], b)
+        self.store.write(self.store.image_offsets[1], a)
+
+    def _image_upload(self, body: dict) -> dict:
+        off, data = body.get("off"), body.get("data")
+        if not isinstance(off, int) or not isinstance(data, bytes):
+            return {"rc": _MGMT_EINVAL}
+        if off == 0:
+            total = body.get("len")
+            if not isinstance(total, int):
+                return {"rc": _MGMT_EINVAL}
+            if total > self.store.image_slot_size:
+                return {"rc": _MGMT_ENOMEM}
+            self._img_upload = _Upload(0, total)
+            state = self.store.image_state()
+            if state.get("pending"):
+                state["pending"] = state["permanent"] = False
+                self.store.set_image_state(state)
+        up = self._img_upload
+        if up is None or off != up.held:
+            return {"off": up.held if up else 0}
+        if up.held + len(data) > up.total:
+            return {"rc": _MGMT_EINVAL}
+        self.store.write(self.store.image_offsets[1] + off, data)
+        up.held += len(data)
+        return {"off": up.held}
+
+    def _image_erase(self, body: dict) -> dict:
+        self.store.write(self.store.image_offsets[1], b"\xff" * self.store.image_slot_size)
+        self._img_upload = None
+        return {}

@@ -1,0 +1,165 @@
+"""The digits CNN converted for every target profile: runs, stays accurate, shrinks, carries metadata."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("tensorflow")
+
+from edgert.model import read_model  # noqa: E402
+from edgert.runtime import load_model, quantize  # noqa: E402
+from edgert.targets import list_targets  # noqa: E402
+
+TARGETS = [t.name for t in list_targets()]
+MCU_TARGETS = [t.name for t in list_targets() if t.kind == "mcu"]
+#: The contract's `fit` keys every report.json carries.
+FIT_KEYS = ("target", "fits", "checks", "arena_bytes", "flash_bytes", "latency_ms", "energy_uj", "unsupported_ops")
+
+
+def _litert_top1(data: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    m = load_model(data, backend="ai_edge_litert")
+    pred = [int(np.argmax(m.predict(x[i : i + 1])[0])) for i in range(len(x))]
+    return float(np.mean(np.asarray(pred) == y))
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_profile_converts_and_runs_in_litert(converted, digits_workspace, target):
+    ws = digits_workspace
+    result = converted[target]
+    model = read_model(result.path)
+    assert model.data == result.tflite
+    float_top1 = float(np.mean(np.argmax(ws.model.predict(ws.x_test, verbose=0), 1) == ws.y_test))
+    top1 = _litert_top1(result.tflite, ws.x_test, ws.y_test)
+    assert top1 > 0.8, f"{target}: converted model is not a digits classifier (top-1 {top1:.3f})"
+    # Our own accuracy report agrees with this independent run of the same data.
+    assert result.accuracy["converted_top1"] == pytest.approx(top1, abs=1e-9)
+    assert result.accuracy["float_top1"] == pytest.approx(float_top1, abs=1e-9)
+    mode = result.report["converter"]["mode"]
+    if mode == "int8":
+        assert abs(float_top1 - top1) <= 0.01, f"{target}: int8 top-1 {top1:.4f} vs float {float_top1:.4f}"
+        assert all(t.quantized for t in model.inputs + model.outputs)
+    assert result.fits, f"{target}: {[c for c in result.report['checks'] if not c['ok']]}"
+
+
+def test_target_decides_converter_settings(converted):
+    coral = read_model(converted["coral-usb"].tflite)
+    assert [t.dtype for t in coral.inputs + coral.outputs] == ["uint8", "uint8"]
+    assert converted["coral-usb"].report["converter"]["supported_ops"] == ["TFLITE_BUILTINS_INT8"]
+    mcu = read_model(converted["cortex-m4-256k"].tflite)
+    assert [t.dtype for t in mcu.inputs + mcu.outputs] == ["int8", "int8"]
+    gpu = read_model(converted["android-gpu"].tflite)
+    assert gpu.inputs[0].dtype == "float32"
+    weights = [t for t in gpu.tensors() if t.is_constant and t.num_elements > 100]
+    assert weights and all(t.dtype == "float16" for t in weights)
+    for name, result in converted.items():
+        for t in read_model(result.tflite).inputs:
+            assert t.shape[0] == 1 and not t.is_dynamic, name
+
+
+@pytest.mark.parametrize("target", MCU_TARGETS)
+def test_mcu_outputs_match_tflite_micro(converted, digits_workspace, target):
+    from edgert.runtime.micro import run_micro
+
+    data = converted[target].tflite
+    litert = load_model(data, backend="ai_edge_litert")
+    spec = litert.inputs[0]
+    for i in (0, 57, 211):
+        x = quantize(digits_workspace.x_test[i : i + 1], spec).reshape(spec.shape)
+        expected = litert.predict(x, dequantize_output=False)[0]
+        got = run_micro(data, [x])[0]
+        assert got.dtype == expected.dtype == np.int8
+        # Reference kernels vs XNNPACK/optimized kernels may round one step apart.
+        assert np.max(np.abs(got.astype(int) - expected.astype(int))) <= 1
+        assert int(np.argmax(got)) == int(np.argmax(expected))
+
+
+def test_int8_is_at_most_three_tenths_of_float32(converted, float32_size):
+    for name, result in converted.items():
+        if result.report["converter"]["mode"] == "int8":
+            assert len(result.tflite) <= 0.3 * float32_size, f"{name}: {len(result.tflite)} vs float32 {float32_size}"
+            assert result.report["model"]["float32_size_bytes"] == pytest.approx(float32_size, rel=0.02)
+
+
+def test_metadata_round_trips(converted, digits_workspace):
+    ws = digits_workspace
+    source_sha = hashlib.sha256(ws.keras_path.read_bytes()).hexdigest()
+    for name, result in converted.items():
+        meta = read_model(result.path).metadata
+        assert meta["schema"] == "edgert.metadata/1"
+        assert meta["target"] == name
+        assert meta["task"] == "classification"
+        assert meta["labels"] == ws.labels_path.read_text().split()
+        assert meta["source"] == {"sha256": source_sha, "format": "keras"}
+        assert meta["preprocessing"]["input_size"] == [16, 16]
+        assert meta["preprocessing"]["color"] == "grayscale"
+        assert meta["converter"]["mode"] == result.report["converter"]["mode"]
+        assert meta["converter"]["tensorflow"]
+        assert meta["calibration"]["samples"] == 120
+        assert meta["postprocessing"]["output"] == "probabilities"
+        # The runtime reads it back and uses it: a raw 8-bit image goes straight in.
+        m = load_model(result.path, backend="ai_edge_litert")
+        assert m.metadata == meta
+
+
+def test_runtime_preprocessing_from_metadata_matches(converted, digits_workspace):
+    from PIL import Image
+
+    from edgert.runtime.preprocess import prepare_image
+
+    png = sorted((digits_workspace.eval_dir / "3").glob("*.png"))[0]
+    result = converted["raspberry-pi-4"]
+    m = load_model(result.tflite)
+    with Image.open(png) as img:
+        tensor = prepare_image(img, m.inputs[0], m.metadata)
+    m.set_input(0, tensor)
+    m.invoke()
+    assert int(np.argmax(m.get_output(0))) == 3
+
+
+def test_report_files(converted):
+    for name, result in converted.items():
+        out = result.path.parent
+        report = json.loads((out / "report.json").read_text())
+        for key in FIT_KEYS:
+            assert key in report, f"{name}: report.json lacks {key}"
+        assert report["target"] == name
+        assert report["accuracy"]["agreement"] >= 0.98
+        assert report["model"]["sha256"] == hashlib.sha256(result.tflite).hexdigest()
+        md = (out / "report.md").read_text()
+        assert f"Conversion report: {name}" in md and "float top-1" in md
+        layers = report["accuracy"]["layers"]
+        assert layers["layers"], f"{name}: empty per-layer table"
+        if report["converter"]["mode"] == "int8":
+            assert layers["method"] == "quantization_debugger"
+            names = {row["layer"] for row in layers["layers"]}
+            assert {"conv_a", "conv_b", "hidden"} <= names
+            snrs = [row["snr_db"] for row in layers["layers"] if row["snr_db"] is not None]
+            assert snrs == sorted(snrs) and snrs[0] > 10.0
+        has_c = (out / "model_data.h").is_file() and (out / "model_data.cc").is_file()
+        assert has_c == (name in MCU_TARGETS)
+        if name in MCU_TARGETS:
+            header = (out / "model_data.h").read_text()
+            arena = report["c_source"]["arena_bytes"]
+            assert arena == report.get("micro_arena_bytes") or arena == report["arena_bytes"]
+            assert f"ArenaMeasuredBytes = {arena};" in header
+    coral = converted["coral-usb"].report
+    assert "edgetpu" in coral
+    tpu = coral["edgetpu_compiler"]
+    assert tpu["available"] is False
+    assert tpu["command"].startswith("edgetpu_compiler -s -o ")
+    assert tpu["command"].endswith("model.tflite")
+
+
+def test_trusted_after_conversion(converted):
+    safe = pytest.importorskip("edgert.runtime.safe")
+    if not hasattr(safe, "lookup_verdict"):
+        pytest.skip("runtime trust cache not available")
+    from edgert.runtime import select_backend
+
+    result = converted["raspberry-pi-4"]
+    verdict = safe.lookup_verdict(hashlib.sha256(result.tflite).hexdigest(), select_backend())
+    assert verdict is not None

@@ -1,0 +1,577 @@
+"""The C reference device (firmware_tools/device/), compiled with the system C compiler and driven over real ptys.
+
+Three independent clients talk to it: ``smpclient`` (the maintained SMP
+client), edgert's own host (``firmware_tools.flash``), and a small raw client
+in this module built on ``smp.packet`` + ``cbor2`` that can also send broken
+frames. The device is a real process with file-backed NOR flash; power loss is
+a real abrupt exit in the middle of a flash write.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import random
+import selectors
+import shutil
+import subprocess
+import termios
+import time
+import zlib
+from pathlib import Path
+
+import pytest
+
+cbor2 = pytest.importorskip("cbor2")
+serial = pytest.importorskip("serial")
+smppacket = pytest.importorskip("smp.packet")
+smpclient_mod = pytest.importorskip("smpclient")
+
+from smpclient import SMPClient  # noqa: E402
+from smpclient.generics import error, success  # noqa: E402
+from smpclient.requests.file_management import FileHashChecksum, FileStatus  # noqa: E402
+from smpclient.requests.os_management import EchoWrite, MCUMgrParametersRead  # noqa: E402
+from smpclient.transport.serial import SMPSerialTransport  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+DEVICE_SRC = ROOT / "firmware_tools" / "device"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+STAGED = "/edgert/staged.tflite"
+ACTIVE = "/edgert/active.tflite"
+EDGERT = 64
+OP_READ, OP_WRITE = 0, 2
+#: rc values the device answers with (smp.error.MGMT_ERR and the edgert group's codes, PROTOCOL.md).
+EINVAL, ENOMEM, ENOTSUP = 3, 2, 8
+NO_MODEL, HASH_MISMATCH, NO_PREVIOUS, NOT_SUPPORTED = 2, 3, 7, 8
+#: hal_posix.c exits with this status when --power-loss-at cuts the power.
+EXIT_POWER_LOSS = 75
+#: The device's reassembly buffer (SMP_SERIAL_BUF_SIZE), advertised as MCUmgr buf_size.
+BUF_SIZE = 2048
+FLASH_SIZE = 1024 * 1024
+SECTOR = 4096
+
+
+# ---- building -----------------------------------------------------------------------------
+
+def _build(out_dir: Path, sanitize: bool) -> Path:
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc) is None or shutil.which("make") is None:
+        if IN_CI:
+            pytest.fail("CI=true but no C compiler/make to build the reference device")
+        pytest.skip("no C compiler/make to build the reference device")
+    cmd = ["make", "-s", "-C", str(DEVICE_SRC), f"O={out_dir}", f"CC={cc}"]
+    if sanitize:
+        cmd.append("SANITIZE=1")
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    if proc.returncode != 0:
+        if sanitize:
+            pytest.skip(f"the C compiler cannot build with -fsanitize=address,undefined: {proc.stderr[-400:]}")
+        pytest.fail(f"reference device does not compile warning-free:\n{proc.stdout}\n{proc.stderr}")
+    return out_dir / "edgert-device"
+
+
+@pytest.fixture(scope="module")
+def device_binary(tmp_path_factory) -> Path:
+    """The device built with -std=c99 -Wall -Wextra -Werror -pedantic -O2 into a temp dir."""
+    return _build(tmp_path_factory.mktemp("c-device"), sanitize=False)
+
+
+@pytest.fixture(scope="module")
+def asan_binary(tmp_path_factory) -> Path:
+    """The device built with AddressSanitizer + UBSan, aborting on the first finding."""
+    return _build(tmp_path_factory.mktemp("c-device-asan"), sanitize=True)
+
+
+# ---- the device process -------------------------------------------------------------------
+
+class Device:
+    """One run of the device on a fresh pty; flash persists in ``flash`` across runs (reboots)."""
+
+    def __init__(self, binary: Path, flash: Path, *args: str, flash_size: int = FLASH_SIZE) -> None:
+        env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0:abort_on_error=0", UBSAN_OPTIONS="print_stacktrace=1")
+        self.proc = subprocess.Popen(
+            [str(binary), "--flash", str(flash), "--flash-size", str(flash_size), "--sector-size", str(SECTOR),
+             "--ram", "1M", "--target", "posix-test", "--pty", *args],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        ready = sel.select(timeout=20)
+        sel.close()
+        line = self.proc.stdout.readline().decode() if ready else ""
+        if not line.startswith("PTY "):
+            self.stop()
+            raise AssertionError(f"device did not start: {line!r} {self.stderr}")
+        self.port = line.split()[1]
+        self.stderr = ""
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def wait(self, timeout: float = 20) -> int:
+        rc = self.proc.wait(timeout=timeout)
+        self.stderr = self.proc.stderr.read().decode(errors="replace")
+        return rc
+
+    def stop(self) -> str:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        finally:
+            self.stderr = self.proc.stderr.read().decode(errors="replace")
+            self.proc.stdout.close()
+            self.proc.stderr.close()
+        return self.stderr
+
+    def __enter__(self) -> "Device":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+# ---- a raw SMP client (smp.packet framing + cbor2), able to send anything -------------------
+
+class RawSmp:
+    """Minimal independent SMP serial client: frames with ``smp.packet``, bodies with ``cbor2``."""
+
+    def __init__(self, port: str, timeout: float = 5.0) -> None:
+        self.ser = serial.Serial(port, 115200, timeout=0.02)
+        self.timeout = timeout
+        self.buf = bytearray()
+        self.seq = 0
+
+    def close(self) -> None:
+        self.ser.close()
+
+    def __enter__(self) -> "RawSmp":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def write(self, data: bytes) -> None:
+        self.ser.write(data)
+        self.ser.flush()
+
+    def _line(self, deadline: float) -> bytes | None:
+        while True:
+            nl = self.buf.find(b"\n")
+            if nl >= 0:
+                line = bytes(self.buf[: nl + 1])
+                del self.buf[: nl + 1]
+                return line
+            if time.monotonic() > deadline:
+                return None
+            chunk = self.ser.read(4096)
+            if chunk:
+                self.buf += chunk
+
+    def read_packet(self, timeout: float | None = None) -> bytes | None:
+        """Next SMP packet from the device (noise skipped), or None when none arrives in time."""
+        deadline = time.monotonic() + (self.timeout if timeout is None else timeout)
+        decoder = None
+        while True:
+            line = self._line(deadline)
+            if line is None:
+                return None
+            if line.startswith(smppacket.START_DELIMITER):
+                decoder = smppacket.decode()
+                next(decoder)
+            elif not (line.startswith(smppacket.CONTINUE_DELIMITER) and decoder is not None):
+                continue  # boot banner or other text between frames
+            try:
+                decoder.send(line)
+            except StopIteration as done:
+                return bytes(done.value)
+
+    @staticmethod
+    def packet(op: int, group: int, cmd: int, seq: int, payload: bytes, version: int = 1,
+               length: int | None = None) -> bytes:
+        n = len(payload) if length is None else length
+        return bytes([(version << 3) | op, 0]) + n.to_bytes(2, "big") + group.to_bytes(2, "big") + bytes([seq, cmd]) + payload
+
+    def send_packet(self, packet: bytes) -> None:
+        self.write(b"".join(smppacket.encode(packet, line_length=127)))
+
+    def exchange(self, op: int, group: int, cmd: int, payload: bytes, *, version: int = 1,
+                 length: int | None = None) -> tuple[bytes, dict]:
+        """Send one request (raw CBOR payload) and return (reply header, reply body)."""
+        self.seq = (self.seq + 1) & 0xFF
+        self.send_packet(self.packet(op, group, cmd, self.seq, payload, version, length))
+        while True:
+            reply = self.read_packet()
+            if reply is None:
+                raise TimeoutError(f"no reply to group {group} id {cmd}")
+            if reply[6] == self.seq:
+                return reply[:8], cbor2.loads(reply[8:])
+
+    def request(self, op: int, group: int, cmd: int, body: dict) -> dict:
+        return self.exchange(op, group, cmd, cbor2.dumps(body))[1]
+
+    def echo(self, text: str) -> str:
+        return self.request(OP_WRITE, 0, 0, {"d": text})["r"]
+
+    def info(self) -> dict:
+        return self.request(OP_READ, EDGERT, 0, {})
+
+    def upload(self, data: bytes, chunk: int = 1024, start: int = 0) -> None:
+        off = start
+        while off < len(data):
+            body = {"off": off, "data": data[off:off + chunk], "name": STAGED}
+            if off == 0:
+                body["len"] = len(data)
+            reply = self.request(OP_WRITE, 8, 0, body)
+            assert "off" in reply, reply
+            off = reply["off"]
+
+    def activate(self, sha: bytes, name: str = STAGED) -> dict:
+        return self.request(OP_WRITE, EDGERT, 1, {"name": name, "sha": sha})
+
+    def file_sha(self, name: str) -> bytes:
+        return self.request(OP_READ, 8, 2, {"name": name, "type": "sha256"})["output"]
+
+
+def _err(body: dict) -> tuple[int, int] | None:
+    if "err" in body:
+        return body["err"]["group"], body["err"]["rc"]
+    if body.get("rc"):
+        return 0, body["rc"]
+    return None
+
+
+def _sha(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+@pytest.fixture(scope="module")
+def models(conformance_dir) -> dict[str, bytes]:
+    """Real public models of different sizes (kws 53936 B, micro_speech 18800 B, hello_world 2704/3164 B)."""
+    names = {
+        "kws": "keyword_spotting__kws_ref_model.tflite",
+        "speech": "tflm__micro_speech_quantized.tflite",
+        "hello": "tflm__hello_world_int8.tflite",
+        "hello_f": "tflm__hello_world_float.tflite",
+    }
+    return {k: (conformance_dir / "models" / v).read_bytes() for k, v in names.items()}
+
+
+def _flash_with(binary: Path, flash: Path, *payloads: bytes) -> None:
+    """Make ``payloads`` active one after the other (the last ends active, the one before previous)."""
+    with Device(binary, flash) as dev, RawSmp(dev.port) as smp:
+        for data in payloads:
+            smp.upload(data)
+            assert smp.activate(_sha(data))["active"]["sha"] == _sha(data)
+
+
+# ---- smpclient: the independent, maintained client ------------------------------------------
+
+def test_smpclient_echo_upload_and_file_hash(device_binary, tmp_path, models):
+    data = models["kws"]
+
+    async def session(port: str) -> dict:
+        client = SMPClient(SMPSerialTransport(), port, timeout_s=10)
+        await client.connect()
+        try:
+            out = {"echo": await client.request(EchoWrite(d="hello from smpclient")),
+                   "params": await client.request(MCUMgrParametersRead())}
+            offsets = [off async for off in client.upload_file(data, STAGED)]
+            out["offsets"] = offsets
+            out["status"] = await client.request(FileStatus(name=STAGED))
+            out["sha"] = await client.request(FileHashChecksum(name=STAGED, type="sha256"))
+            out["crc"] = await client.request(FileHashChecksum(name=STAGED, type="crc32"))
+            out["missing"] = await client.request(FileStatus(name="/edgert/nope.bin"))
+            return out
+        finally:
+            await client.disconnect()
+
+    with Device(device_binary, tmp_path / "flash.bin") as dev:
+        out = asyncio.run(session(dev.port))
+        assert dev.alive()
+    assert success(out["echo"]) and out["echo"].r == "hello from smpclient"
+    assert success(out["params"]) and out["params"].buf_size == BUF_SIZE
+    # smpclient filled the advertised buffer: a 54 kB model takes few, large chunks.
+    assert out["offsets"][-1] == len(data) and len(out["offsets"]) < len(data) // 1500 + 2
+    assert success(out["status"]) and out["status"].len == len(data)
+    assert success(out["sha"]) and out["sha"].output == _sha(data) and out["sha"].len == len(data)
+    assert success(out["crc"]) and out["crc"].output == zlib.crc32(data)
+    assert error(out["missing"]) and out["missing"].err.rc == 2  # FILE_INVALID_NAME
+
+
+# ---- edgert's host (firmware_tools.flash) -------------------------------------------------
+
+def test_host_flashes_and_activates_conformance_models(device_binary, tmp_path, models):
+    flash = pytest.importorskip("firmware_tools.flash")
+    first, second = models["kws"], models["speech"]
+    flash_file = tmp_path / "flash.bin"
+    with Device(device_binary, flash_file) as dev:
+        before = flash.device_info(dev.port)
+        assert before.active is None and before.invoke is False and before.target == "posix-test"
+        assert before.params_reported and before.buf_size == BUF_SIZE
+
+        seen = []
+        result = flash.flash_model(dev.port, first, progress=lambda d, t, _l: seen.append((d, t)))
+        assert result.ok and result.sha256 == hashlib.sha256(first).hexdigest()
+        assert seen[-1] == (len(first), len(first))
+        info = flash.device_info(dev.port)
+        assert info.active["sha256"] == hashlib.sha256(first).hexdigest() and info.active["size"] == len(first)
+
+        assert flash.flash_model(dev.port, second).ok
+        with RawSmp(dev.port) as smp:
+            info = smp.info()
+            # The device's own hash of what is now active is the model's: the bytes really are there.
+            assert smp.file_sha(ACTIVE) == _sha(second) == info["active"]["sha"]
+            assert info["previous"]["sha"] == _sha(first)
+
+        # ROLLBACK swaps active and previous, and the previous bytes are intact.
+        assert flash.rollback(dev.port)["sha256"] == hashlib.sha256(first).hexdigest()
+        with RawSmp(dev.port) as smp:
+            assert smp.file_sha(ACTIVE) == _sha(first)
+            assert smp.info()["previous"]["sha"] == _sha(second)
+
+    # A reboot keeps the state: it lives in flash, not RAM.
+    with Device(device_binary, flash_file) as dev:
+        info = flash.device_info(dev.port)
+        assert info.active["sha256"] == hashlib.sha256(first).hexdigest()
+        assert info.previous["sha256"] == hashlib.sha256(second).hexdigest()
+
+
+def test_host_refuses_model_larger_than_slot_before_sending(device_binary, tmp_path, models):
+    flash = pytest.importorskip("firmware_tools.flash")
+    errors = pytest.importorskip("firmware_tools.errors")
+    small = 64 * 1024  # slots of 28 KiB: the 54 kB kws model cannot fit
+    with Device(device_binary, tmp_path / "flash.bin", flash_size=small) as dev:
+        with pytest.raises(errors.ModelTooLargeError):
+            flash.flash_model(dev.port, models["kws"])
+        with RawSmp(dev.port) as smp:
+            assert smp.request(OP_READ, 8, 1, {"name": STAGED}) == {"len": 0}  # not a byte was staged
+            # The device refuses it on its own too (a host that skips the check).
+            body = smp.request(OP_WRITE, 8, 0, {"off": 0, "len": len(models["kws"]), "data": b"x", "name": STAGED})
+            assert _err(body) == (0, ENOMEM)
+            assert smp.info()["slot_size"] == (small - 2 * SECTOR) // 2 // SECTOR * SECTOR
+
+
+# ---- the edgert group: ACTIVATE / ROLLBACK / INVOKE / errors --------------------------------
+
+def test_activate_wrong_sha_is_hash_mismatch_and_old_model_stays(device_binary, tmp_path, models):
+    old, new = models["hello"], models["speech"]
+    flash_file = tmp_path / "flash.bin"
+    _flash_with(device_binary, flash_file, old)
+    with Device(device_binary, flash_file) as dev, RawSmp(dev.port) as smp:
+        smp.upload(new)
+        wrong = bytearray(_sha(new))
+        wrong[0] ^= 1
+        assert _err(smp.activate(bytes(wrong))) == (EDGERT, HASH_MISMATCH)
+        info = smp.info()
+        assert info["active"]["sha"] == _sha(old) and smp.file_sha(ACTIVE) == _sha(old)
+        # A corrupted staged byte is caught the same way: the device hashes what it stored.
+        with open(flash_file, "r+b") as f:
+            where = 2 * SECTOR + _slot_of(f, new, info["slot_size"]) * info["slot_size"] + 100
+            f.seek(where)
+            byte = f.read(1)[0]
+            f.seek(where)
+            f.write(bytes([byte ^ 0xFF]))
+        assert _err(smp.activate(_sha(new))) == (EDGERT, HASH_MISMATCH)
+        assert smp.info()["active"]["sha"] == _sha(old)
+    with Device(device_binary, flash_file) as dev, RawSmp(dev.port) as smp:
+        assert smp.info()["active"]["sha"] == _sha(old)  # also after a reboot
+        assert _err(smp.activate(_sha(new))) == (EDGERT, NO_MODEL)  # nothing staged since boot
+
+
+def _slot_of(f, data: bytes, slot_size: int) -> int:
+    """Which slot of the flash file holds ``data`` (test helper reading the raw flash image)."""
+    for slot in (0, 1):
+        f.seek(2 * SECTOR + slot * slot_size)
+        if f.read(len(data)) == data:
+            return slot
+    raise AssertionError("model not found in either slot")
+
+
+def test_rollback_invoke_and_errors_of_the_edgert_group(device_binary, tmp_path, models):
+    with Device(device_binary, tmp_path / "flash.bin") as dev, RawSmp(dev.port) as smp:
+        info = smp.info()
+        assert info["active"] is None and info["previous"] is None
+        assert info["invoke"] is False and info["sign"] is False and info["ram"] == 1024 * 1024
+        assert _err(smp.request(OP_WRITE, EDGERT, 2, {})) == (EDGERT, NO_PREVIOUS)
+        assert _err(smp.activate(_sha(b"x"))) == (EDGERT, NO_MODEL)
+        assert _err(smp.request(OP_WRITE, EDGERT, 3, {"inputs": [b"\0" * 4]})) == (EDGERT, NOT_SUPPORTED)
+        assert _err(smp.activate(_sha(b"x"), name="img:1")) == (EDGERT, NOT_SUPPORTED)
+        assert _err(smp.request(OP_WRITE, EDGERT, 1, {"name": STAGED, "sha": b"short"}))[1] == 5  # BAD_INPUT
+
+        a, b, c = models["hello"], models["hello_f"], models["speech"]
+        for data in (a, b):
+            smp.upload(data)
+            assert smp.activate(_sha(data))["active"]["sha"] == _sha(data)
+        assert smp.request(OP_WRITE, EDGERT, 2, {})["active"]["sha"] == _sha(a)
+        assert smp.request(OP_WRITE, EDGERT, 2, {})["active"]["sha"] == _sha(b)
+        # Starting an upload overwrites the slot the previous model lives in: it is forgotten first.
+        smp.upload(c[:1000])
+        assert smp.info()["previous"] is None
+        assert _err(smp.request(OP_WRITE, EDGERT, 2, {})) == (EDGERT, NO_PREVIOUS)
+        assert smp.info()["active"]["sha"] == _sha(b)
+
+
+def test_upload_resumes_after_disconnect_from_the_offset_the_device_holds(device_binary, tmp_path, models):
+    data = models["speech"]
+    with Device(device_binary, tmp_path / "flash.bin") as dev:
+        with RawSmp(dev.port) as smp:
+            body = smp.request(OP_WRITE, 8, 0, {"off": 0, "len": len(data), "data": data[:1500], "name": STAGED})
+            assert body == {"off": 1500}
+            # A request larger than the device's buffer is dropped unanswered (and does not harm the upload).
+            smp.send_packet(smp.packet(OP_WRITE, 8, 0, 99, cbor2.dumps({"off": 1500, "data": data[1500:5000],
+                                                                        "name": STAGED})))
+            assert smp.read_packet(timeout=0.5) is None
+            body = smp.request(OP_WRITE, 8, 0, {"off": 1500, "data": data[1500:3000], "name": STAGED})
+            assert body == {"off": 3000}
+            assert smp.request(OP_WRITE, 8, 0, {"off": 3000, "data": data[3000:4500], "name": STAGED}) == {"off": 4500}
+        # The host went away (cable pulled); on reconnect the device still holds the first 4500 bytes.
+        with RawSmp(dev.port) as smp:
+            assert smp.request(OP_READ, 8, 1, {"name": STAGED}) == {"len": 4500}
+            # A chunk at the wrong offset stores nothing and tells the host where to continue.
+            assert smp.request(OP_WRITE, 8, 0, {"off": 7000, "data": data[7000:8000], "name": STAGED}) == {"off": 4500}
+            ranged = smp.request(OP_READ, 8, 2, {"name": STAGED, "type": "sha256", "off": 0, "len": 4500})
+            assert ranged["output"] == _sha(data[:4500]) and ranged["len"] == 4500
+            smp.upload(data, start=4500)
+            assert smp.file_sha(STAGED) == _sha(data)
+            # Data beyond the announced length is refused.
+            body = smp.request(OP_WRITE, 8, 0, {"off": len(data), "data": b"extra", "name": STAGED})
+            assert _err(body) == (0, EINVAL)
+            assert smp.activate(_sha(data))["active"]["size"] == len(data)
+            # OS reset: RAM state (the staging) is gone, the flash records are not.
+            assert smp.request(OP_WRITE, 0, 5, {}) == {}
+            assert smp.request(OP_READ, 8, 1, {"name": STAGED}) == {"len": 0}
+            assert smp.info()["active"]["sha"] == _sha(data)
+
+
+# ---- power loss -------------------------------------------------------------------------
+
+def _activation_run(binary: Path, flash_file: Path, data: bytes, cut_at: int) -> int:
+    """Upload + ACTIVATE ``data`` with the power cut at flash step ``cut_at``; returns the exit status."""
+    dev = Device(binary, flash_file, "--power-loss-at", str(cut_at))
+    try:
+        with RawSmp(dev.port, timeout=3) as smp:
+            smp.upload(data, chunk=1500)
+            smp.activate(_sha(data))
+            smp.echo("done")
+    except (serial.SerialException, OSError, TimeoutError, termios.error):
+        return dev.wait()  # the device died under us: that is the point (the pty hangs up before exit completes)
+    dev.stop()
+    return 0
+
+
+def test_power_loss_at_every_flash_step_leaves_complete_old_or_new_model(device_binary, tmp_path, models):
+    previous, old, new = models["hello_f"], models["hello"], models["speech"]
+    base = tmp_path / "base.bin"
+    _flash_with(device_binary, base, previous, old)  # active old, previous in the slot the upload will reuse
+    outcomes = []
+    for step in range(1, 200):
+        flash_file = tmp_path / f"cut{step}.bin"
+        shutil.copyfile(base, flash_file)
+        status = _activation_run(device_binary, flash_file, new, step)
+        with Device(device_binary, flash_file) as dev, RawSmp(dev.port) as smp:
+            info = smp.info()
+            active = info["active"]["sha"]
+            assert active in (_sha(old), _sha(new)), f"step {step}: active model is neither old nor new"
+            # Complete, not just named: the device's hash of the active slot's bytes is that model's.
+            assert smp.file_sha(ACTIVE) == active, f"step {step}: active slot is torn"
+            if active == _sha(new):
+                assert info["previous"]["sha"] == _sha(old) and info["active"]["size"] == len(new)
+            elif info["previous"] is not None:
+                assert smp.request(OP_READ, 8, 2, {"name": "/edgert/previous.tflite"})["output"] == _sha(previous)
+        outcomes.append((status, active == _sha(new)))
+        flash_file.unlink()
+        if status != EXIT_POWER_LOSS:
+            break  # this run had fewer flash steps than ``step``: every step has been cut once
+    else:
+        pytest.fail("activation never completed")
+    cut = [is_new for status, is_new in outcomes if status == EXIT_POWER_LOSS]
+    # upload (sector erases + chunk writes), forgetting previous, and the record: well over a dozen steps.
+    assert len(cut) > 12
+    assert cut[0] is False and cut[-1] is True  # both sides of the switch were exercised
+    assert cut == sorted(cut)  # once the new record is in force, it stays
+    assert outcomes[-1] == (0, True)
+
+
+# ---- malformed input -------------------------------------------------------------------------
+
+def _bad_cbor_payloads() -> list[bytes]:
+    return [
+        b"\xff",                                  # break outside an indefinite item
+        b"\xbf\x61d\x61x\xff",                    # indefinite map (not accepted)
+        b"\xa1\x61d",                             # map missing its value
+        b"\xa1\x61d\x7a\xff\xff\xff\xff",         # tstr claiming 4 GiB
+        b"\xa1\x61d\x7b" + b"\xff" * 8,           # tstr claiming 2^64-1 bytes
+        b"\xbb" + b"\xff" * 8,                    # map claiming 2^64-1 pairs
+        b"\xa1\x61d" + b"\x81" * 3000,            # nesting far deeper than the limit
+        b"\xa1\x61d\x61x\x00",                    # trailing byte after the map
+        b"\xa1\x61d\x18\x05",                     # "d" is a uint, not text
+        b"\xa1\x61d\xf8\x01",                     # invalid two-byte simple value
+        b"\xa1\x61d\x1c",                         # reserved additional info
+        b"\x61d",                                 # not a map
+        b"\xa1\x61d\xc1",                         # tag with no content
+    ]
+
+
+def _exercise_malformed(binary: Path, flash_file: Path) -> Device:
+    dev = Device(binary, flash_file)
+    rng = random.Random(20261125)
+    with RawSmp(dev.port, timeout=5) as smp:
+        good = smp.packet(OP_WRITE, 0, 0, 1, cbor2.dumps({"d": "x"}))
+        frame = b"".join(smppacket.encode(good, line_length=127))
+        noise = [
+            b"boot: garbage \x00\xff\x06\x04 text\r\n",
+            bytes(rng.randrange(256) for _ in range(3000)),            # line noise, markers included at random
+            frame[:-4] + bytes([frame[-4] ^ 0x01]) + frame[-3:],       # bad CRC (a flipped base64 char)
+            b"\x06\x09!!notbase64!!\n",
+            b"\x06\x09" + b"QUFB" * 60 + b"\n",                        # a line longer than 127 bytes
+            b"\x06\x09/////w==\n",                                     # length 65535: more than the buffer
+            b"\x06\x09AAA=\n",                                         # length too small for a header
+            frame[: len(frame) // 2] + frame,                          # torn frame, then a whole one
+            b"\x04\x14QUFB\n",                                         # continuation without a start
+        ]
+        for junk in noise:
+            smp.write(junk)
+            assert smp.echo("still here") == "still here"
+        for payload in _bad_cbor_payloads():
+            for group, cmd, op in ((0, 0, OP_WRITE), (8, 0, OP_WRITE), (8, 2, OP_READ), (EDGERT, 1, OP_WRITE)):
+                head, body = smp.exchange(op, group, cmd, payload)
+                assert head[0] & 0x07 == op + 1
+                assert _err(body) is not None, (group, cmd, payload[:8], body)
+        # Header length disagreeing with the frame; unknown group/command; wrong op; SMP v1 request.
+        assert _err(smp.exchange(OP_WRITE, 0, 0, cbor2.dumps({"d": "x"}), length=200)[1]) == (0, EINVAL)
+        assert _err(smp.exchange(OP_READ, 77, 0, b"\xa0")[1]) == (0, ENOTSUP)
+        assert _err(smp.exchange(OP_READ, 0, 0, cbor2.dumps({"d": "x"}))[1]) == (0, ENOTSUP)
+        head, body = smp.exchange(OP_READ, EDGERT, 3, b"\xa0", version=0)
+        assert head[0] >> 3 & 3 == 0 and body == {"rc": ENOTSUP}
+        # Random mutations of valid requests: every one is answered, none crashes the device.
+        bases = [
+            (OP_WRITE, 8, 0, {"off": 0, "len": 300, "data": bytes(range(200)), "name": STAGED}),
+            (OP_READ, 8, 2, {"name": STAGED, "type": "sha256", "off": 0, "len": 100}),
+            (OP_WRITE, EDGERT, 1, {"name": STAGED, "sha": bytes(32)}),
+            (OP_WRITE, 0, 0, {"d": "mutate me", "extra": [1, {"n": None, "b": True}, -5, 1.5]}),
+        ]
+        for i in range(400):
+            op, group, cmd, body = bases[i % len(bases)]
+            payload = bytearray(cbor2.dumps(body))
+            for _ in range(rng.randint(1, 3)):
+                payload[rng.randrange(len(payload))] = rng.randrange(256)
+            head, _reply = smp.exchange(op, group, cmd, bytes(payload))
+            assert head[4:6] == group.to_bytes(2, "big")
+        assert smp.echo("survived") == "survived"
+    assert dev.alive()
+    return dev
+
+
+def test_malformed_frames_and_garbage_cbor_keep_the_device_answering(device_binary, tmp_path):
+    dev = _exercise_malformed(device_binary, tmp_path / "flash.bin")
+    dev.stop()
+
+
+def test_malformed_input_under_address_and_undefined_sanitizers(asan_binary, tmp_path, models):
+    flash_file = tmp_path / "flash.bin"
+    _flash_with(asan_binary, flash_file, models["hello"])
+    dev = _exercise_malformed(asan_binary, flash_file)
+    stderr = dev.stop()
+    assert "AddressSanitizer" not in stderr and "runtime error" not in stderr, stderr[-2000:]

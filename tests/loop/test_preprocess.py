@@ -1,0 +1,119 @@
+"""edgert.runtime.preprocess: the fused lookup path equals plain arithmetic, on real models and pictures."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgert.errors import InputDataError
+from edgert.model import TensorSpec, read_model
+from edgert.runtime import quantize
+from edgert.runtime.preprocess import image_preprocess_for, prepare_image
+from tests.conftest import CONFORMANCE, require_conformance
+
+pytestmark = pytest.mark.runtime
+
+
+def _spec(shape, dtype="float32", scale=None, zero_point=None) -> TensorSpec:
+    return TensorSpec("input", 0, tuple(shape), dtype, scale, zero_point)
+
+
+def _picture(w: int, h: int, seed: int = 0) -> np.ndarray:
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_lookup_table_equals_arithmetic_quantization_for_every_pixel(vww_model):
+    spec = vww_model.inputs[0]
+    plan = image_preprocess_for(spec, None)
+    pixels = np.arange(256, dtype=np.float32)
+    expected = quantize(pixels / 255.0, spec)  # the runtime's own float -> int8 path
+    assert plan.lut.dtype == np.int8 and plan.lut.shape == (3, 256)
+    assert np.array_equal(plan.lut[0], expected)
+    assert plan.uniform
+
+
+def test_real_picture_through_vww_int8(vww_model, scene_images):
+    spec = vww_model.inputs[0]
+    rgb = scene_images[0]
+    x = prepare_image(Image.fromarray(rgb), spec)
+    assert x.shape == spec.shape and x.dtype == np.int8
+    # scale 1/255, zero point -128: the input is pixel - 128.
+    assert np.array_equal(x[0].astype(np.int16), rgb.astype(np.int16) - 128)
+
+
+def test_opencv_bgr_frame_equals_pillow_rgb_image(vww_model):
+    spec = vww_model.inputs[0]
+    plan = image_preprocess_for(spec, None)
+    rgb = _picture(160, 120)
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    from_pil = plan(Image.fromarray(rgb))
+    from_bgr = plan(bgr, color="bgr")
+    from_rgb_array = plan(rgb)
+    assert np.array_equal(from_pil, from_bgr)
+    assert np.array_equal(from_pil, from_rgb_array)
+    expected = quantize(np.asarray(Image.fromarray(rgb).resize((96, 96), Image.Resampling.BILINEAR), np.float32) / 255.0, spec)
+    assert np.array_equal(from_pil[0], expected)
+
+
+def test_metadata_mean_std_bgr_model_and_nearest_resize():
+    spec = _spec((1, 8, 8, 3))
+    metadata = {"preprocessing": {"color": "bgr", "resize": "nearest", "mean": [10, 20, 30], "std": [2, 4, 8]}}
+    plan = image_preprocess_for(spec, metadata)
+    rgb = _picture(16, 16, seed=3)
+    out = plan(Image.fromarray(rgb))
+    small = np.asarray(Image.fromarray(rgb).resize((8, 8), Image.Resampling.NEAREST), np.float32)[..., ::-1]
+    expected = (small - np.array([10, 20, 30], np.float32)) / np.array([2, 4, 8], np.float32)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out[0], expected, rtol=0, atol=1e-6)
+
+
+def test_center_crop_takes_the_middle():
+    spec = _spec((1, 10, 10, 3))
+    plan = image_preprocess_for(spec, {"preprocessing": {"resize": "center_crop"}})
+    rgb = _picture(40, 20, seed=5)
+    out = plan(rgb)
+    middle = Image.fromarray(rgb).crop((10, 0, 30, 20)).resize((10, 10), Image.Resampling.BILINEAR)
+    np.testing.assert_allclose(out[0], np.asarray(middle, np.float32) / 255.0, atol=1e-6)
+
+
+def test_grayscale_model_uses_pillow_luma_for_rgb_and_bgr():
+    spec = _spec((1, 12, 12, 1), "uint8", 1.0, 0)
+    plan = image_preprocess_for(spec, None)
+    assert plan.color == "grayscale" and plan.std[0] == 1.0  # uint8 s=1 zp=0 is raw pixels
+    rgb = _picture(12, 12, seed=9)
+    luma = np.asarray(Image.fromarray(rgb).convert("L"))
+    assert np.array_equal(plan(Image.fromarray(rgb))[0, ..., 0], luma)
+    assert np.array_equal(plan(np.ascontiguousarray(rgb[..., ::-1]), color="bgr")[0, ..., 0], luma)
+
+
+def test_raw_pixel_quantization_is_inferred_for_cifar_resnet():
+    path = require_conformance(CONFORMANCE / "models" / "image_classification__pretrainedResnet_quant.tflite")
+    spec = read_model(path).inputs[0]  # int8 scale 1, zero point -128: calibrated on 0..255 pixels
+    plan = image_preprocess_for(spec, None)
+    rgb = _picture(32, 32, seed=1)
+    assert np.array_equal(plan(rgb)[0].astype(np.int16), rgb.astype(np.int16) - 128)
+
+
+def test_float_frames_take_the_arithmetic_path():
+    spec = _spec((1, 4, 4, 3), "int8", 1 / 255, -128)
+    plan = image_preprocess_for(spec, None)
+    frame = np.linspace(0, 255, 48, dtype=np.float32).reshape(4, 4, 3)
+    assert np.array_equal(plan(frame)[0], quantize(frame / 255.0, spec))
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["anomaly_detection__ad01_int8", "keyword_spotting__kws_ref_model", "tflm__micro_speech_quantized", "streaming_wakeword__str_ww_ref_model"],
+)
+def test_feature_and_audio_models_cannot_take_images(name):
+    spec = read_model(require_conformance(CONFORMANCE / "models" / f"{name}.tflite")).inputs[0]
+    with pytest.raises(InputDataError):
+        image_preprocess_for(spec, None)
+
+
+def test_bad_metadata_is_a_user_error():
+    with pytest.raises(InputDataError, match="std"):
+        image_preprocess_for(_spec((1, 4, 4, 3)), {"preprocessing": {"std": [1, 2]}})
+    with pytest.raises(InputDataError, match="resize"):
+        image_preprocess_for(_spec((1, 4, 4, 3)), {"preprocessing": {"resize": "lanczos"}})

@@ -1,0 +1,118 @@
+"""Model.predict against the raw backend interpreter, on every conformance model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgert.errors import InputDataError
+from edgert.runtime import dequantize, load_model, quantize
+from edgert.runtime.io import random_input
+from tests.conftest import conformance_models, require_conformance
+
+pytestmark = pytest.mark.runtime
+
+
+def _raw_interpreter(model):
+    """A second, independent interpreter of the same backend: the reference."""
+    raw = model.backend.make_interpreter(model.file.data)
+    raw.allocate_tensors()
+    return raw
+
+
+def _raw_run(raw, inputs):
+    for detail, x in zip(raw.get_input_details(), inputs):
+        raw.set_tensor(detail["index"], x)
+    raw.invoke()
+    return [raw.get_tensor(d["index"]) for d in raw.get_output_details()]
+
+
+@pytest.mark.parametrize("model_path", conformance_models())
+def test_predict_bit_identical_to_raw_interpreter(model_path):
+    path = require_conformance(model_path)
+    model = load_model(path)
+    raw = _raw_interpreter(model)
+    rng = np.random.default_rng(1234)
+    for _ in range(2):  # a second call proves no state leaks between predictions
+        inputs = [random_input(spec, rng) for spec in model.inputs]
+        expected = _raw_run(raw, inputs)
+        got = model.predict(*inputs, dequantize_output=False)
+        assert len(got) == len(expected) == len(model.outputs)
+        for g, e in zip(got, expected):
+            assert g.dtype == e.dtype and g.shape == e.shape
+            assert g.tobytes() == e.tobytes()
+        floats = model.predict(*inputs)
+        for f, e, spec in zip(floats, expected, model.outputs):
+            want = dequantize(e, spec)
+            assert f.dtype == (np.float32 if spec.quantized else e.dtype)
+            assert f.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("model_path", conformance_models("*int8*.tflite") + conformance_models("*quant*.tflite"))
+def test_float_inputs_are_quantized_by_scale_and_zero_point(model_path):
+    path = require_conformance(model_path)
+    model = load_model(path)
+    spec = model.inputs[0]
+    assert spec.quantized
+    rng = np.random.default_rng(7)
+    qmin, qmax = np.iinfo(spec.dtype).min, np.iinfo(spec.dtype).max
+    lo, hi = (qmin - spec.zero_point) * spec.scale, (qmax - spec.zero_point) * spec.scale
+    floats = rng.uniform(lo - spec.scale * 4, hi + spec.scale * 4, size=spec.shape).astype(np.float32)
+    # Reference quantization written out independently: round half to even, clamp.
+    expected = np.clip(np.round(floats.astype(np.float64) / spec.scale) + spec.zero_point, qmin, qmax).astype(spec.dtype)
+    q = quantize(floats, spec)
+    assert np.abs(q.astype(np.int32) - expected.astype(np.int32)).max() <= 1  # float32 vs float64 ties
+    assert (quantize(np.full(spec.shape, hi + 10 * spec.scale, np.float32), spec) == qmax).all()
+    assert (quantize(np.full(spec.shape, lo - 10 * spec.scale, np.float32), spec) == qmin).all()
+    assert [o.tobytes() for o in model.predict(floats, dequantize_output=False)] == [
+        o.tobytes() for o in model.predict(q, dequantize_output=False)
+    ]
+
+
+def test_quantize_known_values(conformance_dir):
+    model = load_model(conformance_dir / "models" / "tflm__hello_world_int8.tflite")
+    spec = model.inputs[0]  # scale 0.0244801, zero point -128
+    x = np.array([[0.0]], np.float32)
+    assert quantize(x, spec).item() == -128
+    assert quantize(np.array([[spec.scale * 10]], np.float32), spec).item() == -118
+    assert quantize(np.array([[1e6]], np.float32), spec).item() == 127
+    assert dequantize(np.array([[-118]], np.int8), spec).item() == pytest.approx(spec.scale * 10, rel=1e-6)
+
+
+def test_views_are_zero_copy_and_must_be_dropped_before_invoke(conformance_dir):
+    model = load_model(conformance_dir / "models" / "keyword_spotting__kws_ref_model.tflite")
+    rng = np.random.default_rng(3)
+    x = random_input(model.inputs[0], rng)
+    expected = model.predict(x, dequantize_output=False)[0]
+    view = model.input_view(0)
+    assert view.shape == x.shape and view.dtype == x.dtype
+    view[...] = x  # written straight into the interpreter's buffer
+    with pytest.raises(RuntimeError):
+        model.invoke()  # the backend refuses while a view is alive
+    del view
+    model.invoke()
+    out = model.output_view(0)
+    assert not out.flags.writeable
+    assert out.tobytes() == expected.tobytes()
+    del out
+    assert model.get_output(0, dequantize_output=False).tobytes() == expected.tobytes()
+
+
+def test_predict_errors_name_the_shapes(conformance_dir):
+    model = load_model(conformance_dir / "models" / "keyword_spotting__kws_ref_model.tflite")
+    with pytest.raises(InputDataError, match=r"expects shape \[1, 49, 10, 1\], got \[1, 48, 10, 1\]"):
+        model.predict(np.zeros((1, 48, 10, 1), np.int8))
+    with pytest.raises(InputDataError, match="takes 1 input"):
+        model.predict()
+    with pytest.raises(InputDataError, match="takes int8, got complex64"):
+        model.predict(np.zeros((1, 49, 10, 1), np.complex64))
+    # Same data in a squeezed shape is the same tensor.
+    x = np.arange(490, dtype=np.int8).reshape(49, 10)
+    assert model.predict(x)[0].tobytes() == model.predict(x.reshape(1, 49, 10, 1))[0].tobytes()
+
+
+def test_threads_option_is_validated(conformance_dir):
+    path = conformance_dir / "models" / "tflm__hello_world_float.tflite"
+    assert load_model(path, threads=2).threads == 2
+    with pytest.raises(InputDataError, match="threads"):
+        load_model(path, threads=0)
