@@ -269,19 +269,19 @@ def table_text(result: dict) -> str:
     lines = [
         f"teacher: digits CNN, {t.get('parameters', '?')} parameters, top-1 {_pct(t.get('accuracy'))} on "
         f"{t['held_out_samples']} held-out digits ({'reused' if t.get('reused') else 'trained'})",
-        f"{'target':16} {'technique':56} {'size':>9} {'arena':>9} {'top-1':>8} {'float':>8} {'drop':>6} {'host ms':>8}",
+        f"{'target':16} {'size':>8} {'arena':>8} {'top-1':>7} {'float':>7} {'drop':>6} {'host ms':>8}  technique chosen",
     ]
     for r in result["targets"]:
         size = "-" if r["size_bytes"] is None else f"{r['size_bytes'] / 1024:.1f}K"
         arena = "-" if r["arena_bytes"] is None else f"{r['arena_bytes'] / 1024:.1f}K"
         drop = "-" if r["accuracy_drop"] is None else f"{r['accuracy_drop']:+.2f}"
         host = "-" if r["host_latency_ms"] is None else f"{r['host_latency_ms']:.3f}"
-        tech = (r["technique"] or "-") + ("" if r["chosen"] else " (FAILS budget)")
-        lines.append(f"{r['target']:16} {tech[:56]:56} {size:>9} {arena:>9} {_pct(r['accuracy']):>8} "
-                     f"{_pct(r['float_accuracy']):>8} {drop:>6} {host:>8}")
+        tech = (r["technique"] or "-") + ("" if r["chosen"] else "  (closest; FAILS the budget)")
+        lines.append(f"{r['target']:16} {size:>8} {arena:>8} {_pct(r['accuracy']):>7} {_pct(r['float_accuracy']):>7} "
+                     f"{drop:>6} {host:>8}  {tech}")
         if "tflm" in r:
-            lines.append(f"{'':16} TFLite Micro: top-1 {_pct(r['tflm']['top1'])} on {r['tflm']['samples']} held-out digits; "
-                         f"{r['size_ratio']:.2f}× the float teacher's file")
+            lines.append(f"{'':16} TFLite Micro ran it: top-1 {_pct(r['tflm']['top1'])} on {r['tflm']['samples']} "
+                         f"held-out digits; file is {r['size_ratio']:.2f}× the float teacher's")
     lines.append(f"artifacts: {result['output_dir']}/<target>/{{candidates.json,pareto.png,best/}}")
     return "\n".join(lines)
 

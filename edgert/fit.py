@@ -72,6 +72,7 @@ class FitReport:
         energy_uj: Estimated energy of one inference.
         unsupported_ops: ``{op name: count}`` of ops the target cannot run.
         edgetpu: Edge TPU partition prediction (``cpu_ops``, ``subgraphs``, ...), None on other targets.
+        delegate: XNNPACK/GPU delegate coverage (``name``, ``delegated_ops``, ``cpu_ops``), None elsewhere.
         macs: Estimated MACs per inference.
         rate_hz: Inference rate used for power, None when not given.
         average_power_mw: Average power at ``rate_hz``.
@@ -91,6 +92,7 @@ class FitReport:
     energy_uj: float
     unsupported_ops: dict[str, int]
     edgetpu: dict[str, Any] | None = None
+    delegate: dict[str, Any] | None = None
     macs: int = 0
     rate_hz: float | None = None
     average_power_mw: float | None = None
@@ -125,6 +127,8 @@ class FitReport:
         }
         if self.edgetpu is not None:
             out["edgetpu"] = dict(self.edgetpu)
+        if self.delegate is not None:
+            out["delegate"] = dict(self.delegate)
         return out
 
 
@@ -213,7 +217,7 @@ def _unsupported(model, target: Target) -> tuple[dict[str, int], list[str]]:
                         s == 0 and op.name in ("QUANTIZE", "DEQUANTIZE")):
                     why = "computes in float (this target runs int8 kernels only)"
                 if why is None and op.custom and op.name not in TFLM_CUSTOM_OPS:
-                    why = "custom op with no TFLite Micro kernel"
+                    why = "custom op without a TFLite Micro kernel"
                 elif why is None and not op.custom and op.name not in TFLM_OPS:
                     why = "no TFLite Micro kernel"
                 elif why is None and any(tensors[i].dtype == "uint8" and not tensors[i].is_constant
@@ -231,7 +235,35 @@ def _unsupported(model, target: Target) -> tuple[dict[str, int], list[str]]:
             if why:
                 found[op.name] = found.get(op.name, 0) + 1
                 reasons.setdefault(op.name, why)
-    return dict(sorted(found.items())), [f"{k}: {v}" for k, v in sorted(reasons.items())]
+    by_reason: dict[str, list[str]] = {}
+    for name, why in sorted(reasons.items()):
+        by_reason.setdefault(why, []).append(name)
+    return dict(sorted(found.items())), [f"{', '.join(names)}: {why}" for why, names in by_reason.items()]
+
+
+#: (substring of a reason, how to fix it): the first matches win, in this order.
+_FIXES = (
+    ("computes in float", "quantize to full int8: edgert convert --target {target} --calibration DATA"),
+    ("tensors (the Edge TPU", "quantize to full int8: edgert convert --target {target} --calibration DATA"),
+    ("uint8", "convert with int8 input/output (edgert convert --target {target} does)"),
+    ("custom op", "register a kernel for the custom op with the interpreter/op resolver, or rebuild the model with builtin ops"),
+    ("no TFLite Micro kernel", "replace those layers with ops TFLite Micro has, or add the kernel to your firmware"),
+    ("Flex", "rebuild the model without TensorFlow (Flex) ops"),
+    ("dynamic", "convert with a fixed batch size of 1 and a fixed input size"),
+    ("after the first unsupported", "move or replace the first unsupported op so the Edge TPU can map the rest"),
+    ("", "use ops from the target's supported list ({op_set})"),
+)
+
+
+def _fix_for(reasons: str, target: Target) -> str:
+    """How to fix the op problems in ``reasons`` (up to two distinct suggestions)."""
+    fixes = []
+    for needle, text in _FIXES:
+        if needle in reasons and (needle or not fixes):  # the catch-all only when nothing else matched
+            fix = text.format(target=target.name, op_set=target.op_set)
+            if fix not in fixes:
+                fixes.append(fix)
+    return "; ".join(fixes[:2])
 
 
 def _edgetpu_boundary(model, op, tensors) -> bool:
@@ -388,18 +420,21 @@ def check_fit(
                 unsupported[name] = model.ops[name]
                 reasons.append(f"{name}: TFLite Micro refused it (see notes)")
     edgetpu = _edgetpu_partition(model) if target.op_set == "edgetpu" else None
+    delegate = None
     n_ops = sum(model.ops.values())
     if unsupported:
-        fix = {
-            "tflm": "replace them with TFLM builtins (e.g. unroll or drop LSTMs, no custom ops) or register your own kernel",
-            "edgetpu": "quantize fully to int8 with static shapes and use ops from Coral's supported list",
-        }.get(target.op_set, "register a kernel for them or rebuild the model with builtin ops")
+        fix = _fix_for(" ".join(reasons), target)
         detail = f"{sum(unsupported.values())} of {n_ops} ops cannot run on {target.op_set}: " + "; ".join(reasons) + f" — {fix}"
     else:
         detail = f"all {n_ops} ops run on {target.op_set}"
     if target.op_set in ("xnnpack", "gpu"):
         table = XNNPACK_OPS if target.op_set == "xnnpack" else GPU_OPS
         fallback = {k: v for k, v in model.ops.items() if k not in table and k not in unsupported}
+        delegate = {
+            "name": target.delegate,
+            "delegated_ops": sum(v for k, v in model.ops.items() if k in table),
+            "cpu_ops": dict(sorted(fallback.items())),
+        }
         if fallback:
             detail += f"; {sum(fallback.values())} op(s) not taken by the {target.delegate} delegate run on the CPU: " + ", ".join(sorted(fallback))
     checks.append(Check("ops", not unsupported, sum(unsupported.values()), 0, detail))
@@ -490,7 +525,8 @@ def check_fit(
         cpu_ms = _latency_ms(model, host, [c for c in costs if (c.op.subgraph, c.op.index) in cpu_ids]) - host.invoke_overhead_ms
         energy = target.active_power_mw * latency + host.active_power_mw * cpu_ms
         edgetpu["cpu_latency_ms"] = round(cpu_ms, 4)
-        notes.append(f"ops left on the CPU are costed on the {HOST_FOR_EDGETPU} profile")
+        if edgetpu["cpu_ops"]:
+            notes.append(f"ops left on the CPU are costed on the {HOST_FOR_EDGETPU} profile")
     else:
         latency = _latency_ms(model, target, costs)
         energy = target.active_power_mw * latency  # mW x ms = uJ
@@ -527,6 +563,7 @@ def check_fit(
         energy_uj=energy,
         unsupported_ops=unsupported,
         edgetpu=edgetpu,
+        delegate=delegate,
         macs=model.macs,
         rate_hz=rate_hz,
         average_power_mw=avg_power,
@@ -584,6 +621,10 @@ def fit_markdown(report: FitReport | dict[str, Any]) -> str:
             f = tpu["first_unsupported"]
             lines.append(f"  - mapping stops at op {f['index']} {f['op']}: {f['reason']}")
         lines.append(f"  - compile: `{tpu['compiler']}`")
+    dlg = d.get("delegate")
+    if dlg:
+        cpu = ", ".join(f"{k}×{v}" for k, v in dlg["cpu_ops"].items()) or "none"
+        lines.append(f"- {dlg['name']} delegate: {dlg['delegated_ops']} op(s) delegated; on the CPU: {cpu}")
     for n in d.get("notes", []):
         lines.append(f"- note: {n}")
     return "\n".join(lines) + "\n"

@@ -28,7 +28,7 @@ import threading
 import time
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -45,6 +45,7 @@ from firmware_tools.errors import (
     ProtocolError,
     SignatureError,
 )
+from firmware_tools.framing import encoded_size
 from firmware_tools.link import DEFAULT_BAUDRATE, PortLost, SmpLink, Timeouts
 from firmware_tools.protocol import (
     GROUP_EDGERT,
@@ -69,6 +70,7 @@ __all__ = [
     "device_info",
     "read_info",
     "invoke",
+    "INVOKE_SECONDS",
     "rollback",
     "connect",
 ]
@@ -82,6 +84,12 @@ DEFAULT_BUF_COUNT = 1
 #: Most requests kept on the line at once. Two are enough to hide the reply round trip
 #: and keep what a disconnect can lose to about one chunk.
 MAX_WINDOW = 2
+#: The next chunk is written this fraction of a chunk's wire time (plus PIPELINE_SLACK_S) after
+#: the previous one has left the UART by the baud-rate estimate: the device's line may run a
+#: little faster or slower than nominal, and a chunk queued too early is lost with the previous
+#: one when the line drops (re-sent bytes stay within one chunk).
+PIPELINE_MARGIN = 0.05
+PIPELINE_SLACK_S = 0.001
 #: Frame overhead inside the device buffer: 2-byte length + 2-byte CRC16.
 _FRAME_OVERHEAD = 4
 #: Spare bytes per chunk for CBOR integer growth (off/len up to 32 bits).
@@ -251,7 +259,7 @@ def check_capacity(data: bytes, info: DeviceInfo, *, target: str | Any | None = 
         from edgert.model.memory import plan_arena
     except ImportError:  # the memory planner is optional for flashing
         plan_arena = None
-    if plan_arena is not None:
+    if plan_arena is not None and info.ram > 0:  # a device that does not run models may report 0
         arena = plan_arena(data).total_bytes
         if arena > info.ram:
             raise ModelTooLargeError(
@@ -262,7 +270,7 @@ def check_capacity(data: bytes, info: DeviceInfo, *, target: str | Any | None = 
 
         fit = check_fit(data, target)
         if not fit.fits:
-            failed = ", ".join(f"{c.name} ({c.detail})" if c.detail else c.name for c in fit.checks if not c.ok)
+            failed = ", ".join(c.name for c in fit.checks if not c.ok)
             name = getattr(target, "name", target)
             raise ModelTooLargeError(f"model does not fit target {name}: {failed}",
                                      f"see: edgert fit MODEL --target {name}", group=GROUP_EDGERT, rc=4)
@@ -276,6 +284,7 @@ class _Inflight:
     off: int
     end: int
     deadline: float
+    wire: int
 
 
 @dataclass
@@ -323,11 +332,12 @@ def _upload(link: SmpLink, data: bytes, *, start: int, chunk: int, window: int,
             stats.resumed_from = held
         acked = next_off = held
 
+    margin = PIPELINE_SLACK_S + PIPELINE_MARGIN * link.wire_seconds(encoded_size(chunk + 64))
     while acked < total:
         try:
             now = time.monotonic()
             while (len(inflight) < window and next_off < total
-                   and (not inflight or now >= link.tx_idle_at)):
+                   and (not inflight or now >= link.tx_idle_at + margin)):
                 n = min(chunk, total - next_off)
                 seq = link.next_seq()
                 wire = link.send(build(seq, next_off, data[next_off:next_off + n]))
@@ -336,14 +346,14 @@ def _upload(link: SmpLink, data: bytes, *, start: int, chunk: int, window: int,
                     stats.resent += min(n, stats.high_water - next_off)
                 stats.high_water = max(stats.high_water, next_off + n)
                 deadline = link.tx_idle_at + link.response_timeout(wire, write_bytes=n)
-                inflight.append(_Inflight(seq, next_off, next_off + n, deadline))
+                inflight.append(_Inflight(seq, next_off, next_off + n, deadline, wire))
                 next_off += n
                 now = time.monotonic()
             if not inflight:
                 continue
             wake = inflight[0].deadline
             if len(inflight) < window and next_off < total:
-                wake = min(wake, link.tx_idle_at)
+                wake = min(wake, link.tx_idle_at + margin)
             packet = link.poll(max(0.0, wake - time.monotonic()))
             if packet is None:
                 if time.monotonic() >= inflight[0].deadline:
@@ -364,6 +374,7 @@ def _upload(link: SmpLink, data: bytes, *, start: int, chunk: int, window: int,
                 while inflight and inflight[0].seq != entry.seq:
                     inflight.popleft()
                 inflight.popleft()
+                link.drained(sum(e.wire for e in inflight))
                 acked = off
                 failures = 0
                 report(progress, acked, total, label)
@@ -585,11 +596,20 @@ def flash_many(ports: Sequence[str], model: bytes | str | Path, *, progress=None
         return list(pool.map(one, ports))
 
 
-def invoke(link: SmpLink, inputs: Sequence[bytes], *, reply_wire: int = 512) -> tuple[list[bytes], int]:
-    """Run the device's active model once. Returns ``(raw output tensors, device microseconds)``."""
-    size = sum(len(b) for b in inputs)
+#: Seconds a device may compute for one INVOKE on top of the wire time (a slow MCU running a
+#: large model, or the simulator starting its isolated TFLite Micro process).
+INVOKE_SECONDS = 30.0
+
+
+def invoke(link: SmpLink, inputs: Sequence[bytes], *, reply_wire: int = 512,
+           compute_seconds: float = INVOKE_SECONDS) -> tuple[list[bytes], int]:
+    """Run the device's active model once. Returns ``(raw output tensors, device microseconds)``.
+
+    Only one attempt: INVOKE is not idempotent in time, and a device that needs longer than
+    ``compute_seconds`` is reported as silent rather than asked again.
+    """
     body = link.request(lambda s: InvokeRequest(inputs=[bytes(b) for b in inputs], sequence=s).BYTES, "INVOKE",
-                        reply_wire=reply_wire, hash_bytes=size, retries=2)
+                        reply_wire=reply_wire, retries=1, extra_seconds=compute_seconds)
     outs = body.get("outputs")
     if not isinstance(outs, list) or not all(isinstance(o, bytes) for o in outs):
         raise ProtocolError(f"INVOKE reply from {link.url} has no outputs")

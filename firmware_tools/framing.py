@@ -121,6 +121,16 @@ class FrameDecoder:
                 self._line.clear()
                 i = j
             nl = data.find(b"\n", i)
+            # A start delimiter inside a line means the line was cut off (a device reset, a lost
+            # newline): base64 never contains 0x06, so restart at the new frame.
+            restart = data.find(START, i + (0 if self._line else 1), nl if nl >= 0 else n)
+            if restart >= 0:
+                self.noise += len(self._line) + restart - i
+                if self._body is not None:
+                    self._fail()
+                self._line.clear()
+                i = restart
+                nl = data.find(b"\n", i)
             if nl < 0:
                 self._line += data[i:]
                 if len(self._line) > MAX_FRAME_BYTES:

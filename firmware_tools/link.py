@@ -37,6 +37,8 @@ DEFAULT_BAUDRATE = 115200
 POLL_INTERVAL = 0.005
 #: UART bits per byte (start + 8 data + stop), to turn a baud rate into bytes per second.
 BITS_PER_BYTE = 10
+#: Largest frame the host writes at once on the wire (a 4 KiB device buffer, base64-encoded, in lines).
+MAX_FRAME_WIRE = 6000
 
 
 @dataclass(frozen=True)
@@ -96,16 +98,19 @@ class SmpLink:
         self._queue: list[bytes] = []
         self._seq = 0
         self._tx_end = 0.0
-        if isinstance(port, str):
+        # A port object the caller opened stays open after us; a URL we opened, we close.
+        self._owned = isinstance(port, str)
+        if self._owned:
             self.url = port
             self.baudrate = baudrate
+            self.seconds_per_byte = BITS_PER_BYTE / float(self.baudrate)
             self.port = self._open(port)
         else:
             self.url = getattr(port, "port", None) or getattr(port, "name", None) or repr(port)
             self.port = port
             self.baudrate = int(getattr(port, "baudrate", baudrate) or baudrate)
+            self.seconds_per_byte = BITS_PER_BYTE / float(self.baudrate)
             self.port.timeout = POLL_INTERVAL
-        self.seconds_per_byte = BITS_PER_BYTE / float(self.baudrate)
 
     # -- connection ----------------------------------------------------------
     def _open(self, url: str) -> Any:
@@ -114,7 +119,7 @@ class SmpLink:
         while True:
             try:
                 port = serial.serial_for_url(url, baudrate=self.baudrate, timeout=POLL_INTERVAL,
-                                             write_timeout=self.timeouts.response_base * 4)
+                                             write_timeout=self.write_timeout)
                 port.reset_input_buffer()
                 return port
             except (serial.SerialException, OSError, ValueError) as e:
@@ -123,6 +128,11 @@ class SmpLink:
                 raise PortError(f"cannot open serial port {url}: {last}",
                                 "check the cable and the port name (ls /dev/tty*), or that no other program holds it")
             time.sleep(0.1)
+
+    @property
+    def write_timeout(self) -> float:
+        """How long one write may block: a device that stops reading must not hang the host."""
+        return self.timeouts.response_base * 4 + self.timeouts.wire_factor * self.wire_seconds(MAX_FRAME_WIRE)
 
     def reconnect(self) -> None:
         """Close and reopen the port (same URL), waiting up to ``timeouts.reconnect`` for it to come back.
@@ -141,8 +151,6 @@ class SmpLink:
         last: Exception | None = None
         while time.monotonic() < deadline:
             try:
-                if isinstance(self.url, str) and not hasattr(self.port, "open"):
-                    raise PortError(f"cannot reopen {self.url}")
                 self.port.open()
                 self.port.reset_input_buffer()
                 log.info("reconnected to %s", self.url)
@@ -154,7 +162,9 @@ class SmpLink:
                         "reconnect the board and run the command again (the upload resumes)")
 
     def close(self) -> None:
-        """Close the port."""
+        """Close the port (unless the caller passed it in open)."""
+        if not self._owned:
+            return
         try:
             self.port.close()
         except (serial.SerialException, OSError):
@@ -176,6 +186,13 @@ class SmpLink:
     def tx_idle_at(self) -> float:
         """Monotonic time at which everything written so far has left the UART (estimate)."""
         return self._tx_end
+
+    def drained(self, pending_wire: int = 0) -> None:
+        """A reply proved the line delivered everything but ``pending_wire`` bytes: correct the estimate.
+
+        On a link faster than ``baudrate`` (USB CDC ignores it) this keeps waits short.
+        """
+        self._tx_end = min(self._tx_end, time.monotonic() + self.wire_seconds(pending_wire))
 
     def wire_seconds(self, nbytes: int) -> float:
         """Seconds ``nbytes`` take on the line."""
@@ -233,7 +250,8 @@ class SmpLink:
                 + t.write_per_kib * write_bytes / 1024 + t.hash_per_kib * hash_bytes / 1024)
 
     def request(self, packet_for_seq, what: str, *, reply_wire: int = 64, write_bytes: int = 0,
-                hash_bytes: int = 0, retries: int | None = None, check: bool = True) -> dict[str, Any]:
+                hash_bytes: int = 0, retries: int | None = None, check: bool = True,
+                extra_seconds: float = 0.0) -> dict[str, Any]:
         """Send a request and return the reply's CBOR map, retrying on silence.
 
         Args:
@@ -244,6 +262,7 @@ class SmpLink:
             hash_bytes: Bytes the device hashes to serve it (for the timeout).
             retries: Attempts before :class:`DeviceSilentError` (default ``timeouts.retries``).
             check: Raise the mapped error when the reply is an SMP error.
+            extra_seconds: Device compute time on top of the policy (e.g. an INVOKE).
 
         Raises:
             DeviceSilentError: No reply after all attempts.
@@ -257,7 +276,7 @@ class SmpLink:
             packet = packet_for_seq(seq)
             try:
                 wire = self.send(packet)
-                timeout = self.response_timeout(wire, reply_wire, write_bytes, hash_bytes)
+                timeout = self.response_timeout(wire, reply_wire, write_bytes, hash_bytes) + extra_seconds
                 deadline = max(time.monotonic(), self._tx_end) + timeout
                 while True:
                     got = self.poll(deadline - time.monotonic())
@@ -266,6 +285,7 @@ class SmpLink:
                     head, body = parse_packet(got)
                     if head["seq"] != seq or head["op"] not in (1, 3):
                         continue  # a late reply to an earlier attempt, or our own echo
+                    self.drained()
                     if check:
                         raise_for_error(body, what)
                     return body

@@ -8,7 +8,6 @@ dequantized outputs is reported.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Any
 
@@ -16,17 +15,11 @@ import numpy as np
 
 from edgert.errors import InputDataError
 from edgert.progress import report
-from firmware_tools.errors import DeviceRejectedError
+from firmware_tools.errors import DeviceRejectedError, ProtocolError
 from firmware_tools.flash import flash_model, invoke, read_info
 from firmware_tools.link import DEFAULT_BAUDRATE, SmpLink, Timeouts
 
 __all__ = ["load_samples", "validate_on_device"]
-
-log = logging.getLogger("edgert.firmware.validate")
-
-#: Seconds a device may take for one INVOKE on top of the wire time (a slow MCU, or the
-#: simulator starting an isolated TFLite Micro process).
-INVOKE_SECONDS = 30.0
 
 
 def load_samples(path: str | Path, spec) -> np.ndarray:
@@ -122,15 +115,9 @@ def validate_on_device(port: str | Any, model: bytes | str | Path, samples: np.n
             host.set_input(0, inp)
             host.invoke()
             host_raw = np.asarray(host.get_output(0, dequantize_output=False))
-            payload = [inp.tobytes()]
-            link_timeouts = link.timeouts
-            link.timeouts = Timeouts(link_timeouts.response_base + INVOKE_SECONDS, link_timeouts.wire_factor,
-                                     link_timeouts.write_per_kib, link_timeouts.hash_per_kib, 1,
-                                     link_timeouts.reconnect, link_timeouts.open)
-            try:
-                outs, us = invoke(link, payload, reply_wire=2 * out_spec.nbytes + 64)
-            finally:
-                link.timeouts = link_timeouts
+            outs, us = invoke(link, [inp.tobytes()], reply_wire=2 * out_spec.nbytes + 64)
+            if len(outs[0]) != host_raw.nbytes:
+                raise ProtocolError(f"device returned {len(outs[0])} output bytes, the model has {host_raw.nbytes}")
             dev_raw = np.frombuffer(outs[0], dtype=out_spec.dtype).reshape(host_raw.shape)
             h, d = _dequant(host_raw, out_spec), _dequant(dev_raw, out_spec)
             err = float(np.max(np.abs(h - d))) if h.size else 0.0

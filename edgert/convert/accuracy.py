@@ -270,6 +270,9 @@ def layer_errors(
         try:
             table = _debugger_rows(source, settings, samples, debug_x)
             method = "quantization_debugger"
+            if not settings.per_channel_dense:
+                # The debugger always quantizes dense weights per channel (LiteRT issue 3596).
+                note = "the debugger quantized dense layers per-channel; the converted model uses per-tensor"
         except (ValueError, RuntimeError, KeyError, AttributeError) as e:
             # The debugger is experimental (and its interpreter deprecated); the
             # tensor comparison below gives the accumulated error instead.

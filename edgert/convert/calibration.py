@@ -260,6 +260,9 @@ def load_labeled(
         if labels and all(n in labels for n in names):
             index = {n: labels.index(n) for n in names}
             classes = labels
+        elif all(n.isdigit() for n in names):  # eval/0 .. eval/12: the folder name is the class index
+            index = {n: int(n) for n in names}
+            classes = labels or [str(i) for i in range(max(index.values()) + 1)]
         else:
             index = {n: i for i, n in enumerate(names)}
             classes = names

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 import re
 import warnings
 from typing import Any, Iterable, Sequence
@@ -18,6 +19,18 @@ from edgert.progress import report
 __all__ = ["convert_keras", "convert_source", "keep_float_nodes", "representative_dataset", "tf_dtype"]
 
 log = logging.getLogger("edgert.convert")
+
+
+@dataclass(frozen=True)
+class _FreeTarget:
+    """Stands in for a target profile when the caller states the settings directly."""
+
+    kind: str
+    op_set: str
+    quantization: str
+    input_dtype: str
+    output_dtype: str
+    name: str | None = None
 
 
 def tf_dtype(name: str):
@@ -55,6 +68,9 @@ def _apply(converter, settings: ConverterSettings, samples: np.ndarray | None, p
             f"mode {mode} quantizes activations and needs calibration data",
             "pass --calibration DIR|FILE.npy with a few hundred typical inputs",
         )
+    if not settings.per_channel_dense:
+        # No public switch exists yet; the attribute is read by TFLiteConverter._quantize.
+        converter._experimental_disable_per_channel_quantization_for_dense_layers = True
     converter.representative_dataset = representative_dataset(samples, progress)
     converter.inference_input_type = tf_dtype(settings.input_dtype)
     converter.inference_output_type = tf_dtype(settings.output_dtype)
@@ -149,7 +165,8 @@ def convert_source(
         denylisted_nodes=nodes or None, denylisted_ops=ops or None, fully_quantize=settings.input_dtype != "float32"
     )
     try:
-        with stdout_to_stderr():
+        with stdout_to_stderr(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the deprecated tf.lite.Interpreter it builds warns loudly
             debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter, debug_dataset=representative_dataset(samples[:1]), debug_options=options
             )
@@ -191,15 +208,12 @@ def convert_keras(
     source = load_source(keras_model)
     m = normalize_mode(mode)
 
-    class _Free:  # a target that only states what the caller asked for
-        name = None
-        kind = "mcu" if full_int8 else "cpu"
-        op_set = "tflm" if full_int8 else "tflite"
-        quantization = m
-        input_dtype = {"int8": "int8", "int16x8": "int16"}.get(m, "float32")
-        output_dtype = input_dtype
-
-    settings = settings_for(_Free, m, input_dtype, output_dtype)
+    io_dtype = {"int8": "int8", "int16x8": "int16"}.get(m, "float32")
+    free = _FreeTarget(
+        kind="mcu" if full_int8 else "cpu", op_set="tflm" if full_int8 else "tflite",
+        quantization=m, input_dtype=io_dtype, output_dtype=io_dtype,
+    )
+    settings = settings_for(free, m, input_dtype, output_dtype)
     samples = None
     if representative_data is not None:
         samples = load_calibration(representative_data, source.input_shape, progress)

@@ -56,7 +56,7 @@ def _sha256_weights(model: Any) -> str:
     h = hashlib.sha256()
     for w in model.weights:
         h.update(w.path.encode() if hasattr(w, "path") else b"")
-        h.update(np.ascontiguousarray(np.asarray(w)).tobytes())
+        h.update(np.ascontiguousarray(w.numpy()).tobytes())
     return h.hexdigest()
 
 

@@ -28,7 +28,6 @@ from edgert.convert.loader import SourceModel, load_source
 from edgert.convert.settings import ConverterSettings, settings_for
 from edgert.errors import ConversionError, InputDataError
 from edgert.model.c_source import atomic_write, reserved_arena_bytes, write_c_source
-from edgert.progress import report as report_progress
 
 __all__ = ["ConversionResult", "convert", "TASKS", "MODEL_FILE", "REPORT_JSON", "REPORT_MD"]
 
@@ -109,9 +108,13 @@ def _guess_task(task: str | None, labels: list[str] | None, converted) -> str:
 
 
 def _output_kind(converted) -> str:
-    ops = converted.operators()
-    last = [op.name for op in ops if converted.outputs[0].index in op.outputs]
-    return "probabilities" if last and last[0] in ("SOFTMAX", "LOGISTIC") else "logits"
+    # Walk back over type/shape-only ops (uint8 I/O adds a QUANTIZE after the softmax).
+    producer = {o: op for op in converted.operators() for o in op.outputs}
+    index = converted.outputs[0].index
+    op = producer.get(index)
+    while op is not None and op.name in ("QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE") and op.inputs:
+        op = producer.get(op.inputs[0])
+    return "probabilities" if op is not None and op.name in ("SOFTMAX", "LOGISTIC") else "logits"
 
 
 def _labels(labels: Any) -> list[str] | None:
@@ -212,7 +215,7 @@ def convert(
     """
     from edgert.fit import check_fit
     from edgert.model import read_model
-    from edgert.model.metadata import METADATA_SCHEMA, embed_metadata
+    from edgert.model.metadata import embed_metadata
     from edgert.targets import load_target
 
     timer = _Timer()
@@ -220,27 +223,29 @@ def convert(
     settings = settings_for(tgt, mode, input_dtype, output_dtype)
     keep_float = tuple(keep_float or ())
     _check_keep_float(settings, keep_float, tgt)
+    if calibration is None and settings.needs_calibration:  # say so before TensorFlow loads
+        raise InputDataError(
+            f"target {tgt.name} converts in mode {settings.mode}, which needs calibration data",
+            "pass --calibration DIR|FILE.npy with a few hundred typical inputs, or --mode dynamic",
+        )
+    out_dir = _output_dir(output_dir)
     label_list = _labels(labels)
     source = load_source(model)
     timer.done("load model")
     prep = _merge_preprocessing(source.input_shape, preprocessing, mean, std)
 
     samples = None
-    if calibration is not None:
+    if calibration is not None and settings.needs_calibration:
         samples = load_calibration(calibration, source.input_shape, progress, preprocessing=prep)
         timer.done("read calibration data")
-    elif settings.needs_calibration:
-        raise InputDataError(
-            f"target {tgt.name} converts in mode {settings.mode}, which needs calibration data",
-            "pass --calibration DIR|FILE.npy with a few hundred typical inputs, or --mode dynamic",
-        )
+    elif calibration is not None:
+        log.info("mode %s quantizes no activations: calibration data not used", settings.mode)
     eval_x = eval_y = None
+    folder_labels = None  # class names from the evaluation folder, used when they match the outputs
     if eval_data is not None:
-        eval_x, eval_y, classes = load_labeled(
-            eval_data, source.input_shape, preprocessing=prep, labels=label_list, progress=progress
-        )
-        if label_list is None and classes and isinstance(eval_data, (str, Path)) and Path(eval_data).is_dir():
-            label_list = list(classes)
+        eval_x, eval_y, classes = load_labeled(eval_data, source.input_shape, preprocessing=prep, labels=label_list, progress=progress)
+        if label_list is None and isinstance(eval_data, (str, Path)) and Path(eval_data).is_dir():
+            folder_labels = classes
         timer.done("read evaluation data")
 
     from edgert.convert.converter import convert_source
@@ -252,23 +257,9 @@ def convert(
         timer.done("convert float32 reference")
 
     converted = read_model(raw)
+    label_list = _final_labels(label_list, folder_labels, converted)
     versions = _versions()
-    metadata: dict[str, Any] = {
-        "schema": METADATA_SCHEMA,
-        "task": _guess_task(task, label_list, converted),
-        "target": tgt.name,
-        "source": {"sha256": source.sha256, "format": source.format},
-        "converter": {**versions, "mode": settings.mode, "input_dtype": settings.input_dtype, "output_dtype": settings.output_dtype},
-        "postprocessing": {"output": _output_kind(converted)},
-    }
-    if label_list:
-        metadata["labels"] = label_list
-    if prep:
-        metadata["preprocessing"] = prep
-    if samples is not None:
-        metadata["calibration"] = calibration_summary(samples, calibration)
-    if keep_float:
-        metadata["converter"]["keep_float"] = list(keep_float)
+    metadata = _metadata(tgt, settings, source, converted, versions, task, label_list, prep, samples, calibration, keep_float)
     data = embed_metadata(raw, metadata)
     mf = read_model(data)
     _remember_trusted(mf.sha256)
@@ -298,39 +289,85 @@ def convert(
     report["metadata"] = metadata
     report["calibration"] = metadata.get("calibration")
     report["accuracy"] = accuracy
+    files = _write_outputs(out_dir, data, mf, fit, tgt, report, timer)
+    path = Path(files["model"]) if "model" in files else None
+    return ConversionResult(tflite=data, path=path, report=report, fit=fit, accuracy=accuracy, files=files)
 
+
+def _output_dir(output_dir: str | Path | None) -> Path | None:
+    if output_dir is None:
+        return None
+    out = Path(output_dir)
+    if out.exists() and not out.is_dir():
+        raise InputDataError(f"{out}: output path exists and is not a directory", "pass a directory with -o")
+    return out
+
+
+def _final_labels(user: list[str] | None, from_folder: list[str] | None, converted) -> list[str] | None:
+    n_out = converted.outputs[0].num_elements
+    single = len(converted.outputs) == 1
+    if user and single and len(user) != n_out:
+        raise InputDataError(
+            f"{len(user)} labels given but the model outputs {n_out} values",
+            "give one label per output class, in output order",
+        )
+    if user is None and from_folder and single and len(from_folder) == n_out:
+        return list(from_folder)
+    return user
+
+
+def _metadata(tgt, settings, source, converted, versions, task, labels, prep, samples, calibration, keep_float) -> dict[str, Any]:
+    from edgert.model.metadata import METADATA_SCHEMA
+
+    converter = {**versions, "mode": settings.mode, "input_dtype": settings.input_dtype, "output_dtype": settings.output_dtype}
+    if keep_float:
+        converter["keep_float"] = list(keep_float)
+    metadata: dict[str, Any] = {
+        "schema": METADATA_SCHEMA,
+        "task": _guess_task(task, labels, converted),
+        "target": tgt.name,
+        "source": {"sha256": source.sha256, "format": source.format},
+        "converter": converter,
+        "postprocessing": {"output": _output_kind(converted)},
+    }
+    if labels:
+        metadata["labels"] = labels
+    if prep:
+        metadata["preprocessing"] = prep
+    if samples is not None:
+        metadata["calibration"] = calibration_summary(samples, calibration)
+    return metadata
+
+
+def _write_outputs(out: Path | None, data: bytes, mf, fit, tgt, report: dict[str, Any], timer: _Timer) -> dict[str, str]:
+    """Write the model, C source, Edge TPU compile and reports into ``out``; fills ``report``."""
     files: dict[str, str] = {}
-    out_path = None
-    if output_dir is not None:
-        out = Path(output_dir)
-        if out.exists() and not out.is_dir():
-            raise InputDataError(f"{out}: output path exists and is not a directory")
+    model_path = None
+    if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        out_path = atomic_write(out / MODEL_FILE, data)
-        files["model"] = str(out_path)
+        model_path = atomic_write(out / MODEL_FILE, data)
+        files["model"] = str(model_path)
     if tgt.kind == "mcu":
-        report["c_source"] = _c_source(data, mf, fit, Path(output_dir) if output_dir is not None else None, files)
+        report["c_source"] = _c_source(data, mf, fit, out, files)
     if tgt.op_set == "edgetpu":
         from edgert.convert.edgetpu import compile_command, compile_edgetpu
 
-        if out_path is not None:
-            report["edgetpu_compiler"] = compile_edgetpu(out_path, out_path.parent)
+        if model_path is not None:
+            report["edgetpu_compiler"] = compile_edgetpu(model_path, out)
+            timer.done("edgetpu_compiler")
         else:
             report["edgetpu_compiler"] = {"available": None, "command": " ".join(compile_command(MODEL_FILE, "."))}
-        timer.done("edgetpu_compiler")
     report["timing_s"] = dict(timer.steps)
-    if output_dir is not None:
-        out = Path(output_dir)
+    if out is not None:
+        from edgert.convert.report import render_markdown
+
         files["report_json"] = str(out / REPORT_JSON)
         files["report_md"] = str(out / REPORT_MD)
         report["files"] = dict(files)
-        from edgert.convert.report import render_markdown
-
         atomic_write(out / REPORT_JSON, json.dumps(report, indent=2, default=_json_default) + "\n")
         atomic_write(out / REPORT_MD, render_markdown(report, fit))
     report["files"] = dict(files)
-    report_progress(progress, 1, 1, "done")
-    return ConversionResult(tflite=data, path=out_path, report=report, fit=fit, accuracy=accuracy, files=files)
+    return files
 
 
 def _c_source(data: bytes, mf, fit, out: Path | None, files: dict[str, str]) -> dict[str, Any]:

@@ -65,6 +65,8 @@ class ConverterSettings:
         supported_ops: ``tf.lite.OpsSet`` member names, in order.
         full_int8: Only integer kernels allowed (no float fallback ops).
         allow_keep_float: Whether named layers may stay in float (``--keep-float``).
+        per_channel_dense: Quantize FULLY_CONNECTED weights per output channel
+            (TensorFlow's default since 2.16); False = one scale per tensor.
         batch: Static batch size of the converted graph (always 1 on devices).
         target: Target profile name.
         notes: Why each non-obvious setting was chosen (shown in the report).
@@ -76,6 +78,7 @@ class ConverterSettings:
     supported_ops: tuple[str, ...]
     full_int8: bool
     allow_keep_float: bool
+    per_channel_dense: bool = True
     batch: int = 1
     target: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
@@ -172,6 +175,12 @@ def settings_for(
             "Edge TPU: full-integer int8, uint8 I/O, TFLITE_BUILTINS_INT8 only and static batch-1 shapes, "
             "which is what edgetpu_compiler maps"
         )
+    # Per-channel FULLY_CONNECTED weights are recent (TF 2.16 made them the default):
+    # edgetpu_compiler 16 predates them, and TFLite Micro before late 2024 ran them
+    # with wrong scales (tflite-micro PR 2602/2673), so firmware in the field needs per-tensor.
+    per_channel_dense = getattr(target, "op_set", None) not in _STRICT_OP_SETS
+    if not per_channel_dense and m in ("int8", "int16x8"):
+        notes.append("dense layers quantized per-tensor: edgetpu_compiler and older TFLite Micro lack per-channel FULLY_CONNECTED")
     notes.append("static batch 1: device interpreters and the Edge TPU compiler need fixed shapes")
     return ConverterSettings(
         mode=m,
@@ -180,6 +189,7 @@ def settings_for(
         supported_ops=ops,
         full_int8=strict,
         allow_keep_float=not strict and m in ("int8", "int16x8"),
+        per_channel_dense=per_channel_dense,
         batch=1,
         target=getattr(target, "name", None),
         notes=tuple(notes),

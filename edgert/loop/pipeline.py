@@ -488,11 +488,13 @@ class Pipeline:
         self._stop.set()
         self.queue.close()
         if self._thread is not None:
-            self._thread.join(timeout=1.0)
+            # A camera read returns within a frame period; give it that before
+            # closing the device under it (OpenCV captures are not thread-safe).
+            self._thread.join(timeout=0.5)
             if self._thread.is_alive():
                 # Blocked in a driver/stdin read: closing the source releases it; the thread is a daemon.
                 self.source.interrupt()
-                self._thread.join(timeout=0.5)
+                self._thread.join(timeout=0.4)
         self.source.close()
         for sink in self.sinks:
             try:

@@ -4,19 +4,28 @@ Pure Python over the maintained ``tflite`` schema package; never imports TensorF
 """
 
 from edgert.model.metadata import METADATA_NAME, METADATA_SCHEMA, MetadataWriterError, embed_metadata, read_metadata
-from edgert.model.reader import MAX_MODEL_BYTES, ModelFile, OperatorInfo, TensorSpec, read_model
+from edgert.model.macs import KERNEL_FAMILIES, OpCost, estimate_macs, kernel_family, macs_by_family, op_costs, op_macs
+from edgert.model.reader import MAX_MODEL_BYTES, ModelFile, OperatorInfo, TensorSpec, dtype_nbytes, read_model
 from edgert.model.validate import validate_model_bytes
 
 __all__ = [
-    "METADATA_NAME",
+    "dtype_nbytes",
+    "embed_metadata",
+    "estimate_macs",
+    "KERNEL_FAMILIES",
+    "kernel_family",
+    "macs_by_family",
     "MAX_MODEL_BYTES",
+    "METADATA_NAME",
     "METADATA_SCHEMA",
     "MetadataWriterError",
-    "embed_metadata",
     "ModelFile",
+    "op_costs",
+    "op_macs",
+    "OpCost",
     "OperatorInfo",
-    "TensorSpec",
     "read_metadata",
     "read_model",
+    "TensorSpec",
     "validate_model_bytes",
 ]

@@ -136,6 +136,8 @@ class _AlignedBufferT:
         s = self._schema
         vec = None
         if self.payload is not None:
+            # Same steps as Builder.CreateNumpyVector, but with the schema's alignment
+            # (StartVector reserves the room the copy below fills).
             n = len(self.payload)
             builder.StartVector(1, n, _BUFFER_ALIGNMENT)
             builder.head -= n
@@ -188,17 +190,24 @@ def embed_metadata(data: bytes, metadata: dict) -> bytes:
     schema = _writer_schema()
     model_t = schema.ModelT.InitFromPackedBuf(data, 0)
 
-    # Re-wrap every buffer so it packs aligned; external (extension-area) data is
-    # copied out of the old file because its offsets change with the new size.
-    old_buffers = model_t.buffers or []
+    # Re-wrap every buffer so it packs aligned. Data stored after the flatbuffer
+    # (large-model extension: buffers and large custom options) is copied out of
+    # the old file, because its offsets move with the new flatbuffer's size.
+    external: list[tuple[object, str, bytes]] = []  # (object, offset attribute, bytes)
     buffers = []
-    external: list[tuple[int, bytes]] = []
-    for i, b in enumerate(old_buffers):
+    for b in model_t.buffers or []:
         if b.offset >= _EXTERNAL_OFFSET_MIN:
-            external.append((i, data[b.offset : b.offset + b.size]))
-            buffers.append(_AlignedBufferT(schema, None, offset=1, size=b.size))
+            moved = _AlignedBufferT(schema, None, offset=1, size=b.size)  # 1 keeps the field present
+            external.append((moved, "offset", data[b.offset : b.offset + b.size]))
+            buffers.append(moved)
         else:
             buffers.append(_AlignedBufferT(schema, _as_bytes(b.data)))
+    for sg in model_t.subgraphs or []:
+        for op in sg.operators or []:
+            off = getattr(op, "largeCustomOptionsOffset", 0) or 0
+            if off >= _EXTERNAL_OFFSET_MIN:
+                external.append((op, "largeCustomOptionsOffset", data[off : off + op.largeCustomOptionsSize]))
+                op.largeCustomOptionsOffset = 1
     if not buffers:
         # Buffer 0 is the conventional empty sentinel that activations point at.
         buffers.append(_AlignedBufferT(schema))
@@ -222,21 +231,23 @@ def embed_metadata(data: bytes, metadata: dict) -> bytes:
     out = _finish(model_t)
     if not external:
         return out
-    # Offsets are fixed-width fields that are present (non-zero) in both passes,
-    # so patching values does not change the flatbuffer's length.
-    start = _align_up(len(out), _BUFFER_ALIGNMENT)
-    pos = start
-    for i, chunk in external:
-        buffers[i].offset = pos
+    # Offsets are fixed-width fields present (non-zero) in both passes, so giving
+    # them their final values does not change the flatbuffer's length.
+    pos = _align_up(len(out), _BUFFER_ALIGNMENT)
+    for obj, attr, chunk in external:
+        setattr(obj, attr, pos)
         pos = _align_up(pos + len(chunk), _BUFFER_ALIGNMENT)
-    out2 = _finish(model_t)
-    if len(out2) != len(out):
-        raise InvalidModelError("re-serialising the large-model buffer table changed its size")
-    tail = bytearray(pos - len(out2))
-    for i, chunk in external:
-        rel = buffers[i].offset - len(out2)
+    final = _finish(model_t)
+    if len(final) != len(out):
+        raise InvalidModelError(
+            "re-serialising the model changed the size of its flatbuffer part; cannot place the large-model data",
+            "report this model to the edgert maintainers",
+        )
+    tail = bytearray(pos - len(final))
+    for obj, attr, chunk in external:
+        rel = getattr(obj, attr) - len(final)
         tail[rel : rel + len(chunk)] = chunk
-    return out2 + bytes(tail)
+    return final + bytes(tail)
 
 
 def _as_bytes(data) -> bytes | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Union
@@ -19,7 +19,7 @@ import numpy as np
 
 from edgert.errors import InputDataError, InvalidModelError
 
-__all__ = ["TensorSpec", "OperatorInfo", "ModelFile", "read_model", "MAX_MODEL_BYTES", "TFLITE_DTYPES"]
+__all__ = ["TensorSpec", "OperatorInfo", "ModelFile", "read_model", "dtype_nbytes", "MAX_MODEL_BYTES", "TFLITE_DTYPES"]
 
 #: Largest model file edgert will open (flatbuffers address at most 2 GiB without extensions).
 MAX_MODEL_BYTES = 2**31 - 1
@@ -29,8 +29,12 @@ TFLITE_DTYPES = {
     0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string",
     6: "bool", 7: "int16", 8: "complex64", 9: "int8", 10: "float64", 11: "complex128",
     12: "uint64", 13: "resource", 14: "variant", 15: "uint32", 16: "uint16", 17: "int4",
-    18: "bfloat16",
+    18: "bfloat16", 19: "int2", 20: "uint4", 21: "float8_e4m3fn", 22: "float8_e5m2",
 }
+
+# dtypes numpy cannot hold: bytes per element (sub-byte types: elements packed per byte instead).
+_NON_NUMPY_ITEMSIZE = {"string": 1, "resource": 1, "variant": 1, "bfloat16": 2, "float8_e4m3fn": 1, "float8_e5m2": 1}
+_PACKED_PER_BYTE = {"int4": 2, "uint4": 2, "int2": 4}
 
 ModelSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
 
@@ -91,10 +95,8 @@ class TensorSpec:
 
     @property
     def nbytes(self) -> int:
-        """Bytes this tensor occupies at run time (int4 packed two per byte)."""
-        if self.dtype == "int4":
-            return (self.num_elements + 1) // 2
-        return self.num_elements * _itemsize(self.dtype)
+        """Bytes this tensor occupies at run time (int4/uint4 packed two per byte, int2 four)."""
+        return dtype_nbytes(self.dtype, self.num_elements)
 
     def to_dict(self) -> dict[str, Any]:
         """The command contract's tensor object: name, shape, dtype, scale, zero_point."""
@@ -130,14 +132,18 @@ class OperatorInfo:
     version: int = 1
 
 
-def _itemsize(dtype: str) -> int:
-    if dtype in ("string", "resource", "variant"):
-        return 1
-    if dtype == "bfloat16":
-        return 2
-    if dtype == "int4":
-        return 1
-    return np.dtype(dtype).itemsize
+def dtype_nbytes(dtype: str, num_elements: int) -> int:
+    """Bytes ``num_elements`` of a TFLite dtype occupy in a buffer (sub-byte types packed).
+
+    Args:
+        dtype: A value of :data:`TFLITE_DTYPES`.
+        num_elements: Element count.
+    """
+    per_byte = _PACKED_PER_BYTE.get(dtype)
+    if per_byte:
+        return (num_elements + per_byte - 1) // per_byte
+    size = _NON_NUMPY_ITEMSIZE.get(dtype)
+    return num_elements * (size if size is not None else np.dtype(dtype).itemsize)
 
 
 @lru_cache(maxsize=1)
@@ -266,10 +272,18 @@ class ModelFile:
         return memoryview(self.data)[start: start + size]
 
     def tensor_data(self, spec: TensorSpec) -> np.ndarray | None:
-        """The constant data of a tensor as a numpy array of its shape, None for activations."""
-        if not spec.is_constant or spec.dtype in ("string", "resource", "variant", "int4", "bfloat16"):
+        """The constant data of a tensor as a read-only numpy array of its shape (zero-copy).
+
+        Returns None for activations and for dtypes numpy cannot hold (int4, bfloat16,
+        strings, ...). Sparse tensors (whose buffer is not shape x dtype) come back flat.
+        """
+        if not spec.is_constant or spec.dtype in _NON_NUMPY_ITEMSIZE or spec.dtype in _PACKED_PER_BYTE:
             return None
-        arr = np.frombuffer(self.buffer_data(spec.buffer), dtype=spec.dtype)
+        raw = self.buffer_data(spec.buffer)
+        itemsize = np.dtype(spec.dtype).itemsize
+        if len(raw) % itemsize:
+            return None  # sparse data in a format that is not whole elements
+        arr = np.frombuffer(raw, dtype=spec.dtype)
         return arr.reshape(spec.shape) if arr.size == spec.num_elements else arr
 
     def operators(self, subgraph: int = 0) -> list[OperatorInfo]:

@@ -19,8 +19,8 @@ naming the first problem:
 2. **Semantics** (TFLite level), through the now-safe accessors: subgraph,
    tensor, operator, opcode, buffer and metadata indices in range (tensor -1
    only as an optional operator input), shapes non-negative with bounded rank
-   and element count, constant buffer size == shape x dtype (int4 packed two per
-   byte; buffers in the >2 GB extension area must lie inside the file),
+   and element count, constant buffer size == shape x dtype (int4/uint4 packed two per
+   byte, int2 four; buffers in the >2 GB extension area must lie inside the file),
    quantization parameters consistent with the shape, control-flow subgraph
    indices in range, signature defs in range, and :data:`MAX_MODEL_BYTES`.
 
@@ -42,7 +42,7 @@ from typing import NamedTuple
 import numpy as np
 
 from edgert.errors import InvalidModelError
-from edgert.model.reader import MAX_MODEL_BYTES, TFLITE_DTYPES, _itemsize
+from edgert.model.reader import MAX_MODEL_BYTES, TFLITE_DTYPES, dtype_nbytes
 
 __all__ = [
     "MAX_RANK",
@@ -64,7 +64,11 @@ _BUDGET_SLACK = 64 * 1024
 # The large-model extension marks "data outside the flatbuffer" with buffer offset > 1.
 _EXTERNAL_OFFSET_MIN = 2
 # Union accessors whose enum is not named after the accessor (schema.fbs).
-_UNION_ENUMS = {"Details": "QuantizationDetails", "ArraySegments": "SparseIndexVector", "ArrayIndices": "SparseIndexVector"}
+_UNION_ENUMS = {
+    "Details": "QuantizationDetails",
+    "ArraySegments": "SparseIndexVector",
+    "ArrayIndices": "SparseIndexVector",
+}
 # Control-flow options whose scalar fields are subgraph indices.
 _SUBGRAPH_OPTION_FIELDS = {
     "IfOptions": ("ThenSubgraphIndex", "ElseSubgraphIndex"),
@@ -220,6 +224,7 @@ class _Walker:
         self.name = name
         self.budget = _BUDGET_FACTOR * self.n + _BUDGET_SLACK
         self.spent = 0
+        self.vtables: dict[int, tuple[int, ...]] = {}
 
     def fail(self, where: str, problem: str):
         raise InvalidModelError(f"{self.name}: {where or 'root table'}: {problem}", _HINT)
@@ -249,17 +254,13 @@ class _Walker:
         vt = pos - _I32.unpack_from(data, pos)[0]
         if vt < 0 or vt + 4 > n:
             self.fail(where, f"vtable at offset {vt} is outside the file ({n} bytes)")
-        vt_size, obj_size = _U16.unpack_from(data, vt)[0], _U16.unpack_from(data, vt + 2)[0]
-        if vt_size < 4 or vt_size % 2 or vt + vt_size > n:
-            self.fail(where, f"vtable at offset {vt} has an impossible size {vt_size}")
-        if obj_size < 4 or pos + obj_size > n:
+        slots = self.vtables.get(vt)
+        if slots is None:
+            slots = self.vtable(vt, where)
+        obj_size = _U16.unpack_from(data, vt + 2)[0]
+        if pos + obj_size > n:
             self.fail(where, f"table at offset {pos} of {obj_size} bytes runs past the end of the file ({n} bytes)")
         self.charge(obj_size, where)
-        # Every present field, known to this schema or not, must lie inside the object.
-        slots = struct.unpack_from(f"<{(vt_size - 4) // 2}H", data, vt + 4)
-        for i, off in enumerate(slots):
-            if off and off >= obj_size:
-                self.fail(where, f"field {i} at +{off} lies outside its {obj_size}-byte table")
         if cls is None:
             return
         union_types: dict[str, int] = {}
@@ -281,21 +282,28 @@ class _Walker:
             elif f.kind == "table":
                 self.table(self.target(fpos, here), f.table, here)
             elif f.kind == "union":
-                code = union_types.get(f.accessor)
-                if code is None:
-                    # The type field comes later in slot order only in malformed schemas; read it directly.
-                    code = self._union_type(cls, f.accessor, slots, pos, obj_size)
+                # flatc gives a union's type field the slot just before it, so it was read above.
+                code = union_types.get(f.accessor, 0)
                 self.table(self.target(fpos, here), _union_tables(cls, f.accessor).get(code), here)
             else:
                 self.vector(self.target(fpos, here), f, here)
 
-    def _union_type(self, cls, accessor: str, slots, pos: int, obj_size: int) -> int:
-        for f in schema_fields(cls):
-            if f.accessor == accessor + "Type":
-                idx = (f.slot - 4) // 2
-                off = slots[idx] if idx < len(slots) else 0
-                return _U8.unpack_from(self.data, pos + off)[0] if off and off < obj_size else 0
-        return 0
+    def vtable(self, vt: int, where: str) -> tuple[int, ...]:
+        """Check a vtable once (tables share them) and return its field offsets."""
+        data = self.data
+        vt_size, obj_size = _U16.unpack_from(data, vt)[0], _U16.unpack_from(data, vt + 2)[0]
+        if vt_size < 4 or vt_size % 2 or vt + vt_size > self.n:
+            self.fail(where, f"vtable at offset {vt} has an impossible size {vt_size}")
+        if obj_size < 4:
+            self.fail(where, f"vtable at offset {vt} gives its table an impossible size {obj_size}")
+        self.charge(vt_size, where)
+        # Every present field, known to this schema or not, must lie inside the object.
+        slots = struct.unpack_from(f"<{(vt_size - 4) // 2}H", data, vt + 4)
+        if slots and max(slots) >= obj_size:
+            i = next(i for i, off in enumerate(slots) if off >= obj_size)
+            self.fail(where, f"field {i} at +{slots[i]} lies outside its {obj_size}-byte table")
+        self.vtables[vt] = slots
+        return slots
 
     def string(self, pos: int, where: str) -> None:
         length = self.u32(pos, where)
@@ -399,12 +407,17 @@ def _check_semantics(m, data, name: str) -> None:
                           ("output", _ints(sg.OutputsLength, sg.OutputsAsNumpy))):
             bad = arr[(arr < 0) | (arr >= n_tensors)]
             if bad.size:
-                _fail(name, f"subgraph {s} {what} refers to tensor {int(bad[0])} but the subgraph has {n_tensors} tensors")
+                _fail(name, f"subgraph {s} {what} refers to tensor {int(bad[0])} "
+                            f"but the subgraph has {n_tensors} tensors")
         for t in range(n_tensors):
             _check_tensor(sg.Tensors(t), t, s, n_buffers, buffer_bytes, name)
         for o in range(sg.OperatorsLength()):
             _check_operator(sg.Operators(o), o, s, n_tensors, n_opcodes, n_subgraphs, n, name, tflite)
 
+    legacy = _ints(m.MetadataBufferLength, m.MetadataBufferAsNumpy)  # deprecated list of buffer indices
+    bad = legacy[(legacy < 0) | (legacy >= n_buffers)]
+    if bad.size:
+        _fail(name, f"metadata_buffer refers to buffer {int(bad[0])} but the model has {n_buffers} buffers")
     for i in range(m.MetadataLength()):
         b = m.Metadata(i).Buffer()
         if b >= n_buffers:
@@ -449,7 +462,7 @@ def _check_tensor(t, index: int, s: int, n_buffers: int, buffer_bytes: list[int]
         _fail(name, f"{what} refers to buffer {buf} but the model has {n_buffers} buffers")
     have = buffer_bytes[buf] if buf > 0 else 0
     if have and dtype not in ("string", "resource", "variant") and t.Sparsity() is None:
-        want = (elements + 1) // 2 if dtype == "int4" else elements * _itemsize(dtype)
+        want = dtype_nbytes(dtype, elements)
         if have != want:
             _fail(name, f"{what} has shape {shape.tolist()} {dtype} = {want} bytes but buffer {buf} holds {have} bytes")
     q = t.Quantization()
@@ -458,12 +471,15 @@ def _check_tensor(t, index: int, s: int, n_buffers: int, buffer_bytes: list[int]
         if not 0 <= axis < shape.size:
             _fail(name, f"{what} is quantized per channel along axis {axis} but has rank {shape.size}")
         if int(shape[axis]) != channels:
-            _fail(name, f"{what} has {channels} scales but dimension {axis} of shape {shape.tolist()} is {int(shape[axis])}")
+            _fail(name, f"{what} has {channels} scales but dimension {axis} of shape {shape.tolist()} "
+                        f"is {int(shape[axis])}")
         if zps not in (0, 1, channels):
             _fail(name, f"{what} has {channels} scales but {zps} zero points")
 
 
-def _check_operator(op, o: int, s: int, n_tensors: int, n_opcodes: int, n_subgraphs: int, n: int, name: str, tflite) -> None:
+def _check_operator(
+    op, o: int, s: int, n_tensors: int, n_opcodes: int, n_subgraphs: int, n: int, name: str, tflite
+) -> None:
     what = f"operator {o} of subgraph {s}"
     code = op.OpcodeIndex()
     if code >= n_opcodes:
@@ -487,4 +503,5 @@ def _check_operator(op, o: int, s: int, n_tensors: int, n_opcodes: int, n_subgra
         for field in fields:
             idx = getattr(opts, field)()
             if not 0 <= idx < n_subgraphs:
-                _fail(name, f"{what} {_snake(field).replace('_', ' ')} is {idx} but the model has {n_subgraphs} subgraphs")
+                label = _snake(field).replace("_", " ")
+                _fail(name, f"{what} {label} is {idx} but the model has {n_subgraphs} subgraphs")

@@ -326,6 +326,7 @@ class _Search:
         self.modes = [m for m in wanted if m in allowed]
         self.candidates: list[Candidate] = []
         self.baseline: dict[str, Any] = {}
+        self.base_accuracy = 0.0
         self.mcu = getattr(target, "kind", "") == "mcu"
 
     # -- conversions and measurements -------------------------------------------------
@@ -421,7 +422,7 @@ class _Search:
         c.arena_bytes = fit.micro_arena_bytes or fit.arena_bytes
         c.flash_bytes, c.target_latency_ms = fit.flash_bytes, fit.latency_ms
         c.host_latency_ms, c.accuracy = round(host, 4), round(acc, 4)
-        c.accuracy_drop = round(100.0 * (self.baseline["accuracy"] - acc), 2)
+        c.accuracy_drop = round(100.0 * (self.base_accuracy - acc), 2) + 0.0  # + 0.0: no "-0.0"
         c.fits, c.sha256 = bool(fit.fits), hashlib.sha256(data).hexdigest()
         c.failed_checks = [ch.name for ch in fit.checks if not ch.ok]
         reasons = []
@@ -463,6 +464,7 @@ class _Search:
 
         float_bytes = self.convert("teacher", self.teacher, "float32")
         acc, host = self.score(float_bytes)
+        self.base_accuracy = acc
         self.baseline = {"accuracy": round(acc, 4), "size_bytes": len(float_bytes), "host_latency_ms": round(host, 4),
                          "parameters": parameter_count(self.teacher), "format": "float32"}
         for m in ALL_MODES:
@@ -520,7 +522,7 @@ class _Search:
         from edgert.optimize._keras import evaluate_keras
 
         acc = evaluate_keras(model, self.test.x, self.test.y)
-        return 100.0 * (self.baseline["accuracy"] - acc)
+        return 100.0 * (self.base_accuracy - acc)
 
 
 def optimize(

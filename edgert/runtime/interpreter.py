@@ -26,7 +26,7 @@ import numpy as np
 from edgert.errors import DelegateError, InputDataError, InvalidModelError
 from edgert.model.reader import ModelFile, ModelSource, TensorSpec, read_model
 from edgert.runtime.backend import Backend, select_backend
-from edgert.runtime.io import dequantize, quantize
+from edgert.runtime.io import dequantize, to_input_dtype
 
 __all__ = ["EDGETPU_LIBRARY", "Model", "load_model"]
 
@@ -129,16 +129,7 @@ class Model:
         self._interp.set_tensor(port.index, arr)
 
     def _convert(self, port: _Port, arr: np.ndarray) -> np.ndarray:
-        if port.quantized and arr.dtype.kind == "f":
-            return quantize(arr, port.spec)
-        if np.can_cast(arr.dtype, port.dtype, casting="same_kind") or (
-            arr.dtype.kind in "iub" and port.dtype.kind in "iuf"
-        ):
-            return arr.astype(port.dtype)
-        raise InputDataError(
-            f"input {port.spec.name!r} takes {port.dtype.name}, got {arr.dtype.name}",
-            f"pass {port.dtype.name} values" + (" or floats to quantize" if port.quantized else ""),
-        )
+        return to_input_dtype(arr, port.spec, "predict")
 
     def _fit_shape(self, port: _Port, arr: np.ndarray) -> np.ndarray:
         if arr.size == int(np.prod(port.shape, dtype=np.int64)):

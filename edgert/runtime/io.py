@@ -24,6 +24,7 @@ __all__ = [
     "load_input",
     "quantize",
     "random_input",
+    "to_input_dtype",
 ]
 
 log = logging.getLogger("edgert.runtime.io")
@@ -51,6 +52,40 @@ def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
     if not spec.quantized:
         return np.asarray(values)
     return (np.asarray(values, np.float32) - np.float32(spec.zero_point)) * np.float32(spec.scale)
+
+
+def to_input_dtype(values: np.ndarray, spec: TensorSpec, what: str = "data") -> np.ndarray:
+    """Bring ``values`` to the input's dtype: as is, quantized (floats for a quantized input), or a lossless cast.
+
+    Args:
+        values: The user's array.
+        spec: The input tensor.
+        what: How to name the data in an error (e.g. the file name).
+
+    Raises:
+        InputDataError: The values cannot become the input's dtype without changing them
+            (floats for an unquantized integer input, integers out of the dtype's range).
+    """
+    target = np.dtype(spec.dtype)
+    arr = np.asarray(values)
+    if arr.dtype == target:
+        return arr
+    if spec.quantized and arr.dtype.kind == "f":
+        return quantize(arr, spec)
+    if arr.dtype.kind in "biu" and target.kind in "iu":
+        info = np.iinfo(target)
+        if arr.size and (arr.min() < info.min or arr.max() > info.max):
+            raise InputDataError(
+                f"{what}: values {arr.min()}..{arr.max()} do not fit input {spec.name!r} ({spec.dtype})",
+                f"pass values in {info.min}..{info.max}" + (" or floats to quantize" if spec.quantized else ""),
+            )
+        return arr.astype(target)
+    if arr.dtype.kind in "biuf" and target.kind == "f":
+        return arr.astype(target)
+    raise InputDataError(
+        f"{what}: {arr.dtype.name} values do not fit input {spec.name!r} ({spec.dtype})",
+        f"pass {spec.dtype} values" + (" or floats to quantize" if spec.quantized else ""),
+    )
 
 
 def random_input(spec: TensorSpec, rng: np.random.Generator) -> np.ndarray:
@@ -120,17 +155,7 @@ def _load_npy(p: Path, spec: TensorSpec) -> np.ndarray:
                 "save the array with the model's input shape",
             )
         arr = arr.reshape(shape)
-    target = np.dtype(spec.dtype)
-    if arr.dtype == target:
-        return arr
-    if spec.quantized and arr.dtype.kind == "f":
-        return quantize(arr, spec)
-    if np.can_cast(arr.dtype, target, casting="same_kind"):
-        return arr.astype(target)
-    raise InputDataError(
-        f"{p}: {arr.dtype.name} data does not fit input {spec.name!r} ({spec.dtype})",
-        f"save {spec.dtype} values" + (" or floats to quantize" if spec.quantized else ""),
-    )
+    return to_input_dtype(arr, spec, str(p))
 
 
 def _load_image(p: Path, spec: TensorSpec, metadata: dict | None) -> np.ndarray:

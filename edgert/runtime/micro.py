@@ -23,7 +23,7 @@ import numpy as np
 
 from edgert.errors import BackendError, InputDataError, InvalidModelError
 
-__all__ = ["MicroError", "micro_available", "micro_arena_bytes", "run_micro", "MICRO_TIMEOUT_S"]
+__all__ = ["MicroError", "micro_available", "micro_arena_bytes", "run_micro", "run_micro_many", "MICRO_TIMEOUT_S"]
 
 log = logging.getLogger("edgert.runtime.micro")
 
@@ -32,6 +32,8 @@ MICRO_TIMEOUT_S = 120.0
 #: Arena handed to TFLM when measuring: large enough for any model that could fit an MCU;
 #: the reported figure is what TFLM actually used, not this.
 _MEASURE_ARENA_BYTES = 64 * 2**20
+#: Margin over edgert's arena plan when the caller gives no arena size (the plan is within ~1% of TFLM's).
+_ARENA_MARGIN_BYTES = 4096
 _ARENA_RE = re.compile(r"Arena allocation total (\d+) bytes")
 
 
@@ -116,39 +118,45 @@ def _child_arena_bytes(data: bytes) -> int:
     return int(m.group(1))
 
 
-def _child_run(data: bytes, inputs: list, arena_size: int) -> list:
+def _child_run(data: bytes, samples: list, arena_size: int, n_outputs: int) -> list:
     interp = _interpreter(data, arena_size)
-    for i, arr in enumerate(inputs):
-        interp.set_input(arr, i)
-    cap = _StderrCapture()
-    try:
-        with cap:
-            interp.invoke()
-    except RuntimeError as e:
-        raise RuntimeError(f"TFLM invoke failed: {_tflm_problem(cap.text) or e}") from None
-    outputs = []
-    i = 0
-    while True:
+    results = []
+    for inputs in samples:
+        for i, arr in enumerate(inputs):
+            interp.set_input(arr, i)
+        cap = _StderrCapture()
         try:
-            outputs.append(np.array(interp.get_output(i)))
-        except (IndexError, RuntimeError, ValueError):
-            break
-        i += 1
-    return outputs
+            with cap:
+                interp.invoke()
+        except RuntimeError as e:
+            raise RuntimeError(f"TFLM invoke failed: {_tflm_problem(cap.text) or e}") from None
+        results.append([np.array(interp.get_output(i)) for i in range(n_outputs)])
+    return results
 
 
 # ---- public API ------------------------------------------------------------------------
-def _call(fn: str, *args):
+def _call(fn: str, *args, arena_size: int | None = None):
     from edgert.isolate import IsolationError, run_isolated
 
     try:
         return run_isolated(f"edgert.runtime.micro:{fn}", *args, timeout=MICRO_TIMEOUT_S)
     except IsolationError as e:
+        if e.kind == "signal" and arena_size is not None:
+            # TFLM does not always fail cleanly when the arena is too small: it can crash.
+            raise MicroError(
+                f"TFLite Micro crashed ({e.detail}) with a {arena_size:,}-byte arena",
+                "give a larger arena_size (micro_arena_bytes() measures what the model needs)",
+            ) from None
         if e.kind == "signal":
             raise InvalidModelError(
                 f"TFLite Micro crashed on this model ({e.detail})", "the file is corrupt or uses an op TFLM mishandles"
             ) from None
         detail = e.detail.split(": ", 1)[1] if e.detail.startswith("RuntimeError: ") else e.detail
+        if re.search(r"(?i)failed to allocate|arena", detail):
+            raise MicroError(
+                f"the tensor arena is too small: {detail}",
+                "give a larger arena_size (micro_arena_bytes() measures what the model needs)",
+            ) from None
         raise MicroError(detail, "check the model's ops and types against TFLite Micro's op resolver") from None
 
 
@@ -175,29 +183,8 @@ def micro_arena_bytes(data: bytes) -> int:
     return int(_call("_child_arena_bytes", data))
 
 
-def run_micro(data: bytes, inputs: Sequence[np.ndarray], arena_size: int | None = None) -> list[np.ndarray]:
-    """Run one inference with TFLite Micro and return the raw (still quantized) outputs.
-
-    Args:
-        data: The .tflite flatbuffer (int8 or float; TFLM rejects uint8).
-        inputs: One array per model input, already in the input's dtype and shape
-            (quantize floats first, e.g. with :func:`edgert.runtime.quantize`).
-        arena_size: Arena bytes to give TFLM; default is the measured arena plus
-            a margin, so a too-small value reproduces the firmware's failure.
-
-    Returns:
-        The output tensors, in model order, as numpy arrays of their own dtype.
-
-    Raises:
-        InputDataError: wrong number, dtype or shape of inputs.
-        MicroError: TFLM cannot load or run the model.
-    """
-    from edgert.model import read_model
-
-    _require()
-    data = bytes(data)
-    model = read_model(data)
-    _check_types(data)
+def _prepare(model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
+    """Check one inference's inputs against the model and reshape them to the input shapes."""
     if len(inputs) != len(model.inputs):
         raise InputDataError(f"model takes {len(model.inputs)} input(s), got {len(inputs)}")
     prepared = []
@@ -210,8 +197,64 @@ def run_micro(data: bytes, inputs: Sequence[np.ndarray], arena_size: int | None 
         if arr.size != spec.num_elements:
             raise InputDataError(f"input {spec.name!r} has shape {list(spec.shape)}, got {list(arr.shape)}")
         prepared.append(np.ascontiguousarray(arr.reshape(spec.shape)))
+    return prepared
+
+
+def run_micro_many(
+    data: bytes, samples: Sequence[Sequence[np.ndarray]], arena_size: int | None = None
+) -> list[list[np.ndarray]]:
+    """Run several inferences in one TFLite Micro interpreter (one child process).
+
+    Loading TFLM once and invoking it per sample is what evaluation loops need,
+    and it is the only way to run stateful (streaming) models, whose variable
+    tensors carry over from one invoke to the next.
+
+    Args:
+        data: The .tflite flatbuffer (int8 or float; TFLM rejects uint8).
+        samples: One entry per inference; each is the list of input arrays
+            (already in each input's dtype; quantize floats first).
+        arena_size: Arena bytes to give TFLM; default is edgert's arena plan plus a
+            margin. A too-small value reproduces the firmware's failure as a MicroError.
+
+    Returns:
+        Per inference, the output tensors in model order (raw, of their own dtype).
+
+    Raises:
+        InputDataError: wrong number, dtype or shape of inputs.
+        MicroError: TFLM cannot load or run the model (or the arena is too small).
+    """
+    from edgert.model import read_model
+
+    _require()
+    data = bytes(data)
+    model = read_model(data)
+    _check_types(data)
+    prepared = [_prepare(model, inputs) for inputs in samples]
+    explicit = arena_size is not None
     if arena_size is None:
         from edgert.model.memory import plan_arena
 
-        arena_size = plan_arena(model).total_bytes + 4096
-    return list(_call("_child_run", data, prepared, int(arena_size)))
+        arena_size = plan_arena(model).total_bytes + _ARENA_MARGIN_BYTES
+    outputs = _call("_child_run", data, prepared, int(arena_size), len(model.outputs),
+                    arena_size=int(arena_size) if explicit else None)
+    return [list(o) for o in outputs]
+
+
+def run_micro(data: bytes, inputs: Sequence[np.ndarray], arena_size: int | None = None) -> list[np.ndarray]:
+    """Run one inference with TFLite Micro and return the raw (still quantized) outputs.
+
+    Args:
+        data: The .tflite flatbuffer (int8 or float; TFLM rejects uint8).
+        inputs: One array per model input, already in the input's dtype and shape
+            (quantize floats first, e.g. with :func:`edgert.runtime.quantize`).
+        arena_size: Arena bytes to give TFLM; default is edgert's arena plan plus a
+            margin, so a too-small value reproduces the firmware's failure.
+
+    Returns:
+        The output tensors, in model order, as numpy arrays of their own dtype.
+
+    Raises:
+        InputDataError: wrong number, dtype or shape of inputs.
+        MicroError: TFLM cannot load or run the model.
+    """
+    return run_micro_many(data, [inputs], arena_size)[0]

@@ -95,6 +95,54 @@ int cbor_skip(cbor_reader *r)
     return skip_item(r, 0);
 }
 
+/* RFC 3629 UTF-8: no overlong forms, no surrogates, nothing above U+10FFFF (RFC 8949 requires valid text). */
+static int utf8_valid(const uint8_t *s, size_t len)
+{
+    size_t i = 0;
+
+    while (i < len) {
+        uint8_t c = s[i];
+        size_t extra;
+        uint32_t cp;
+        uint32_t min;
+        size_t k;
+
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        if ((c & 0xe0) == 0xc0) {
+            extra = 1;
+            cp = c & 0x1fu;
+            min = 0x80;
+        } else if ((c & 0xf0) == 0xe0) {
+            extra = 2;
+            cp = c & 0x0fu;
+            min = 0x800;
+        } else if ((c & 0xf8) == 0xf0) {
+            extra = 3;
+            cp = c & 0x07u;
+            min = 0x10000;
+        } else {
+            return 0;
+        }
+        if (extra > len - i - 1) {
+            return 0;
+        }
+        for (k = 1; k <= extra; k++) {
+            if ((s[i + k] & 0xc0) != 0x80) {
+                return 0;
+            }
+            cp = (cp << 6) | (s[i + k] & 0x3fu);
+        }
+        if (cp < min || cp > 0x10ffffu || (cp >= 0xd800u && cp <= 0xdfffu)) {
+            return 0;
+        }
+        i += extra + 1;
+    }
+    return 1;
+}
+
 static int key_matches(const cbor_item *key, const char *name)
 {
     size_t n = strlen(name);
@@ -120,6 +168,9 @@ static int take_value(cbor_reader *r, cbor_field *field)
     case CBOR_FIELD_TSTR:
         if (value.major != (field->type == CBOR_FIELD_BSTR ? CBOR_MAJOR_BSTR : CBOR_MAJOR_TSTR)) {
             return CBOR_PARSE_WRONG_TYPE;
+        }
+        if (field->type == CBOR_FIELD_TSTR && !utf8_valid(value.str, (size_t)value.arg)) {
+            return CBOR_PARSE_MALFORMED;
         }
         field->bytes = value.str;
         field->bytes_len = (size_t)value.arg;

@@ -3,6 +3,7 @@
  *
  * The reader never trusts a length from the wire: every item is checked
  * against the bytes that remain before it is touched, nesting is bounded,
+ * text fields must be valid UTF-8,
  * and indefinite lengths, reserved encodings and truncated input fail.
  */
 #ifndef EDGERT_CBOR_H

@@ -9,6 +9,27 @@
 #include "model_store.h"
 #include "smp_serial.h"
 
+/*
+ * Under AddressSanitizer the bytes of the static frame buffer after the packet
+ * are poisoned while a handler runs, so a read past the end of the request is
+ * reported even though it stays inside the (larger) static buffer.
+ */
+#if defined(__SANITIZE_ADDRESS__)
+#define EDGERT_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define EDGERT_ASAN 1
+#endif
+#endif
+#ifdef EDGERT_ASAN
+#include <sanitizer/asan_interface.h>
+#define GUARD_BYTES(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define UNGUARD_BYTES(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define GUARD_BYTES(p, n) ((void)(p), (void)(n))
+#define UNGUARD_BYTES(p, n) ((void)(p), (void)(n))
+#endif
+
 #define SMP_HEADER_SIZE 8u
 #define SMP_VERSION_2 1u
 
@@ -448,6 +469,9 @@ size_t edgert_device_handle(const uint8_t *req_buf, size_t req_len, uint8_t *rsp
     if (err != 0) {
         cbor_writer_init(&w, rsp + SMP_HEADER_SIZE, rsp_cap - SMP_HEADER_SIZE);
         put_error(&w, &req, err);
+        if (w.overflow) {
+            return 0; /* not even the error fits: say nothing rather than send half a map */
+        }
     }
     payload = w.pos;
     rsp[0] = (uint8_t)(((req.version > SMP_VERSION_2 ? SMP_VERSION_2 : req.version) << 3) | (req.op + 1u));
@@ -459,6 +483,11 @@ size_t edgert_device_handle(const uint8_t *req_buf, size_t req_len, uint8_t *rsp
     rsp[6] = req.seq;
     rsp[7] = req.id;
     return SMP_HEADER_SIZE + payload;
+}
+
+int edgert_device_reset_pending(void)
+{
+    return g_reset_requested;
 }
 
 int edgert_device_run(void)
@@ -478,11 +507,15 @@ int edgert_device_run(void)
             const uint8_t *packet;
             size_t packet_len;
             size_t rsp_len;
+            size_t tail;
 
             if (!smp_rx_feed(&g_rx, chunk[i], now, &packet, &packet_len)) {
                 continue;
             }
+            tail = (size_t)((g_rx.frame + sizeof(g_rx.frame)) - (packet + packet_len));
+            GUARD_BYTES(packet + packet_len, tail);
             rsp_len = edgert_device_handle(packet, packet_len, g_rsp, sizeof(g_rsp));
+            UNGUARD_BYTES(packet + packet_len, tail);
             if (rsp_len > 0) {
                 (void)smp_tx_packet(g_rsp, rsp_len);
             }

@@ -27,6 +27,13 @@ int edgert_device_init(const edgert_device_config *config);
  */
 size_t edgert_device_handle(const uint8_t *req, size_t req_len, uint8_t *rsp, size_t rsp_cap);
 
+/*
+ * True after an OS reset request was answered. edgert_device_run() then
+ * re-initialises (a soft reboot: RAM state such as an open upload is lost);
+ * a port with its own loop should reset the MCU instead.
+ */
+int edgert_device_reset_pending(void);
+
 /* Serve the serial link until hal_serial_read reports it gone. Returns 0 then. */
 int edgert_device_run(void);
 

@@ -4,9 +4,13 @@
  *
  *   edgert-device --flash FILE [--flash-size N] [--sector-size N] [--slot-size N]
  *                 (--pty | --port PATH [--baud N]) [--ram N] [--target NAME]
- *                 [--power-loss-at N]
+ *                 [--power-loss-at N] [--link PATH] [--disconnect-at N]
  *
- * With --pty the device prints "PTY <path>" on stdout once it listens there.
+ * With --pty the device prints "PTY <path>" on stdout once it listens there;
+ * --link PATH keeps a symlink to the current pty, a stable name for hosts.
+ * --disconnect-at N unplugs the link after N received bytes (the rest of that
+ * read is lost), and comes back on a fresh pty (the link follows) like a USB
+ * serial adapter pulled and re-plugged while the board keeps running.
  * --power-loss-at N cuts the power in the middle of the Nth flash erase or
  * write since start: half of that operation reaches the flash, then the
  * process exits at once with status 75, like a board losing its supply.
@@ -41,6 +45,10 @@ static struct {
 } g_flash = {-1, 0, 4096, 0, 0};
 
 static int g_serial = -1;
+static int g_pty_slave = -1;
+static const char *g_link;
+static unsigned long long g_rx_bytes;
+static unsigned long long g_disconnect_at; /* 0: never */
 
 /* ---- flash ---------------------------------------------------------------------------- */
 
@@ -234,6 +242,7 @@ static int open_pty(void)
 {
     const char *slave_path;
     int slave;
+    static char tmp_link[4096];
 
     g_serial = posix_openpt(O_RDWR | O_NOCTTY);
     if (g_serial < 0 || grantpt(g_serial) != 0 || unlockpt(g_serial) != 0 ||
@@ -251,9 +260,32 @@ static int open_pty(void)
         fprintf(stderr, "edgert-device: cannot open %s: %s\n", slave_path, strerror(errno));
         return -1;
     }
+    g_pty_slave = slave;
+    (void)fcntl(g_serial, F_SETFL, fcntl(g_serial, F_GETFL) | O_NONBLOCK);
+    if (g_link != NULL) {
+        /* Replace the link atomically, so a host reopening it never finds it missing. */
+        if ((size_t)snprintf(tmp_link, sizeof(tmp_link), "%s.new", g_link) >= sizeof(tmp_link) ||
+            (unlink(tmp_link) != 0 && errno != ENOENT) || symlink(slave_path, tmp_link) != 0 ||
+            rename(tmp_link, g_link) != 0) {
+            fprintf(stderr, "edgert-device: cannot link %s to %s: %s\n", g_link, slave_path, strerror(errno));
+            return -1;
+        }
+    }
     printf("PTY %s\n", slave_path);
     fflush(stdout);
     return 0;
+}
+
+/* The cable is pulled and plugged back: the host sees its port fail and must reopen it. */
+static int replug_pty(void)
+{
+    struct timespec pause = {0, 200 * 1000 * 1000};
+
+    fprintf(stderr, "edgert-device: DISCONNECT after %llu received bytes\n", g_rx_bytes);
+    close(g_serial);
+    close(g_pty_slave);
+    nanosleep(&pause, NULL); /* re-enumeration time */
+    return open_pty();
 }
 
 static int open_port(const char *path, long baud)
@@ -289,7 +321,20 @@ int hal_serial_read(uint8_t *buf, size_t cap, uint32_t timeout_ms)
     if (n < 0) {
         return (errno == EINTR || errno == EAGAIN) ? 0 : -1;
     }
-    return n == 0 ? -1 : (int)n;
+    if (n == 0) {
+        return -1;
+    }
+    if (g_disconnect_at != 0 && g_rx_bytes + (unsigned long long)n >= g_disconnect_at) {
+        n = (ssize_t)(g_disconnect_at - g_rx_bytes);
+        g_rx_bytes = g_disconnect_at;
+        g_disconnect_at = 0;
+        if (replug_pty() != 0) {
+            return -1;
+        }
+        return (int)n;
+    }
+    g_rx_bytes += (unsigned long long)n;
+    return (int)n;
 }
 
 int hal_serial_write(const uint8_t *buf, size_t len)
@@ -360,7 +405,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: edgert-device --flash FILE [--flash-size N] [--sector-size N] [--slot-size N]\n"
             "                     (--pty | --port PATH [--baud N]) [--ram N] [--target NAME]\n"
-            "                     [--power-loss-at N]\n");
+            "                     [--power-loss-at N] [--link PATH] [--disconnect-at N]\n");
 }
 
 int main(int argc, char **argv)
@@ -411,6 +456,10 @@ int main(int argc, char **argv)
             bad = parse_size(val, 4000000ull, &baud);
         } else if (strcmp(opt, "--power-loss-at") == 0) {
             bad = parse_size(val, 0xffffffffull, &power_loss_at);
+        } else if (strcmp(opt, "--disconnect-at") == 0) {
+            bad = parse_size(val, 0xffffffffull, &g_disconnect_at);
+        } else if (strcmp(opt, "--link") == 0) {
+            g_link = val;
         } else {
             bad = -1;
         }
@@ -437,6 +486,10 @@ int main(int argc, char **argv)
                 "edgert-device: flash layout does not fit: need 2 record sectors + 2 slots "
                 "(flash %llu, sector %llu, slot %llu)\n",
                 flash_size, sector, slot_size);
+        return EXIT_USAGE;
+    }
+    if ((g_link != NULL || g_disconnect_at != 0) && !use_pty) {
+        fprintf(stderr, "edgert-device: --link and --disconnect-at need --pty\n");
         return EXIT_USAGE;
     }
     if ((use_pty ? open_pty() : open_port(port, (long)baud)) != 0) {

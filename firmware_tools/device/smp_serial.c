@@ -39,7 +39,7 @@ int base64_decode(const uint8_t *text, size_t len, uint8_t *out, size_t cap)
     for (i = 0; i < len; i += 4) {
         int v[4];
         int pad = 0;
-        int k;
+        size_t k;
         uint32_t bits;
 
         for (k = 0; k < 4; k++) {
@@ -217,28 +217,35 @@ int smp_tx_packet(const uint8_t *packet, size_t len)
 {
     /* 93 decoded bytes per line = 124 base64 characters: each line decodes on its own. */
     enum { CHUNK = (SMP_LINE_BODY_MAX / 4) * 3 };
-    static uint8_t body[SMP_SERIAL_BUF_SIZE];
+    uint8_t part[CHUNK];
     uint8_t line[SMP_LINE_MAX];
+    uint8_t head[2];
+    uint8_t tail[2];
     size_t total = len + 4;
     size_t off;
     uint16_t crc;
 
-    if (total > sizeof(body)) {
+    if (total > SMP_SERIAL_BUF_SIZE) {
         return -1;
     }
     crc = crc16_xmodem(0, packet, len);
-    body[0] = (uint8_t)((len + 2) >> 8);
-    body[1] = (uint8_t)(len + 2);
-    memcpy(body + 2, packet, len);
-    body[2 + len] = (uint8_t)(crc >> 8);
-    body[3 + len] = (uint8_t)crc;
+    head[0] = (uint8_t)((len + 2) >> 8);
+    head[1] = (uint8_t)(len + 2);
+    tail[0] = (uint8_t)(crc >> 8);
+    tail[1] = (uint8_t)crc;
+    /* The frame is length | packet | CRC; gather each line's slice of it instead of copying the whole frame. */
     for (off = 0; off < total; off += CHUNK) {
         size_t take = total - off < CHUNK ? total - off : CHUNK;
+        size_t i;
         size_t n;
 
+        for (i = 0; i < take; i++) {
+            size_t at = off + i;
+            part[i] = at < 2 ? head[at] : at < 2 + len ? packet[at - 2] : tail[at - 2 - len];
+        }
         line[0] = off == 0 ? 0x06 : 0x04;
         line[1] = off == 0 ? 0x09 : 0x14;
-        n = base64_encode(body + off, take, line + 2);
+        n = base64_encode(part, take, line + 2);
         line[2 + n] = '\n';
         if (hal_serial_write(line, n + 3) != 0) {
             return -1;

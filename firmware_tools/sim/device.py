@@ -389,6 +389,7 @@ class Simulator:
             reply = self._handle(head, body)
         except PowerLoss as e:
             log.info("sim: %s; rebooting", e)
+            self.faults.powerloss_at = None  # one cut per plan
             self.stats["reboots"] += 1
             self._boot()
             self._tx = bytearray(_BOOT_BANNER)  # what was queued died with the power
@@ -404,6 +405,7 @@ class Simulator:
             try:
                 self._reboot()
             except PowerLoss:
+                self.faults.powerloss_at = None
                 self.stats["reboots"] += 1
                 self._boot()
 
@@ -427,7 +429,8 @@ class Simulator:
             (GROUP_EDGERT, 3, True): self._invoke,
         }.get((group, cmd, write))
         if handler is None:
-            return {"rc": _MGMT_ENOTSUP}
+            # Unknown edgert command: the group's NOT_SUPPORTED; anything else: SMP's generic ENOTSUP.
+            return self._err(GROUP_EDGERT, ERR_NOT_SUPPORTED) if group == GROUP_EDGERT else {"rc": _MGMT_ENOTSUP}
         return handler(body)
 
     @staticmethod

@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
+from edgert.convert import evaluate  # noqa: E402
 from edgert.model import read_model  # noqa: E402
 from edgert.runtime import load_model, quantize  # noqa: E402
 from edgert.targets import list_targets  # noqa: E402
@@ -35,6 +36,7 @@ def test_every_profile_converts_and_runs_in_litert(converted, digits_workspace, 
     float_top1 = float(np.mean(np.argmax(ws.model.predict(ws.x_test, verbose=0), 1) == ws.y_test))
     top1 = _litert_top1(result.tflite, ws.x_test, ws.y_test)
     assert top1 > 0.8, f"{target}: converted model is not a digits classifier (top-1 {top1:.3f})"
+    assert evaluate(result.tflite, ws.x_test, ws.y_test) == {"samples": len(ws.y_test), "top1": pytest.approx(top1)}
     # Our own accuracy report agrees with this independent run of the same data.
     assert result.accuracy["converted_top1"] == pytest.approx(top1, abs=1e-9)
     assert result.accuracy["float_top1"] == pytest.approx(float_top1, abs=1e-9)
@@ -55,6 +57,16 @@ def test_target_decides_converter_settings(converted):
     assert gpu.inputs[0].dtype == "float32"
     weights = [t for t in gpu.tensors() if t.is_constant and t.num_elements > 100]
     assert weights and all(t.dtype == "float16" for t in weights)
+
+    def dense_scales(data):
+        m = read_model(data)
+        tensors = m.tensors()
+        return {len(tensors[op.inputs[1]].scales) for op in m.operators() if op.name == "FULLY_CONNECTED"}
+
+    # Per-tensor dense weights where edgetpu_compiler / older TFLM need them, per-channel on CPUs.
+    assert dense_scales(converted["coral-usb"].tflite) == {1}
+    assert dense_scales(converted["cortex-m4-256k"].tflite) == {1}
+    assert dense_scales(converted["raspberry-pi-4"].tflite) == {96, 10}
     for name, result in converted.items():
         for t in read_model(result.tflite).inputs:
             assert t.shape[0] == 1 and not t.is_dynamic, name
@@ -98,7 +110,11 @@ def test_metadata_round_trips(converted, digits_workspace):
         assert meta["preprocessing"]["color"] == "grayscale"
         assert meta["converter"]["mode"] == result.report["converter"]["mode"]
         assert meta["converter"]["tensorflow"]
-        assert meta["calibration"]["samples"] == 120
+        if meta["converter"]["mode"] in ("int8", "int16x8"):
+            assert meta["calibration"]["samples"] == 120
+            assert meta["calibration"]["source"] == str(ws.cal_dir)
+        else:  # float16 weights only: nothing was calibrated, and the metadata does not pretend so
+            assert "calibration" not in meta
         assert meta["postprocessing"]["output"] == "probabilities"
         # The runtime reads it back and uses it: a raw 8-bit image goes straight in.
         m = load_model(result.path, backend="ai_edge_litert")
@@ -163,3 +179,50 @@ def test_trusted_after_conversion(converted):
     result = converted["raspberry-pi-4"]
     verdict = safe.lookup_verdict(hashlib.sha256(result.tflite).hexdigest(), select_backend())
     assert verdict is not None
+
+
+@pytest.mark.parametrize("kind", ["saved_model", "h5", "memory"])
+def test_other_model_sources(digits_workspace, tmp_path, kind):
+    from edgert.convert import convert
+
+    ws = digits_workspace
+    if kind == "saved_model":
+        source = tmp_path / "saved"
+        ws.model.export(str(source))
+    elif kind == "h5":
+        source = tmp_path / "digits.h5"
+        ws.model.save(source)
+    else:
+        source = ws.model
+    result = convert(source, target="raspberry-pi-4", calibration=ws.cal_npy, eval_data=ws.eval_npz, measure_micro=False)
+    assert result.path is None and result.files == {}
+    meta = read_model(result.tflite).metadata
+    assert meta["source"]["format"] == kind
+    assert len(meta["source"]["sha256"]) == 64
+    assert meta["task"] == "classification" and "labels" not in meta
+    assert result.accuracy["drop_points"] <= 1.0 and result.accuracy["agreement"] >= 0.98
+    probs = load_model(result.tflite).predict(ws.x_test[:1])[0]
+    expected = ws.model.predict(ws.x_test[:1], verbose=0)
+    assert np.max(np.abs(probs - expected)) < 0.05
+
+
+def test_regressor_reports_mse():
+    from edgert.convert import convert
+    from edgert.convert._tf import import_keras
+
+    keras = import_keras()
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(256, 6)).astype(np.float32)
+    y = (x @ rng.normal(size=(6, 1))).astype(np.float32)
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((6,)), keras.layers.Dense(16, activation="relu"), keras.layers.Dense(1)])
+    model.compile("adam", "mse")
+    model.fit(x, y, epochs=30, verbose=0)
+    result = convert(model, target="raspberry-pi-4", calibration=x[:128], eval_data=(x[128:], y[128:]), measure_micro=False)
+    acc = result.accuracy
+    assert acc["task"] == "regression"
+    float_mse = float(np.mean((model.predict(x[128:], verbose=0) - y[128:]) ** 2))
+    assert acc["float_mse"] == pytest.approx(float_mse, rel=1e-4)
+    assert acc["converted_mse"] < 4 * float_mse + 0.05  # int8 costs a little, not everything
+    assert read_model(result.tflite).metadata["task"] == "regression"
+    assert "preprocessing" not in read_model(result.tflite).metadata

@@ -1,33 +1,39 @@
 """The C reference device (firmware_tools/device/), compiled with the system C compiler and driven over real ptys.
 
-Three independent clients talk to it: ``smpclient`` (the maintained SMP
-client), edgert's own host (``firmware_tools.flash``), and a small raw client
-in this module built on ``smp.packet`` + ``cbor2`` that can also send broken
-frames. The device is a real process with file-backed NOR flash; power loss is
+Independent clients talk to it: ``smpclient`` (the maintained SMP client,
+with the edgert group defined here as smpclient request types), the
+``smpmgr`` CLI when installed, edgert's own host (``firmware_tools.flash``),
+and a small raw client in this module built on ``smp.packet`` + ``cbor2`` that
+can also send broken frames. The device is a real process with file-backed NOR flash; power loss is
 a real abrupt exit in the middle of a flash write.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import hashlib
 import os
 import random
 import selectors
 import shutil
 import subprocess
-import termios
 import time
 import zlib
+from enum import IntEnum
 from pathlib import Path
 
 import pytest
 
+termios = pytest.importorskip("termios")  # POSIX ptys
 cbor2 = pytest.importorskip("cbor2")
 serial = pytest.importorskip("serial")
 smppacket = pytest.importorskip("smp.packet")
-smpclient_mod = pytest.importorskip("smpclient")
+pytest.importorskip("smpclient")
 
+from smp import error as smperror  # noqa: E402
+from smp import message as smpmessage  # noqa: E402
 from smpclient import SMPClient  # noqa: E402
 from smpclient.generics import error, success  # noqa: E402
 from smpclient.requests.file_management import FileHashChecksum, FileStatus  # noqa: E402
@@ -51,6 +57,72 @@ EXIT_POWER_LOSS = 75
 BUF_SIZE = 2048
 FLASH_SIZE = 1024 * 1024
 SECTOR = 4096
+
+
+# ---- the edgert group as smpclient request types (PROTOCOL.md section 4), defined independently of the host ----
+
+class EdgertErr(IntEnum):
+    """edgert group error codes."""
+
+    OK = 0
+    UNKNOWN = 1
+    NO_MODEL = 2
+    HASH_MISMATCH = 3
+    TOO_LARGE = 4
+    BAD_INPUT = 5
+    INVOKE_FAILED = 6
+    NO_PREVIOUS = 7
+    NOT_SUPPORTED = 8
+    SIGNATURE_INVALID = 9
+
+
+class _EdgertErrorV1(smperror.ErrorV1):
+    _GROUP_ID = EDGERT
+
+
+class _EdgertErrorV2(smperror.ErrorV2[EdgertErr]):
+    _GROUP_ID = EDGERT
+
+
+class _EdgertBase:
+    _ErrorV1 = _EdgertErrorV1
+    _ErrorV2 = _EdgertErrorV2
+
+
+class _InfoResponse(smpmessage.ReadResponse):
+    _GROUP_ID = EDGERT
+    _COMMAND_ID = 0
+    active: dict | None
+    previous: dict | None
+    slot_size: int
+    ram: int
+    target: str
+    invoke: bool
+    sign: bool
+
+
+class _ActiveResponse(smpmessage.WriteResponse):
+    _GROUP_ID = EDGERT
+    _COMMAND_ID = 1
+    active: dict
+
+
+class EdgertInfo(smpmessage.ReadRequest, _EdgertBase):
+    """INFO through smpclient."""
+
+    _GROUP_ID = EDGERT
+    _COMMAND_ID = 0
+    _Response = _InfoResponse
+
+
+class EdgertActivate(smpmessage.WriteRequest, _EdgertBase):
+    """ACTIVATE through smpclient."""
+
+    _GROUP_ID = EDGERT
+    _COMMAND_ID = 1
+    _Response = _ActiveResponse
+    name: str
+    sha: bytes
 
 
 # ---- building -----------------------------------------------------------------------------
@@ -165,7 +237,7 @@ class RawSmp:
                 return line
             if time.monotonic() > deadline:
                 return None
-            chunk = self.ser.read(4096)
+            chunk = self.ser.read(max(1, self.ser.in_waiting))  # returns at the first byte, not at the timeout
             if chunk:
                 self.buf += chunk
 
@@ -191,7 +263,8 @@ class RawSmp:
     def packet(op: int, group: int, cmd: int, seq: int, payload: bytes, version: int = 1,
                length: int | None = None) -> bytes:
         n = len(payload) if length is None else length
-        return bytes([(version << 3) | op, 0]) + n.to_bytes(2, "big") + group.to_bytes(2, "big") + bytes([seq, cmd]) + payload
+        header = bytes([(version << 3) | op, 0]) + n.to_bytes(2, "big") + group.to_bytes(2, "big") + bytes([seq, cmd])
+        return header + payload
 
     def send_packet(self, packet: bytes) -> None:
         self.write(b"".join(smppacket.encode(packet, line_length=127)))
@@ -283,6 +356,9 @@ def test_smpclient_echo_upload_and_file_hash(device_binary, tmp_path, models):
             out["sha"] = await client.request(FileHashChecksum(name=STAGED, type="sha256"))
             out["crc"] = await client.request(FileHashChecksum(name=STAGED, type="crc32"))
             out["missing"] = await client.request(FileStatus(name="/edgert/nope.bin"))
+            out["wrong"] = await client.request(EdgertActivate(name=STAGED, sha=_sha(data[:-1])))
+            out["activate"] = await client.request(EdgertActivate(name=STAGED, sha=_sha(data)))
+            out["info"] = await client.request(EdgertInfo())
             return out
         finally:
             await client.disconnect()
@@ -298,6 +374,74 @@ def test_smpclient_echo_upload_and_file_hash(device_binary, tmp_path, models):
     assert success(out["sha"]) and out["sha"].output == _sha(data) and out["sha"].len == len(data)
     assert success(out["crc"]) and out["crc"].output == zlib.crc32(data)
     assert error(out["missing"]) and out["missing"].err.rc == 2  # FILE_INVALID_NAME
+    # The edgert group through smpclient's own request machinery: a wrong SHA-256 changes nothing.
+    assert error(out["wrong"]) and out["wrong"].err.rc == EdgertErr.HASH_MISMATCH
+    assert success(out["activate"]) and out["activate"].active["sha"] == _sha(data)
+    info = out["info"]
+    assert success(info) and info.active == {"name": STAGED, "size": len(data), "sha": _sha(data)}
+    assert info.previous is None and info.invoke is False and info.slot_size >= len(data)
+
+
+def test_smpmgr_cli_uploads_to_the_device(device_binary, tmp_path, models):
+    """smpmgr (the mcumgr CLI built on smpclient) when installed; EDGERT_SMPMGR may point at it."""
+    smpmgr = os.environ.get("EDGERT_SMPMGR") or shutil.which("smpmgr")
+    if smpmgr is None:
+        pytest.skip("smpmgr is not installed (pip install smpmgr, or set EDGERT_SMPMGR)")
+    data = models["kws"]
+    src = tmp_path / "model.tflite"
+    src.write_bytes(data)
+    with Device(device_binary, tmp_path / "flash.bin") as dev:
+        def run(*args: str) -> str:
+            proc = subprocess.run([smpmgr, "--port", dev.port, "--timeout", "10", *args],
+                                  capture_output=True, text=True, timeout=120)
+            assert proc.returncode == 0, proc.stdout + proc.stderr
+            return proc.stdout
+
+        assert "r='edgert'" in run("os", "echo", "edgert")
+        run("file", "upload", str(src), STAGED)
+        assert run("file", "read-size", STAGED).split()[-1] == str(len(data))
+        with RawSmp(dev.port) as smp:
+            assert smp.file_sha(STAGED) == _sha(data)
+
+
+def test_device_serves_a_tty_path_given_on_the_command_line(device_binary, tmp_path):
+    """--port PATH: the device opens an existing tty (here the slave of a pty the test owns), as on a UART."""
+    pty = pytest.importorskip("pty")
+    master, slave = pty.openpty()
+    slave_path = os.ttyname(slave)
+    os.close(slave)
+    proc = subprocess.Popen([str(device_binary), "--flash", str(tmp_path / "flash.bin"), "--flash-size", "64K",
+                             "--port", slave_path], stderr=subprocess.PIPE)
+    received = bytearray()
+
+    def read_until(done) -> None:
+        deadline = time.monotonic() + 10
+        with selectors.DefaultSelector() as sel:
+            sel.register(master, selectors.EVENT_READ)
+            while not done() and time.monotonic() < deadline:
+                if sel.select(timeout=0.5):
+                    received.extend(os.read(master, 4096))
+
+    try:
+        # The boot banner says the device has opened the tty and made it raw: only then talk to it.
+        read_until(lambda: b"edgert reference device" in received)
+        assert b"edgert reference device" in received, "no boot banner on the tty"
+        del received[:]
+        request = RawSmp.packet(OP_WRITE, 0, 0, 7, cbor2.dumps({"d": "over a tty"}))
+        os.write(master, b"".join(smppacket.encode(request, line_length=127)))
+        read_until(lambda: received.endswith(b"\n"))
+        assert received.startswith(smppacket.START_DELIMITER), bytes(received)
+        decoder = smppacket.decode()
+        next(decoder)
+        with pytest.raises(StopIteration) as done:
+            decoder.send(bytes(received))
+        reply = bytes(done.value.value)
+        assert reply[6] == 7 and cbor2.loads(reply[8:]) == {"r": "over a tty"}
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+        proc.stderr.close()
+        os.close(master)
 
 
 # ---- edgert's host (firmware_tools.flash) -------------------------------------------------
@@ -336,6 +480,21 @@ def test_host_flashes_and_activates_conformance_models(device_binary, tmp_path, 
         info = flash.device_info(dev.port)
         assert info.active["sha256"] == hashlib.sha256(first).hexdigest()
         assert info.previous["sha256"] == hashlib.sha256(second).hexdigest()
+
+
+def test_host_resumes_after_the_device_link_drops_mid_upload(device_binary, tmp_path, models):
+    flash = pytest.importorskip("firmware_tools.flash")
+    data = models["kws"]
+    link = tmp_path / "ttyEDGERT"  # a stable name, like /dev/serial/by-id/..., following the re-plugged pty
+    with Device(device_binary, tmp_path / "flash.bin", "--link", str(link), "--disconnect-at", "30000") as dev:
+        result = flash.flash_model(str(link), data)
+        assert result.ok and result.resumed_from is not None
+        # Resumed from what the device had acknowledged, not from 0; at most one chunk went twice.
+        assert 0 < result.resumed_from < len(data)
+        assert result.resent_bytes <= result.chunk_bytes
+        info = flash.device_info(str(link))
+        assert info.active["sha256"] == hashlib.sha256(data).hexdigest()
+    assert "DISCONNECT after 30000 received bytes" in dev.stderr
 
 
 def test_host_refuses_model_larger_than_slot_before_sending(device_binary, tmp_path, models):
@@ -447,8 +606,8 @@ def test_upload_resumes_after_disconnect_from_the_offset_the_device_holds(device
 
 # ---- power loss -------------------------------------------------------------------------
 
-def _activation_run(binary: Path, flash_file: Path, data: bytes, cut_at: int) -> int:
-    """Upload + ACTIVATE ``data`` with the power cut at flash step ``cut_at``; returns the exit status."""
+def _activation_run(binary: Path, flash_file: Path, data: bytes, cut_at: int) -> tuple[int, str]:
+    """Upload + ACTIVATE ``data`` with the power cut at flash step ``cut_at``; returns (exit status, stderr)."""
     dev = Device(binary, flash_file, "--power-loss-at", str(cut_at))
     try:
         with RawSmp(dev.port, timeout=3) as smp:
@@ -456,9 +615,9 @@ def _activation_run(binary: Path, flash_file: Path, data: bytes, cut_at: int) ->
             smp.activate(_sha(data))
             smp.echo("done")
     except (serial.SerialException, OSError, TimeoutError, termios.error):
-        return dev.wait()  # the device died under us: that is the point (the pty hangs up before exit completes)
-    dev.stop()
-    return 0
+        status = dev.wait()  # the device died under us: that is the point (the pty hangs up before exit completes)
+        return status, dev.stderr
+    return 0, dev.stop()
 
 
 def test_power_loss_at_every_flash_step_leaves_complete_old_or_new_model(device_binary, tmp_path, models):
@@ -469,7 +628,7 @@ def test_power_loss_at_every_flash_step_leaves_complete_old_or_new_model(device_
     for step in range(1, 200):
         flash_file = tmp_path / f"cut{step}.bin"
         shutil.copyfile(base, flash_file)
-        status = _activation_run(device_binary, flash_file, new, step)
+        status, log = _activation_run(device_binary, flash_file, new, step)
         with Device(device_binary, flash_file) as dev, RawSmp(dev.port) as smp:
             info = smp.info()
             active = info["active"]["sha"]
@@ -480,18 +639,45 @@ def test_power_loss_at_every_flash_step_leaves_complete_old_or_new_model(device_
                 assert info["previous"]["sha"] == _sha(old) and info["active"]["size"] == len(new)
             elif info["previous"] is not None:
                 assert smp.request(OP_READ, 8, 2, {"name": "/edgert/previous.tflite"})["output"] == _sha(previous)
-        outcomes.append((status, active == _sha(new)))
+        outcomes.append((status, active == _sha(new), log))
         flash_file.unlink()
         if status != EXIT_POWER_LOSS:
             break  # this run had fewer flash steps than ``step``: every step has been cut once
     else:
         pytest.fail("activation never completed")
-    cut = [is_new for status, is_new in outcomes if status == EXIT_POWER_LOSS]
+    cut = [(is_new, log) for status, is_new, log in outcomes if status == EXIT_POWER_LOSS]
     # upload (sector erases + chunk writes), forgetting previous, and the record: well over a dozen steps.
     assert len(cut) > 12
-    assert cut[0] is False and cut[-1] is True  # both sides of the switch were exercised
-    assert cut == sorted(cut)  # once the new record is in force, it stays
-    assert outcomes[-1] == (0, True)
+    # The last two steps are the new record's erase and its (torn) write, in the area not in force:
+    # cutting them keeps the old model, which is what makes the switch atomic.
+    assert "erase off=" in cut[-2][1] and "len=4096" in cut[-2][1]
+    assert "write off=" in cut[-1][1] and "len=192" in cut[-1][1]
+    assert not any(is_new for is_new, _ in cut)
+    assert outcomes[-1][:2] == (0, True)  # the uncut run switched to the new model
+
+
+def test_power_loss_during_rollback_leaves_one_complete_model(device_binary, tmp_path, models):
+    first, second = models["hello"], models["speech"]
+    base = tmp_path / "base.bin"
+    _flash_with(device_binary, base, first, second)  # active second, previous first
+    results = []
+    for step in (1, 2, 3):  # the record's erase, its torn write, then beyond: the uncut rollback
+        flash_file = tmp_path / f"rb{step}.bin"
+        shutil.copyfile(base, flash_file)
+        dev = Device(device_binary, flash_file, "--power-loss-at", str(step))
+        try:
+            with RawSmp(dev.port, timeout=3) as smp:
+                assert smp.request(OP_WRITE, EDGERT, 2, {})["active"]["sha"] == _sha(first)
+            dev.stop()
+            status = 0
+        except (serial.SerialException, OSError, TimeoutError, termios.error):
+            status = dev.wait()
+        with Device(device_binary, flash_file) as dev, RawSmp(dev.port) as smp:
+            info = smp.info()
+            assert smp.file_sha(ACTIVE) == info["active"]["sha"]
+            assert smp.file_sha("/edgert/previous.tflite") == info["previous"]["sha"]
+            results.append((status, info["active"]["sha"]))
+    assert results == [(EXIT_POWER_LOSS, _sha(second)), (EXIT_POWER_LOSS, _sha(second)), (0, _sha(first))]
 
 
 # ---- malformed input -------------------------------------------------------------------------
@@ -504,7 +690,7 @@ def _bad_cbor_payloads() -> list[bytes]:
         b"\xa1\x61d\x7a\xff\xff\xff\xff",         # tstr claiming 4 GiB
         b"\xa1\x61d\x7b" + b"\xff" * 8,           # tstr claiming 2^64-1 bytes
         b"\xbb" + b"\xff" * 8,                    # map claiming 2^64-1 pairs
-        b"\xa1\x61d" + b"\x81" * 3000,            # nesting far deeper than the limit
+        b"\xa1\x61d" + b"\x81" * 1500,            # nesting far deeper than the limit
         b"\xa1\x61d\x61x\x00",                    # trailing byte after the map
         b"\xa1\x61d\x18\x05",                     # "d" is a uint, not text
         b"\xa1\x61d\xf8\x01",                     # invalid two-byte simple value
@@ -515,15 +701,25 @@ def _bad_cbor_payloads() -> list[bytes]:
 
 
 def _exercise_malformed(binary: Path, flash_file: Path) -> Device:
+    """Throw broken frames, garbage CBOR and mutated requests at a fresh device; returns it still running."""
     dev = Device(binary, flash_file)
+    try:
+        _send_malformed(dev.port)
+    except (AssertionError, TimeoutError, OSError, serial.SerialException, cbor2.CBORDecodeError) as e:
+        # Show why the device stopped answering (a sanitizer report, a crash) rather than just the symptom.
+        raise AssertionError(f"device failed: {e}\n--- device stderr ---\n{dev.stop()[-3000:]}") from e
+    assert dev.alive()
+    return dev
+
+
+def _send_malformed(port: str) -> None:
     rng = random.Random(20261125)
-    with RawSmp(dev.port, timeout=5) as smp:
+    with RawSmp(port, timeout=5) as smp:
         good = smp.packet(OP_WRITE, 0, 0, 1, cbor2.dumps({"d": "x"}))
         frame = b"".join(smppacket.encode(good, line_length=127))
         noise = [
             b"boot: garbage \x00\xff\x06\x04 text\r\n",
             bytes(rng.randrange(256) for _ in range(3000)),            # line noise, markers included at random
-            frame[:-4] + bytes([frame[-4] ^ 0x01]) + frame[-3:],       # bad CRC (a flipped base64 char)
             b"\x06\x09!!notbase64!!\n",
             b"\x06\x09" + b"QUFB" * 60 + b"\n",                        # a line longer than 127 bytes
             b"\x06\x09/////w==\n",                                     # length 65535: more than the buffer
@@ -534,6 +730,17 @@ def _exercise_malformed(binary: Path, flash_file: Path) -> Device:
         for junk in noise:
             smp.write(junk)
             assert smp.echo("still here") == "still here"
+        # A frame whose CRC is wrong is dropped: no reply, the request is not executed.
+        def one_line_frame(text: str, crc_xor: int) -> bytes:
+            packet = smp.packet(OP_WRITE, 0, 0, 200, cbor2.dumps({"d": text}))
+            crc = binascii.crc_hqx(packet, 0) ^ crc_xor
+            body = (len(packet) + 2).to_bytes(2, "big") + packet + crc.to_bytes(2, "big")
+            return smppacket.START_DELIMITER + base64.b64encode(body) + b"\n"
+
+        smp.write(one_line_frame("must not echo", 1))
+        assert smp.read_packet(timeout=0.3) is None
+        smp.write(one_line_frame("same frame, right crc", 0))
+        assert cbor2.loads(smp.read_packet()[8:]) == {"r": "same frame, right crc"}
         for payload in _bad_cbor_payloads():
             for group, cmd, op in ((0, 0, OP_WRITE), (8, 0, OP_WRITE), (8, 2, OP_READ), (EDGERT, 1, OP_WRITE)):
                 head, body = smp.exchange(op, group, cmd, payload)
@@ -560,8 +767,8 @@ def _exercise_malformed(binary: Path, flash_file: Path) -> Device:
             head, _reply = smp.exchange(op, group, cmd, bytes(payload))
             assert head[4:6] == group.to_bytes(2, "big")
         assert smp.echo("survived") == "survived"
-    assert dev.alive()
-    return dev
+        long_text = "é✓ multi-line frame " * 60  # valid UTF-8, ~1.5 kB: a request and a reply of many lines
+        assert smp.echo(long_text) == long_text
 
 
 def test_malformed_frames_and_garbage_cbor_keep_the_device_answering(device_binary, tmp_path):

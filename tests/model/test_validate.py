@@ -354,3 +354,85 @@ def test_embed_metadata_keeps_external_buffers(model_bytes):
         if t_old.is_constant:
             np.testing.assert_array_equal(a.tensor_data(t_old), b.tensor_data(t_new))
             assert b.buffer_span(t_new.buffer)[0] % 16 == 0
+
+
+# ---- edits through the object API (host schema) -------------------------------------------------
+
+
+def _edit(data: bytes, change) -> bytes:
+    """Unpack with the maintained schema's object API, apply ``change(model_t, schema)``, repack."""
+    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
+    import flatbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    change(model, schema)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
+
+
+def test_object_api_round_trip_still_validates(model_bytes):
+    """Control for the edits below: repacking without a change gives a valid, equivalent model."""
+    data = model_bytes[KWS]
+    same = read_model(_edit(data, lambda m, s: None))
+    assert same.to_dict()["macs"] == read_model(data).macs
+
+
+def test_control_flow_subgraph_index_out_of_range(model_bytes):
+    def add_while(model, schema):
+        oc = schema.OperatorCodeT()
+        oc.builtinCode, oc.deprecatedBuiltinCode, oc.version = schema.BuiltinOperator.WHILE, 127, 1
+        model.operatorCodes.append(oc)
+        op = schema.OperatorT()
+        op.opcodeIndex = len(model.operatorCodes) - 1
+        op.inputs, op.outputs = [0], [0]
+        op.builtinOptionsType = schema.BuiltinOptions.WhileOptions
+        op.builtinOptions = schema.WhileOptionsT()
+        op.builtinOptions.condSubgraphIndex, op.builtinOptions.bodySubgraphIndex = 0, 7
+        model.subgraphs[0].operators.append(op)
+
+    with pytest.raises(InvalidModelError, match="body subgraph index is 7 but the model has 1 subgraphs"):
+        read_model(_edit(model_bytes[KWS], add_while))
+
+
+def test_per_channel_quantization_must_match_the_shape(model_bytes):
+    def wrong_axis(model, schema):
+        t = next(t for t in model.subgraphs[0].tensors if t.quantization is not None and t.quantization.scale is not None
+                 and len(t.quantization.scale) > 1 and len(t.shape) == 4)  # a per-channel conv filter
+        channels = len(t.quantization.scale)
+        t.quantization.quantizedDimension = next(a for a, d in enumerate(t.shape) if d != channels)
+
+    with pytest.raises(InvalidModelError, match="scales but dimension"):
+        read_model(_edit(model_bytes["visual_wake_words__vww_96_int8.tflite"], wrong_axis))
+
+
+def test_legacy_metadata_buffer_and_empty_model(model_bytes):
+    def legacy(model, schema):
+        model.metadataBuffer = [999]
+
+    with pytest.raises(InvalidModelError, match="metadata_buffer refers to buffer 999"):
+        read_model(_edit(model_bytes[KWS], legacy))
+
+    def no_subgraphs(model, schema):
+        model.subgraphs = []
+
+    with pytest.raises(InvalidModelError, match="no subgraphs"):
+        read_model(_edit(model_bytes[KWS], no_subgraphs))
+
+
+def test_read_model_sources_and_size_limit(model_bytes, tmp_path, monkeypatch):
+    import edgert.model.reader as reader
+    import edgert.model.validate as validate
+
+    data = model_bytes[HELLO]
+    path = tmp_path / "m.tflite"
+    path.write_bytes(data)
+    digests = {read_model(src).sha256 for src in (data, bytearray(data), memoryview(data), path, str(path))}
+    assert len(digests) == 1
+    monkeypatch.setattr(reader, "MAX_MODEL_BYTES", 1000)
+    monkeypatch.setattr(validate, "MAX_MODEL_BYTES", 1000)
+    for src in (data, path):
+        with pytest.raises(InvalidModelError, match="1000-byte"):
+            read_model(src)
+    with pytest.raises(InvalidModelError, match="model size limit"):
+        validate_model_bytes(data)

@@ -9,6 +9,7 @@ from edgert.errors import InputDataError
 from edgert.runtime import dequantize, load_model, quantize
 from edgert.runtime.io import random_input
 from tests.conftest import conformance_models, require_conformance
+from tests.runtime.reference import pattern_input, read_reference
 
 pytestmark = pytest.mark.runtime
 
@@ -46,6 +47,34 @@ def test_predict_bit_identical_to_raw_interpreter(model_path):
             want = dequantize(e, spec)
             assert f.dtype == (np.float32 if spec.quantized else e.dtype)
             assert f.tobytes() == want.tobytes()
+
+
+@pytest.mark.parametrize("model_path", conformance_models())
+def test_outputs_match_ai_edge_litert(model_path):
+    """Bit for bit against ai-edge-litert's recorded outputs (see tests/runtime/reference.py).
+
+    On ai-edge-litert itself: its default (XNNPACK) outputs. On another backend build
+    (tflite-runtime 2.14): integer outputs carry the same bits as ai-edge-litert's default
+    or its builtin kernels (whichever kernels that build runs for the model); float
+    outputs agree within 1 % of their largest magnitude (another XNNPACK version sums
+    in another order).
+    """
+    path = require_conformance(model_path)
+    info, reference = read_reference()
+    model = load_model(path, threads=1)
+    assert model.file.sha256 == info["models"][path.stem]["sha256"], "corpus changed: regenerate the reference"
+    outputs = model.predict(*[pattern_input(s) for s in model.inputs], dequantize_output=False)
+    assert len(outputs) == info["models"][path.stem]["outputs"]
+    same_build = (model.backend.name, model.backend.version) == (info["backend"], info["version"])
+    for i, got in enumerate(outputs):
+        default, builtin = reference[f"{path.stem}/{i}"], reference[f"{path.stem}/{i}/builtin"]
+        assert got.dtype == default.dtype and got.shape == default.shape
+        if same_build:
+            assert got.tobytes() == default.tobytes()
+        elif got.dtype.kind == "f":
+            np.testing.assert_allclose(got, default, rtol=0, atol=1e-2 * float(np.abs(default).max()))
+        else:
+            assert got.tobytes() in (default.tobytes(), builtin.tobytes())
 
 
 @pytest.mark.parametrize("model_path", conformance_models("*int8*.tflite") + conformance_models("*quant*.tflite"))
@@ -104,8 +133,12 @@ def test_predict_errors_name_the_shapes(conformance_dir):
         model.predict(np.zeros((1, 48, 10, 1), np.int8))
     with pytest.raises(InputDataError, match="takes 1 input"):
         model.predict()
-    with pytest.raises(InputDataError, match="takes int8, got complex64"):
+    with pytest.raises(InputDataError, match=r"complex64 values do not fit input 'input_1' \(int8\)"):
         model.predict(np.zeros((1, 49, 10, 1), np.complex64))
+    with pytest.raises(InputDataError, match=r"values 0\.\.300 do not fit input 'input_1' \(int8\)"):
+        model.predict(np.linspace(0, 300, 490).astype(np.int64).reshape(1, 49, 10, 1))  # no silent wrap-around
+    small = np.arange(-100, 390, dtype=np.int64).reshape(1, 49, 10, 1) // 4
+    assert model.predict(small)[0].tobytes() == model.predict(small.astype(np.int8))[0].tobytes()
     # Same data in a squeezed shape is the same tensor.
     x = np.arange(490, dtype=np.int8).reshape(49, 10)
     assert model.predict(x)[0].tobytes() == model.predict(x.reshape(1, 49, 10, 1))[0].tobytes()
@@ -116,3 +149,14 @@ def test_threads_option_is_validated(conformance_dir):
     assert load_model(path, threads=2).threads == 2
     with pytest.raises(InputDataError, match="threads"):
         load_model(path, threads=0)
+
+
+def test_dynamic_batch_is_resized(conformance_dir):
+    model = load_model(conformance_dir / "models" / "keyword_spotting__kws_ref_model.tflite")
+    assert model.inputs[0].shape_signature[0] == -1
+    rng = np.random.default_rng(11)
+    a, b = (random_input(model.inputs[0], rng) for _ in range(2))
+    singles = [model.predict(x, dequantize_output=False)[0] for x in (a, b)]
+    batch = model.predict(np.concatenate([a, b]), dequantize_output=False)[0]
+    assert model.input_shapes == [(2, 49, 10, 1)] and batch.shape == (2, 12)
+    assert batch.tobytes() == np.concatenate(singles).tobytes()

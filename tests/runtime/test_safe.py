@@ -111,3 +111,24 @@ def test_probe_limits_grow_with_the_model():
     big_mem, big_t = safe.check_limits(100 * 2**20)
     assert small_mem == 2**30 + 8000 and big_mem == 2**30 + 800 * 2**20
     assert big_t > small_t >= safe.CHECK_BASE_TIMEOUT_S
+
+
+def test_retyped_activations_never_take_the_caller_down(micro_speech, fresh_cache):
+    """Each activation tensor retyped int32: the model either runs or is refused; this process lives."""
+    from tests.runtime.conftest import patch_tensor_type
+
+    spec_by_index = {t.index: t for t in read_model(micro_speech).tensors()}
+    outcomes = {}
+    for index, spec in spec_by_index.items():
+        if spec.is_constant:
+            continue
+        data = patch_tensor_type(micro_speech, index, 2)
+        try:
+            model = load_model(data)
+        except InvalidModelError as e:
+            assert "\n" not in str(e)
+            outcomes[spec.name] = "crashed" if "crashed (SIG" in e.message else "rejected"
+            continue
+        model.predict(*[np.zeros(s.shape, s.dtype) for s in model.inputs])
+        outcomes[spec.name] = "ran"
+    assert len(outcomes) == 5 and outcomes["Reshape_1"] == "crashed"

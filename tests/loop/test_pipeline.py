@@ -1,0 +1,231 @@
+"""The loop on real models: image folders, live back-pressure, watchdog, sinks, no network, sd_notify."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from edgert.loop import Frame, Pipeline, Source, SourceLost, open_sink, register_source
+from edgert.loop.sources import EndOfSource
+from edgert.runtime.preprocess import prepare_image
+
+pytestmark = pytest.mark.runtime
+
+
+@pytest.fixture(scope="module")
+def photo_dir(tmp_path_factory, scene_images):
+    """Six real pictures (PNG and JPEG, different sizes) plus one corrupt file."""
+    folder = tmp_path_factory.mktemp("photos")
+    for i in range(6):
+        img = Image.fromarray(scene_images[i % 2]).resize((96 + 16 * i, 96 + 8 * i))
+        img.save(folder / f"img_{i:02d}.{'png' if i % 2 else 'jpg'}")
+    (folder / "img_03_broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def test_image_folder_sorted_every_file_once_corrupt_one_skipped(vww_model, photo_dir):
+    results = []
+    summary = Pipeline(vww_model, f"images:{photo_dir}", on_result=results.append).run()
+    names = sorted(p.name for p in photo_dir.glob("img_*") if "broken" not in p.name)
+    assert summary.frames == 6 and summary.skipped == 1 and summary.dropped == 0
+    assert [r.name for r in results] == names
+    for r in results:
+        with Image.open(photo_dir / r.name) as img:
+            img.draft("RGB", (96, 96))
+            expected = vww_model.predict(prepare_image(img.convert("RGB"), vww_model.inputs[0]))[0][0]
+        assert r.classes[0].id == int(np.argmax(expected))
+        assert r.classes[0].score == pytest.approx(float(expected.max()))
+
+
+class _Burst(Source):
+    """A live source that produces frames much faster than the loop consumes them."""
+
+    scheme = "test-burst"
+    live = True
+    kind = "image"
+    queue_size = 1
+    pictures: list = []
+
+    def __init__(self, url) -> None:
+        super().__init__(url)
+        self.produced = 0
+
+    def read(self):
+        time.sleep(0.0005)  # a fast camera, not a busy loop
+        self.produced += 1
+        return Frame(self.pictures[self.produced % 2], "image", "rgb", name=f"burst {self.produced - 1}")
+
+
+def test_live_source_faster_than_inference_drops_old_frames(vww_model, scene_images):
+    _Burst.pictures = scene_images
+    register_source("test-burst", _Burst)
+    seen = []
+
+    def slow_consumer(result):  # a slow sink: inference + sinks far slower than capture
+        seen.append(result.frame)
+        time.sleep(0.004)
+
+    pipeline = Pipeline(vww_model, "test-burst:", max_frames=25, on_result=slow_consumer)
+    summary = pipeline.run()
+    assert summary.frames == 25 and summary.stopped_by == "max_frames"
+    assert summary.dropped > 0
+    assert summary.max_queue == 1  # the queue never grows
+    assert summary.max_lag <= 1  # each prediction starts on the newest frame (or the one before)
+    assert seen == sorted(seen) and len(set(seen)) == len(seen)
+    assert seen[-1] - seen[0] + 1 > len(seen)  # frames were skipped, not queued
+    assert pipeline.source.produced >= summary.frames + summary.dropped
+
+
+class _Hangs(Source):
+    """A live source whose driver blocks forever after three frames until the device is closed."""
+
+    scheme = "test-hang"
+    live = True
+    kind = "image"
+    queue_size = 1
+    picture = None
+
+    def __init__(self, url) -> None:
+        super().__init__(url)
+        self.opens = 0
+        self.count = 0
+        self._closed = threading.Event()
+
+    def open(self) -> None:
+        self.opens += 1
+        self.count = 0
+        self._closed = threading.Event()
+
+    def read(self):
+        if self.count >= 3:
+            self._closed.wait()
+            raise SourceLost("device closed under a blocked read")
+        self.count += 1
+        return Frame(self.picture, "image", "rgb")
+
+    def interrupt(self) -> None:
+        self._closed.set()
+
+    def close(self) -> None:
+        self._closed.set()
+
+
+def test_watchdog_reopens_a_stalled_live_source(vww_model, scene_images):
+    _Hangs.picture = scene_images[0]
+    register_source("test-hang", _Hangs)
+    pipeline = Pipeline(vww_model, "test-hang:", max_frames=7, stall_timeout=0.2, retry_delays=(0.01,))
+    summary = pipeline.run()
+    assert summary.frames == 7
+    assert summary.reopens >= 2 and pipeline.source.opens >= 3
+
+
+def test_file_sinks_and_a_full_disk(vww_model, photo_dir, tmp_path):
+    jsonl, csv_path, shots = tmp_path / "out" / "preds.jsonl", tmp_path / "out.csv", tmp_path / "shots"
+    jsonl.parent.mkdir()
+    jsonl.write_text('{"earlier": "run"}\n')  # appended to, never truncated
+    sinks = [f"jsonl:{jsonl}", f"csv:{csv_path}", f"snapshots:{shots}?every=4", "jsonl:/dev/full"]
+    results = []
+    summary = Pipeline(vww_model, f"images:{photo_dir}", sinks, top_k=2, on_result=results.append).run()
+    assert summary.frames == 6
+    # /dev/full answers every write with ENOSPC: reported, the loop carried on.
+    assert summary.sink_errors["jsonl:/dev/full"]["count"] == 6
+    assert "No space left" in summary.sink_errors["jsonl:/dev/full"]["last"]
+    assert len(summary.sink_errors) == 1
+    lines = jsonl.read_text().splitlines()
+    assert json.loads(lines[0]) == {"earlier": "run"}
+    records = [json.loads(line) for line in lines[1:]]
+    assert [r["frame"] for r in records] == list(range(6))
+    assert all(len(r["classes"]) == 2 for r in records)
+    assert records[0]["classes"][0]["id"] == results[0].classes[0].id
+    rows = csv_path.read_text().splitlines()
+    assert rows[0] == "frame,name,time,latency_ms,id,label,score,top_k" and len(rows) == 7
+    changes = sum(1 for i, r in enumerate(results) if i == 0 or r.classes[0].id != results[i - 1].classes[0].id)
+    saved = sorted(p.name for p in shots.iterdir())
+    expected = {r.frame for i, r in enumerate(results) if r.frame % 4 == 0 or i == 0 or r.classes[0].id != results[i - 1].classes[0].id}
+    assert saved == [f"frame_{i:08d}.jpg" for i in sorted(expected)] and len(saved) >= changes
+    with Image.open(shots / saved[0]) as img:
+        assert img.size == (96, 96) and img.mode == "RGB"
+
+
+def test_serial_sink_writes_results_back_to_a_microcontroller(vww_model, photo_dir, pty_pair):
+    sink = open_sink(f"serial:{pty_pair.name}?baud=115200")
+    results = []
+    Pipeline(vww_model, f"images:{photo_dir}", [sink], on_result=results.append).run()
+    lines = pty_pair.read_lines(6)
+    assert [line.decode().split(",")[:2] for line in lines] == [[str(r.frame), str(r.classes[0].id)] for r in results]
+
+
+def test_no_network_the_loop_opens_no_socket(vww_model, ad01_model, ad01_frames, photo_dir, tmp_path, monkeypatch, pty_pair):
+    from tests.loop.conftest import csv_line
+
+    def forbidden(*args, **kwargs):
+        raise AssertionError("the loop tried to open a socket")
+
+    for name in ("socket", "create_connection", "socketpair", "getaddrinfo", "fromfd"):
+        monkeypatch.setattr(socket, name, forbidden)
+    summary = Pipeline(vww_model, f"images:{photo_dir}", [f"jsonl:{tmp_path / 'a.jsonl'}", f"csv:{tmp_path / 'a.csv'}", f"snapshots:{tmp_path / 's'}"]).run()
+    assert summary.frames == 6 and not summary.sink_errors
+    for row in ad01_frames[:6]:
+        pty_pair.write(csv_line(row))
+    stop_after_two = []
+
+    def on_result(result):
+        stop_after_two.append(result)
+        if len(stop_after_two) == 2:
+            pipeline.stop()
+
+    pipeline = Pipeline(ad01_model, f"serial:{pty_pair.name}?hop=128", on_result=on_result)
+    summary = pipeline.run()
+    assert summary.frames == 2 and summary.stopped_by == "stop"
+
+
+def test_sd_notify_ready_watchdog_stopping(vww_model, photo_dir, tmp_path, monkeypatch):
+    path = str(tmp_path / "notify.sock")
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    server.bind(path)
+    server.settimeout(5)
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.setenv("WATCHDOG_USEC", "1")  # ping as often as allowed
+    try:
+        Pipeline(vww_model, f"images:{photo_dir}").run()
+        messages = []
+        server.setblocking(False)
+        while True:
+            try:
+                messages.append(server.recv(4096).decode())
+            except BlockingIOError:
+                break
+    finally:
+        server.close()
+    assert messages[0].startswith("READY=1")
+    assert messages[-1].startswith("STOPPING=1")
+    assert messages.count("WATCHDOG=1") >= 1
+
+
+def test_custom_finite_source_back_pressure_keeps_every_frame(vww_model, scene_images):
+    class Slides(Source):
+        scheme, live, kind, queue_size = "test-slides", False, "image", 2
+
+        def __init__(self, url) -> None:
+            super().__init__(url)
+            self.i = 0
+
+        def read(self):
+            if self.i >= 40:
+                raise EndOfSource()
+            self.i += 1
+            return Frame(scene_images[self.i % 2], "image", "rgb", name=str(self.i - 1))
+
+    register_source("test-slides", Slides)
+    results = []
+    summary = Pipeline(vww_model, "test-slides:", on_result=lambda r: (results.append(r), time.sleep(0.001))).run()
+    assert summary.frames == 40 and summary.dropped == 0 and summary.max_queue <= 2
+    assert [r.name for r in results] == [str(i) for i in range(40)]

@@ -1,0 +1,91 @@
+"""Postprocessing by task: top-k, SSD outputs, raw boxes with NMS, reconstruction scores, task inference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from edgert.model import TensorSpec, read_model
+from edgert.loop.postprocess import (
+    BBox,
+    Postprocessor,
+    decode_boxes,
+    get_classes,
+    get_objects,
+    infer_task,
+    non_max_suppression,
+)
+from tests.conftest import CONFORMANCE, require_conformance
+
+pytestmark = pytest.mark.runtime
+
+
+def _t(name, shape, dtype="float32") -> TensorSpec:
+    return TensorSpec(name, 0, tuple(shape), dtype)
+
+
+def test_top_k_with_labels_and_threshold():
+    scores = np.array([[0.1, 0.5, 0.05, 0.35]], np.float32)
+    top = get_classes(scores, top_k=3, threshold=0.2, labels=["a", "b", "c", "d"])
+    assert [(c.id, c.label) for c in top] == [(1, "b"), (3, "d")]
+    assert top[0].score == pytest.approx(0.5)
+
+
+def test_logits_model_reports_probabilities():
+    post = Postprocessor([_t("x", (1, 4))], [_t("y", (1, 3))], {"task": "classification", "postprocessing": {"output": "logits", "top_k": 3}})
+    classes = post([np.array([[2.0, 0.0, 1.0]], np.float32)])["classes"]
+    assert [c.id for c in classes] == [0, 2, 1]
+    assert sum(c.score for c in classes) == pytest.approx(1.0, abs=1e-6)
+
+
+def test_nms_keeps_the_best_of_overlapping_boxes():
+    boxes = np.array([[0, 0, 0.5, 0.5], [0.01, 0.01, 0.5, 0.5], [0.6, 0.6, 1, 1]], np.float32)
+    keep = non_max_suppression(boxes, np.array([0.8, 0.9, 0.3]), iou_threshold=0.5)
+    assert keep == [1, 2]
+
+
+def test_raw_box_decoding_per_class_nms_and_threshold():
+    boxes = np.array([[0.1, 0.1, 0.5, 0.5], [0.11, 0.1, 0.5, 0.52], [0.1, 0.1, 0.5, 0.5], [0.7, 0.7, 0.9, 0.9]], np.float32)
+    # two overlapping boxes of class 1, the same box as class 0, one low-score box.
+    scores = np.array([[0.1, 0.9], [0.2, 0.7], [0.8, 0.1], [0.3, 0.2]], np.float32)
+    objects = decode_boxes(boxes, scores, threshold=0.5, labels=["cat", "dog"])
+    assert [(o.label, round(o.score, 2)) for o in objects] == [("dog", 0.9), ("cat", 0.8)]
+    assert objects[0].bbox.to_dict() == BBox(0.1, 0.1, 0.5, 0.5).to_dict()
+    yolo = decode_boxes(np.array([[0.5, 0.5, 0.2, 0.4]]), np.array([[0.9]]), box_format="cxcywh")
+    assert yolo[0].bbox.to_dict() == {"xmin": 0.4, "ymin": 0.3, "xmax": 0.6, "ymax": 0.7}
+
+
+def test_ssd_postprocess_outputs():
+    boxes = np.array([[[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.9, 0.9], [0, 0, 0, 0]]], np.float32)
+    objects = get_objects(boxes, np.array([[3.0, 1.0, 0.0]]), np.array([[0.9, 0.4, 0.0]]), np.array([2.0]), threshold=0.3, labels=["a", "b", "c", "d"])
+    assert [(o.id, o.label) for o in objects] == [(3, "d"), (1, "b")]
+    assert objects[0].bbox.to_dict() == BBox(0.2, 0.1, 0.4, 0.3).to_dict()  # ymin,xmin,ymax,xmax -> x/y
+
+
+def test_ssd_shapes_are_recognised_as_detection_by_shape_and_name():
+    outs = [_t("TFLite_Detection_PostProcess", (1, 10, 4)), _t("TFLite_Detection_PostProcess:1", (1, 10)),
+            _t("TFLite_Detection_PostProcess:2", (1, 10)), _t("TFLite_Detection_PostProcess:3", (1,))]
+    inp = [_t("image", (1, 300, 300, 3), "uint8")]
+    assert infer_task(inp, outs) == "detection"
+    post = Postprocessor(inp, outs, None, threshold=0.5)
+    result = post([np.array([[[0, 0, 1, 1]] * 10], np.float32), np.full((1, 10), 7.0), np.linspace(1, 0, 10)[None], np.array([10.0])])
+    assert {o.id for o in result["objects"]} == {7} and len(result["objects"]) == 5
+
+
+@pytest.mark.parametrize(
+    "name,task",
+    [("anomaly_detection__ad01_int8", "anomaly"), ("visual_wake_words__vww_96_int8", "classification"),
+     ("keyword_spotting__kws_ref_model", "classification"), ("tflm__hello_world_int8", "regression")],
+)
+def test_task_inferred_from_real_models(name, task):
+    model = read_model(require_conformance(CONFORMANCE / "models" / f"{name}.tflite"))
+    assert infer_task(model.inputs, model.outputs, model.metadata, model) == task
+
+
+def test_anomaly_score_is_reconstruction_mse_with_threshold():
+    post = Postprocessor([_t("x", (1, 4))], [_t("y", (1, 4))], {"postprocessing": {"anomaly_threshold": 0.5}})
+    assert post.task == "anomaly"
+    a = post([np.array([[1, 1, 1, 1]], np.float32)], np.array([0, 1, 1, 3], np.float32))["anomaly"]
+    assert a.score == pytest.approx((1 + 0 + 0 + 4) / 4) and a.is_anomaly is True
+    b = Postprocessor([_t("x", (1, 4))], [_t("y", (1, 4))], None)([np.zeros((1, 4))], np.zeros(4))["anomaly"]
+    assert b.score == 0.0 and b.is_anomaly is None

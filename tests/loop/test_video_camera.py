@@ -1,0 +1,105 @@
+"""Video files written by OpenCV and read back through VideoCapture, as a finite video and as a camera."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+cv2 = pytest.importorskip("cv2")
+
+from edgert.loop import Pipeline  # noqa: E402
+from edgert.runtime.preprocess import image_preprocess_for  # noqa: E402
+
+FRAMES = 24
+
+
+def _write_video(path, frames) -> None:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 15, (w, h))
+    assert writer.isOpened()
+    for rgb in frames:
+        writer.write(np.ascontiguousarray(rgb[..., ::-1]))
+    writer.release()
+
+
+def _decoded(path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(path))
+    out = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        out.append(bgr)
+    cap.release()
+    return out
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory, scene_images):
+    """A 24-frame MJPG clip: the person / no-person pictures, brightness changing per frame."""
+    from PIL import Image
+
+    frames = []
+    for i in range(FRAMES):
+        base = np.asarray(Image.fromarray(scene_images[i % 2]).resize((128, 96)), np.int16)
+        frames.append(np.clip(base + (i * 5 - 60), 0, 255).astype(np.uint8))
+    path = tmp_path_factory.mktemp("video") / "clip.avi"
+    _write_video(path, frames)
+    return path
+
+
+@pytest.fixture(scope="module")
+def still_clip(tmp_path_factory, scene_images):
+    """A clip whose frames are all the same picture (what a stuck camera driver delivers)."""
+    path = tmp_path_factory.mktemp("still") / "still.avi"
+    _write_video(path, [scene_images[0]] * 30)
+    return path
+
+
+def test_finite_video_every_frame_once_in_order(vww_model, clip):
+    results = []
+    summary = Pipeline(vww_model, f"video:{clip}", on_result=results.append).run()
+    decoded = _decoded(clip)
+    assert summary.frames == len(decoded) == FRAMES
+    assert summary.dropped == 0 and summary.stopped_by == "end"
+    assert [r.frame for r in results] == list(range(FRAMES))
+    assert [r.name for r in results] == [f"clip.avi#{i}" for i in range(FRAMES)]
+    # Each result is the real interpreter's answer on that very frame.
+    plan = image_preprocess_for(vww_model.inputs[0], None)
+    for result, bgr in zip(results, decoded):
+        scores = vww_model.predict(plan(bgr, color="bgr"))[0][0]
+        assert result.classes[0].id == int(np.argmax(scores))
+        assert result.classes[0].score == pytest.approx(float(scores.max()))
+
+
+def test_max_frames_on_a_video(vww_model, clip):
+    results = []
+    summary = Pipeline(vww_model, f"video:{clip}", max_frames=5, on_result=results.append).run()
+    assert summary.frames == 5 and summary.stopped_by == "max_frames"
+    assert [r.frame for r in results] == [0, 1, 2, 3, 4]
+
+
+def test_camera_that_runs_dry_is_reopened_with_backoff(vww_model, clip):
+    # camera: opens through the same VideoCapture call as /dev/video0; at the end of
+    # the file the "camera" stops delivering, which the loop must survive.
+    summary = Pipeline(vww_model, f"camera:{clip}", max_frames=FRAMES * 2 + 5, retry_delays=(0.01,)).run()
+    assert summary.frames == FRAMES * 2 + 5
+    assert summary.reopens >= 2
+    assert summary.max_queue == 1
+
+
+def test_stale_camera_frames_trigger_a_reopen(vww_model, still_clip, caplog):
+    caplog.set_level(logging.WARNING, logger="edgert.loop")
+    summary = Pipeline(vww_model, f"camera:{still_clip}?stale=5", max_frames=12, retry_delays=(0.01,)).run()
+    assert summary.frames == 12
+    assert summary.reopens >= 1
+    assert any("stale" in r.getMessage() for r in caplog.records)
+
+
+def test_audio_model_on_a_video_is_refused(ad01_model, clip):
+    from edgert.errors import InputDataError
+
+    with pytest.raises(InputDataError, match="not an image"):
+        Pipeline(ad01_model, f"video:{clip}")

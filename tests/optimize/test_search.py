@@ -1,0 +1,163 @@
+"""`edgert optimize`: the search measured for real, its files, and what users get when things go wrong."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+
+from edgert.cli import main
+
+
+@pytest.fixture(scope="module")
+def mcu_result(teacher, digits_split, tmp_path_factory):
+    """optimize for cortex-m4-256k with a 1-point budget: teacher vs 50% structured pruning."""
+    from edgert.optimize.search import SearchSpace, optimize
+
+    train, test = digits_split
+    out = tmp_path_factory.mktemp("opt") / "mcu"
+    space = SearchSpace(sparsities=[], filter_fractions=[0.5], students=[], epochs_structured=8)
+    result = optimize(teacher, "cortex-m4-256k", train, test_data=test, max_accuracy_drop=1.0, output_dir=out,
+                      space=space, labels=[str(i) for i in range(10)])
+    return result, out
+
+
+def test_mcu_winner_fits_runs_in_tflite_micro_and_keeps_accuracy(mcu_result, digits_split):
+    from edgert.fit import check_fit
+    from edgert.model import read_model
+    from edgert.optimize.micro_eval import micro_top1
+    from edgert.runtime import load_model
+
+    result, out = mcu_result
+    _, test = digits_split
+    best = result.best
+    assert best is not None and best.passed and best.mode == "int8"
+    assert best.accuracy_drop <= 1.0
+    assert best.size_bytes <= 0.25 * result.baseline["size_bytes"]
+    data = (out / "best" / "model.tflite").read_bytes()
+    assert check_fit(data, "cortex-m4-256k").fits
+    model = read_model(data)
+    assert model.inputs[0].dtype == "int8" and model.metadata["labels"][3] == "3"
+    # The real TFLite Micro interpreter gives the same answers as the host interpreter.
+    micro = micro_top1(data, test.x, test.y, limit=100)
+    host = load_model(data, trusted=True)
+    host_pred = [int(np.argmax(host.predict(x[None])[0])) for x in test.x[:100]]
+    agree = np.mean(np.array(micro["predictions"]) == np.array(host_pred))
+    assert agree >= 0.98
+    assert micro["top1"] >= result.baseline["accuracy"] - 0.03
+
+
+def test_candidates_json_pareto_and_best_directory(mcu_result):
+    result, out = mcu_result
+    doc = json.loads((out / "candidates.json").read_text())
+    assert doc["target"] == "cortex-m4-256k" and doc["chosen"] == result.best.name
+    by_name = {c["name"]: c for c in doc["candidates"]}
+    # An MCU cannot run float16/dynamic models: skipped with the reason, never converted.
+    assert by_name["teacher/float16"]["status"] == "skipped" and "TFLite Micro" in by_name["teacher/float16"]["reason"]
+    measured = [c for c in doc["candidates"] if c["status"] != "skipped"]
+    assert {c["name"] for c in measured} >= {"teacher/int8", "structured50/int8"}
+    for c in measured:
+        for key in ("size_bytes", "arena_bytes", "target_latency_ms", "host_latency_ms", "accuracy", "fits"):
+            assert c[key] is not None, key
+        assert c["passed"] == (c["status"] == "passed")
+    assert by_name["structured50/int8"]["size_bytes"] <= 0.6 * by_name["teacher/int8"]["size_bytes"]
+    assert sum(c["chosen"] for c in doc["candidates"]) == 1
+    assert (out / "pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for name in ("model.tflite", "report.json", "report.md", "model_data.h", "model_data.cc"):
+        assert (out / "best" / name).is_file(), name
+    report = json.loads((out / "best" / "report.json").read_text())
+    assert report["optimize"]["candidate"]["name"] == result.best.name
+
+
+def test_budget_nobody_meets_exits_1_and_still_writes_candidates_and_picture(teacher_path, digits_npz, tmp_path, capfd):
+    board = tmp_path / "tiny-mcu.toml"
+    board.write_text('inherits = "cortex-m4-256k"\nname = "tiny-mcu"\ndescription = "8 KiB of flash"\nflash_bytes = 8192\n')
+    out = tmp_path / "opt"
+    code = main(["optimize", str(teacher_path), "--target", str(board), "--data", str(digits_npz),
+                 "--max-accuracy-drop", "1.0", "-o", str(out), "--sparsity", "none", "--filters", "none",
+                 "--students", "none", "--no-qat", "--json"])
+    captured = capfd.readouterr()
+    assert code == 1
+    doc = json.loads(captured.out)  # exactly one JSON object on stdout, TensorFlow's chatter went to stderr
+    assert doc["chosen"] is None and doc["closest"] == "teacher/int8"
+    assert "no candidate fits tiny-mcu" in captured.err and "closest: teacher/int8" in captured.err
+    written = json.loads((out / "candidates.json").read_text())
+    assert all(not c["passed"] for c in written["candidates"])
+    assert any("does not fit tiny-mcu" in c["reason"] for c in written["candidates"])
+    assert (out / "pareto.png").is_file() and not (out / "best").exists()
+
+
+@pytest.mark.parametrize(
+    "arrays, message",
+    [
+        ({"x": "all"}, "no labels"),
+        ({"x": 20, "y": 20}, "smaller than a training batch"),
+        ({"x8": 200, "y": 200}, "model takes"),
+    ],
+    ids=["labels-missing", "smaller-than-a-batch", "wrong-shape"],
+)
+def test_bad_data_is_one_line_and_exit_2(teacher_path, digits_split, tmp_path, capfd, arrays, message):
+    train, _ = digits_split
+    path = tmp_path / "bad.npz"
+    payload = {}
+    for key, n in arrays.items():
+        n = len(train) if n == "all" else n
+        if key == "x":
+            payload["x"] = train.x[:n]
+        elif key == "x8":
+            payload["x"] = train.x[:n, ::2, ::2]
+        else:
+            payload["y"] = train.y[:n]
+    np.savez(path, **payload)
+    code = main(["optimize", str(teacher_path), "--target", "cortex-m4-256k", "--data", str(path),
+                 "--max-accuracy-drop", "1", "-o", str(tmp_path / "o")])
+    err = capfd.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert message in err[-1] and err[-1].startswith("edgert optimize: error:")
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_negative_budget_and_missing_file_are_user_errors(teacher_path, digits_npz, tmp_path, capfd):
+    assert main(["optimize", str(teacher_path), "--target", "cortex-m4-256k", "--data", str(digits_npz),
+                 "--max-accuracy-drop", "-1", "-o", str(tmp_path / "o")]) == 2
+    assert "max-accuracy-drop" in capfd.readouterr().err
+    assert main(["optimize", str(teacher_path), "--target", "cortex-m4-256k", "--data", str(tmp_path / "nope.npz"),
+                 "--max-accuracy-drop", "1", "-o", str(tmp_path / "o")]) == 2
+    assert "no such file" in capfd.readouterr().err
+
+
+def test_ctrl_c_keeps_the_candidates_measured_so_far(teacher, digits_split, tmp_path):
+    from edgert.optimize.search import SearchSpace, optimize
+
+    train, test = digits_split
+    out = tmp_path / "opt"
+
+    def progress(done, total, label):
+        # A real SIGINT, delivered once two candidates are on disk: Python raises KeyboardInterrupt there.
+        path = out / "candidates.json"
+        if path.exists() and len([c for c in json.loads(path.read_text())["candidates"] if c["status"] != "skipped"]) >= 2:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    space = SearchSpace(modes=["int8", "dynamic"], sparsities=[0.5], filter_fractions=[0.5], students=[], qat=False)
+    with pytest.raises(KeyboardInterrupt):
+        optimize(teacher, "raspberry-pi-4", train, test_data=test, max_accuracy_drop=1.0, output_dir=out,
+                 space=space, progress=progress)
+    doc = json.loads((out / "candidates.json").read_text())
+    assert doc["interrupted"] is True
+    measured = [c for c in doc["candidates"] if c["status"] != "skipped"]
+    assert len(measured) >= 2 and all(c["accuracy"] is not None for c in measured)
+    assert (out / "pareto.png").is_file()
+
+
+def test_modes_follow_what_the_target_runs():
+    from edgert.optimize.search import modes_for_target
+    from edgert.targets import load_target
+
+    assert modes_for_target(load_target("raspberry-pi-4"))[0] == ["float16", "dynamic", "int8", "int16x8"]
+    allowed, skipped = modes_for_target(load_target("coral-usb"))
+    assert allowed == ["int8"] and set(skipped) == {"float16", "dynamic", "int16x8"}
+    allowed, skipped = modes_for_target(load_target("cortex-m4-256k"))
+    assert "float16" not in allowed and "float16" in skipped
