@@ -38,16 +38,20 @@ def import_keras():
 
 
 @contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Keep conversion off stdout for the duration.
+def stdout_to_stderr(*, capture: bool = False) -> Iterator[None]:
+    """Keep everything off stdout for the duration (fd 1 too, where TensorFlow's C++ writes).
 
-    Keras' SavedModel export prints "Saved artifact at ..." with its endpoint
-    listing, and the converter's C++ side prints its own lines on fd 1;
-    ``--json`` promises stdout holds exactly one JSON object. Python-level
-    prints are logged at DEBUG (``--verbose`` shows them); fd-level writes go to stderr.
+    ``--json`` promises stdout holds exactly one JSON object; Keras' SavedModel
+    export prints "Saved artifact at ..." with an endpoint listing and the
+    converter's C++ side prints its own lines.
+
+    Args:
+        capture: Log Python-level prints at DEBUG (``--verbose`` shows them)
+            instead of copying them to stderr; the converter uses this for
+            Keras' export listing, which is noise to a user.
     """
     sys.stdout.flush()
-    captured = io.StringIO()
+    captured = io.StringIO() if capture else None
     try:
         saved = os.dup(1)
     except OSError:  # no fd 1 (embedded interpreters): the Python-level redirect is all we can do
@@ -56,12 +60,13 @@ def stdout_to_stderr() -> Iterator[None]:
         if saved is not None:
             sys.stderr.flush()
             os.dup2(2, 1)
-        with contextlib.redirect_stdout(captured):
+        with contextlib.redirect_stdout(captured if captured is not None else sys.stderr):
             yield
     finally:
         if saved is not None:
+            sys.stdout.flush()
             os.dup2(saved, 1)
             os.close(saved)
-        text = captured.getvalue().strip()
+        text = captured.getvalue().strip() if captured is not None else ""
         if text:
             logging.getLogger("edgert.convert").debug("%s", text)

@@ -136,7 +136,7 @@ def _debugger_rows(source, settings, samples: np.ndarray, debug_x: np.ndarray) -
     tf = import_tf()
     converter = source.make_converter()
     _apply(converter, settings, samples, None)
-    with stdout_to_stderr(), warnings.catch_warnings():
+    with stdout_to_stderr(capture=True), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecated tf.lite.Interpreter it builds warns loudly
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=converter, debug_dataset=representative_dataset(debug_x[:1])

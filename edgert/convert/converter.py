@@ -91,7 +91,7 @@ def _run(converter) -> bytes:
     from tensorflow.lite.python.convert_phase import ConverterError
 
     try:
-        with stdout_to_stderr(), warnings.catch_warnings():
+        with stdout_to_stderr(capture=True), warnings.catch_warnings():
             # Emitted for every full-integer conversion with a representative dataset: noise, not news.
             warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected")
             return bytes(converter.convert())
@@ -165,7 +165,7 @@ def convert_source(
         denylisted_nodes=nodes or None, denylisted_ops=ops or None, fully_quantize=settings.input_dtype != "float32"
     )
     try:
-        with stdout_to_stderr(), warnings.catch_warnings():
+        with stdout_to_stderr(capture=True), warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the deprecated tf.lite.Interpreter it builds warns loudly
             debugger = tf.lite.experimental.QuantizationDebugger(
                 converter=converter, debug_dataset=representative_dataset(samples[:1]), debug_options=options

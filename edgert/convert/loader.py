@@ -95,7 +95,7 @@ class SourceModel:
             # which device interpreters and the Edge TPU compiler require.
             inp = keras.Input(batch_shape=tuple(shape), dtype=self.input_dtype)
             fixed = keras.Model(inp, self.keras_model(inp), name=_WRAPPER_NAME)
-            with stdout_to_stderr():
+            with stdout_to_stderr(capture=True):
                 return tf.lite.TFLiteConverter.from_keras_model(fixed)
         sig, name = self._signature, self._input_name
         spec = tf.TensorSpec(shape, tf.as_dtype(self.input_dtype))
@@ -169,7 +169,7 @@ def load_keras_model(path: str | Path):
         raise InputDataError(f"{p}: no such file")
     keras = import_keras()
     try:
-        with stdout_to_stderr():
+        with stdout_to_stderr(capture=True):
             return keras.models.load_model(p, compile=False, safe_mode=True)
     except _NOT_A_MODEL_ERRORS as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__

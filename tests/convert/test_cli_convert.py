@@ -34,6 +34,8 @@ def _one_error_line(stderr: str) -> str:
 def test_cli_convert_mcu_json_contract(digits_workspace, tmp_path):
     ws = digits_workspace
     out = tmp_path / "m4"
+    out.mkdir()
+    (out / "model.tflite").write_bytes(b"an older model the user had")  # replaced atomically, not appended to
     proc = _edgert(
         "convert", str(ws.keras_path), "--target", "cortex-m4-256k", "--calibration", str(ws.cal_npy),
         "--eval", str(ws.eval_npz), "--labels", str(ws.labels_path), "-o", str(out), "--json",
@@ -47,6 +49,7 @@ def test_cli_convert_mcu_json_contract(digits_workspace, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["model.tflite", "model_data.cc", "model_data.h", "report.json", "report.md"]
     assert json.loads((out / "report.json").read_text())["model"]["sha256"] == report["model"]["sha256"]
     assert read_model(out / "model.tflite").metadata["calibration"]["source"] == str(ws.cal_npy)
+    assert (out / "model.tflite").read_bytes()[4:8] == b"TFL3"
     assert "calibrating" in proc.stderr  # progress goes to stderr
 
 
