@@ -43,7 +43,7 @@ def register(sub, add_common) -> None:
     v.set_defaults(handler=_validate)
 
     s = dsub.add_parser("simulate", help="emulate a board on a pseudo-terminal; prints its serial port")
-    from firmware_tools.sim.__main__ import add_arguments
+    from firmware_tools.sim import add_arguments
 
     add_arguments(s)
     add_common(s)
@@ -145,7 +145,7 @@ def _validate_text(r: dict) -> str:
 
 def _simulate(args) -> int:
     from edgert.cli import emit
-    from firmware_tools.sim.__main__ import run
+    from firmware_tools.sim import run
 
     def announce(info: dict) -> None:
         emit(args, info, lambda i: f"{i['port']}")

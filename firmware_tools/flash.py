@@ -39,6 +39,7 @@ from smp import os_management as smpos
 from edgert.errors import EdgertError
 from edgert.progress import report
 from firmware_tools.errors import (
+    DeviceRejectedError,
     DeviceSilentError,
     HashMismatchError,
     ModelTooLargeError,
@@ -200,7 +201,12 @@ def read_info(link: SmpLink) -> DeviceInfo:
         DeviceSilentError: The device does not answer.
         ProtocolError: The INFO reply lacks required fields.
     """
-    body = link.request(lambda s: InfoRequest(sequence=s).BYTES, "INFO", reply_wire=300)
+    try:
+        body = link.request(lambda s: InfoRequest(sequence=s).BYTES, "INFO", reply_wire=300)
+    except DeviceRejectedError as e:
+        raise DeviceRejectedError(f"device on {link.url} does not implement edgert INFO ({e})",
+                                  "flash firmware with the edgert SMP group (firmware_tools/PROTOCOL.md)",
+                                  group=e.group, rc=e.rc) from None
     try:
         slot_size, ram = int(body["slot_size"]), int(body["ram"])
     except (KeyError, TypeError, ValueError):
@@ -294,7 +300,6 @@ class _UploadStats:
     retries: int = 0
     resumed_from: int | None = None
     high_water: int = 0
-    start: int = 0
 
 
 def _upload(link: SmpLink, data: bytes, *, start: int, chunk: int, window: int,
@@ -307,7 +312,7 @@ def _upload(link: SmpLink, data: bytes, *, start: int, chunk: int, window: int,
     after a timeout or a reconnect.
     """
     total = len(data)
-    stats = _UploadStats(high_water=start, start=start)
+    stats = _UploadStats(high_water=start)
     acked = next_off = start
     inflight: deque[_Inflight] = deque()
     failures = 0
@@ -391,7 +396,6 @@ def _upload(link: SmpLink, data: bytes, *, start: int, chunk: int, window: int,
                 acked = next_off = off
         except PortLost as e:
             recover(f"port lost ({e})", reconnect=True)
-    report(progress, total, total, label)
     return stats
 
 

@@ -18,13 +18,14 @@ from pathlib import Path
 
 from firmware_tools.errors import SignatureError
 
-__all__ = ["IMAGE_MAGIC", "sign_model", "verify_image", "image_payload", "image_hash", "load_key"]
+__all__ = ["IMAGE_MAGIC", "make_image", "sign_model", "verify_image", "image_payload", "image_hash", "image_size", "load_key"]
 
 log = logging.getLogger("edgert.firmware.signing")
 
 #: MCUboot image header magic (little-endian u32 at offset 0).
 IMAGE_MAGIC = 0x96F3B83D
 _HEADER_SIZE = 32
+_TLV_MAGIC, _TLV_PROT_MAGIC, _TLV_SHA256 = 0x6907, 0x6908, 0x10
 _SUPPORTED = ("Ed25519", "ECDSA256P1")
 
 
@@ -49,23 +50,20 @@ def load_key(path: str | Path):
     return key
 
 
-def sign_model(model: bytes, key_path: str | Path, *, version: str = "0.0.0") -> bytes:
-    """Return ``model`` wrapped as an MCUboot image signed with the key at ``key_path``.
+def make_image(payload: bytes, key=None, *, version: str = "0.0.0") -> bytes:
+    """Wrap ``payload`` as an MCUboot image with imgtool: header, payload, SHA-256 TLV, signature TLV if ``key``.
 
     Args:
-        model: The .tflite bytes (the image payload).
-        key_path: imgtool PEM private key (ed25519 or ECDSA P-256).
+        payload: The image payload.
+        key: A loaded imgtool private key, or None for an unsigned (hash-only) image.
         version: Image version string (``major.minor.revision``).
     """
     from imgtool import image as imgmod
 
-    key = load_key(key_path)
-    if not hasattr(key, "sign") and not hasattr(key, "sign_digest"):
-        raise SignatureError(f"{key_path} is a public key; signing needs the private key")
-    with tempfile.TemporaryDirectory(prefix="edgert-sign-") as tmp:
-        src, dst = os.path.join(tmp, "model.bin"), os.path.join(tmp, "model.img")
+    with tempfile.TemporaryDirectory(prefix="edgert-image-") as tmp:
+        src, dst = os.path.join(tmp, "payload.bin"), os.path.join(tmp, "payload.img")
         with open(src, "wb") as f:
-            f.write(model)
+            f.write(payload)
         img = imgmod.Image(version=imgmod.versmod.decode_version(version), header_size=_HEADER_SIZE, pad_header=True)
         # imgtool prints progress notes on stdout; stdout belongs to our --json output.
         with contextlib.redirect_stdout(io.StringIO()) as noise:
@@ -75,6 +73,20 @@ def sign_model(model: bytes, key_path: str | Path, *, version: str = "0.0.0") ->
         if noise.getvalue().strip():
             log.debug("imgtool: %s", noise.getvalue().strip())
         return Path(dst).read_bytes()
+
+
+def sign_model(model: bytes, key_path: str | Path, *, version: str = "0.0.0") -> bytes:
+    """Return ``model`` wrapped as an MCUboot image signed with the key at ``key_path``.
+
+    Args:
+        model: The .tflite bytes (the image payload).
+        key_path: imgtool PEM private key (ed25519 or ECDSA P-256).
+        version: Image version string (``major.minor.revision``).
+    """
+    key = load_key(key_path)
+    if not hasattr(key, "sign") and not hasattr(key, "sign_digest"):
+        raise SignatureError(f"{key_path} is a public key; signing needs the private key")
+    return make_image(model, key, version=version)
 
 
 def image_payload(image: bytes) -> bytes:
@@ -93,25 +105,44 @@ def image_payload(image: bytes) -> bytes:
     return bytes(image[hdr_size : hdr_size + img_size])
 
 
-def image_hash(image: bytes) -> bytes | None:
-    """The SHA-256 TLV of an MCUboot image (what Image state reports as ``hash``), or None."""
+def _tlv_areas(image: bytes) -> list[tuple[int, int]]:
+    """``(start, end)`` of each TLV area (protected first, if any) after the payload; empty if malformed."""
     try:
-        _magic, _load, hdr_size, prot, img_size = struct.unpack_from("<IIHHI", image)
-        off = hdr_size + img_size
+        _magic, _load, hdr_size, _prot, img_size = struct.unpack_from("<IIHHI", image)
+        off, areas = hdr_size + img_size, []
         magic, total = struct.unpack_from("<HH", image, off)
-        if magic == 0x6908:  # protected TLV area first
+        if magic == _TLV_PROT_MAGIC:
+            areas.append((off, off + total))
             off += total
             magic, total = struct.unpack_from("<HH", image, off)
-        if magic != 0x6907:
-            return None
-        end, off = off + total, off + 4
-        while off + 4 <= end:
-            kind, _, length = struct.unpack_from("<BBH", image, off)
-            if kind == 0x10:
-                return bytes(image[off + 4 : off + 4 + length])
-            off += 4 + length
+        if magic != _TLV_MAGIC:
+            return []
+        areas.append((off, off + total))
+        return areas
     except struct.error:
+        return []
+
+
+def image_size(image: bytes) -> int:
+    """Bytes an MCUboot image occupies (header, payload, TLVs); 0 when ``image`` does not start with one."""
+    if len(image) < _HEADER_SIZE or struct.unpack_from("<I", image)[0] != IMAGE_MAGIC:
+        return 0
+    areas = _tlv_areas(image)
+    return min(len(image), areas[-1][1]) if areas else 0
+
+
+def image_hash(image: bytes) -> bytes | None:
+    """The SHA-256 TLV of an MCUboot image (what Image state reports as ``hash``), or None."""
+    areas = _tlv_areas(image)
+    if not areas:
         return None
+    start, end = areas[-1]
+    off = start + 4
+    while off + 4 <= end:
+        kind, _, length = struct.unpack_from("<BBH", image, off)
+        if kind == _TLV_SHA256:
+            return bytes(image[off + 4 : off + 4 + length])
+        off += 4 + length
     return None
 
 

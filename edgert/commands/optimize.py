@@ -42,6 +42,9 @@ def register(sub, add_common) -> None:
                    help="structured pruning: fractions of filters to remove, e.g. 0.5 (default: search 0.25,0.5,0.75)")
     p.add_argument("--students", type=_floats, default=None, metavar="LIST",
                    help="width multipliers of distilled students (default: 0.5; 'none' = no distillation)")
+    p.add_argument("--temperature", type=float, default=2.0, help="distillation softmax temperature (default 2)")
+    p.add_argument("--alpha", type=float, default=0.5,
+                   help="distillation weight of the hard labels vs the teacher's soft targets (default 0.5)")
     p.add_argument("--formats", default=None, metavar="LIST",
                    help="formats to consider: float16,dynamic,int8,int16x8 (default: all the target can run)")
     p.add_argument("--no-qat", action="store_true", help="do not try quantization-aware fine-tuning")
@@ -71,7 +74,9 @@ def register(sub, add_common) -> None:
 def _space(args):
     from edgert.optimize.search import ALL_MODES, SearchSpace
 
-    space = SearchSpace(qat=not args.no_qat, batch_size=args.batch_size)
+    space = SearchSpace(qat=not args.no_qat, batch_size=args.batch_size, temperature=args.temperature, alpha=args.alpha)
+    if args.temperature <= 0 or not 0.0 <= args.alpha <= 1.0:
+        raise InputDataError("--temperature must be > 0 and --alpha within [0, 1]", "e.g. --temperature 2 --alpha 0.5")
     if args.sparsity is not None:
         space.sparsities = args.sparsity
     if args.filters is not None:

@@ -130,12 +130,12 @@ def _debugger_rows(source, settings, samples: np.ndarray, debug_x: np.ndarray) -
     import warnings
 
     from edgert.convert._tf import import_tf, stdout_to_stderr
-    from edgert.convert.converter import _apply, representative_dataset
+    from edgert.convert.converter import apply_settings, representative_dataset
     from edgert.model import read_model
 
     tf = import_tf()
     converter = source.make_converter()
-    _apply(converter, settings, samples, None)
+    apply_settings(converter, settings, samples, None)
     with stdout_to_stderr(capture=True), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the deprecated tf.lite.Interpreter it builds warns loudly
         debugger = tf.lite.experimental.QuantizationDebugger(

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 import re
 import warnings
+from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
 import numpy as np
@@ -16,7 +16,7 @@ from edgert.convert.settings import ConverterSettings, normalize_mode
 from edgert.errors import ConversionError, InputDataError
 from edgert.progress import report
 
-__all__ = ["convert_keras", "convert_source", "keep_float_nodes", "representative_dataset", "tf_dtype"]
+__all__ = ["apply_settings", "convert_keras", "convert_source", "keep_float_nodes", "representative_dataset", "tf_dtype"]
 
 log = logging.getLogger("edgert.convert")
 
@@ -51,7 +51,8 @@ def representative_dataset(samples: np.ndarray, progress=None, label: str = "cal
     return gen
 
 
-def _apply(converter, settings: ConverterSettings, samples: np.ndarray | None, progress) -> None:
+def apply_settings(converter, settings: ConverterSettings, samples: np.ndarray | None, progress=None) -> None:
+    """Configure a ``TFLiteConverter`` for ``settings`` (op sets, optimizations, I/O types, calibration)."""
     tf = import_tf()
     mode = settings.mode
     converter.target_spec.supported_ops = [getattr(tf.lite.OpsSet, name) for name in settings.supported_ops]
@@ -146,21 +147,22 @@ def convert_source(
         InputDataError: Calibration is needed but missing.
         ConversionError: The converter failed, or ``keep_float`` names nothing.
     """
+    if keep_float and not settings.allow_keep_float:
+        raise ConversionError(
+            f"--keep-float is not possible in mode {settings.mode}"
+            + (f" for target {settings.target}" if settings.target else " with integer-only kernels"),
+            "keep-float needs mode int8 on a target that allows float kernels (a CPU target)",
+        )
     converter = source.make_converter()
-    _apply(converter, settings, samples, progress)
+    apply_settings(converter, settings, samples, progress)
     data = _run(converter)
     if not keep_float:
         return data
-    if not settings.allow_keep_float:
-        raise ConversionError(
-            f"--keep-float is not possible for target {settings.target} in mode {settings.mode}",
-            "this target runs integer kernels only; keep-float needs a CPU target with mode int8/int16x8",
-        )
     tf = import_tf()
     nodes, ops = keep_float_nodes(data, keep_float)
     log.info("keeping in float: %s", ", ".join(nodes + ops))
     converter = source.make_converter()
-    _apply(converter, settings, samples, None)
+    apply_settings(converter, settings, samples, None)
     options = tf.lite.experimental.QuantizationDebugOptions(
         denylisted_nodes=nodes or None, denylisted_ops=ops or None, fully_quantize=settings.input_dtype != "float32"
     )
@@ -198,7 +200,7 @@ def convert_keras(
         representative_data: Calibration samples (array/iterable) for int8/int16x8.
         input_dtype: Input dtype (default int8 for int8, int16 for int16x8, else float32).
         output_dtype: Output dtype (same defaults).
-        keep_float: Layer or operator names to keep in float (int8/int16x8, not with ``full_int8``).
+        keep_float: Layer or operator names to keep in float (mode int8, not with ``full_int8``).
         full_int8: Only integer kernels (``TFLITE_BUILTINS_INT8``).
         progress: Progress callback over calibration.
     """

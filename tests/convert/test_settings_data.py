@@ -177,3 +177,13 @@ def test_compiler_absent_gives_the_command(tmp_path, monkeypatch):
     assert r["available"] is False
     assert r["command"] == f"edgetpu_compiler -s -o {tmp_path} {tmp_path / 'model.tflite'}"
     assert "not found" in r["note"]
+
+
+def test_importing_the_converter_does_not_import_tensorflow():
+    import subprocess
+    import sys
+
+    code = "import sys, edgert.convert, edgert.commands.convert; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"

@@ -172,30 +172,37 @@ class Device:
         ready = sel.select(timeout=20)
         sel.close()
         line = self.proc.stdout.readline().decode() if ready else ""
+        self.stderr = ""
         if not line.startswith("PTY "):
             self.stop()
             raise AssertionError(f"device did not start: {line!r} {self.stderr}")
         self.port = line.split()[1]
-        self.stderr = ""
 
     def alive(self) -> bool:
         return self.proc.poll() is None
 
     def wait(self, timeout: float = 20) -> int:
-        rc = self.proc.wait(timeout=timeout)
-        self.stderr = self.proc.stderr.read().decode(errors="replace")
-        return rc
+        """Wait for the process to end on its own (power loss); returns its exit status."""
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._collect()
 
     def stop(self) -> str:
+        """Terminate the device if it still runs; returns everything it wrote on stderr."""
         if self.proc.poll() is None:
             self.proc.terminate()
         try:
             self.proc.wait(timeout=20)
         finally:
-            self.stderr = self.proc.stderr.read().decode(errors="replace")
-            self.proc.stdout.close()
-            self.proc.stderr.close()
+            self._collect()
         return self.stderr
+
+    def _collect(self) -> None:
+        if not self.proc.stderr.closed:
+            self.stderr = self.proc.stderr.read().decode(errors="replace")
+            self.proc.stderr.close()
+            self.proc.stdout.close()
 
     def __enter__(self) -> "Device":
         return self
@@ -407,9 +414,9 @@ def test_smpmgr_cli_uploads_to_the_device(device_binary, tmp_path, models):
 def test_device_serves_a_tty_path_given_on_the_command_line(device_binary, tmp_path):
     """--port PATH: the device opens an existing tty (here the slave of a pty the test owns), as on a UART."""
     pty = pytest.importorskip("pty")
+    # Keep our slave fd open: with no slave open at all, reads on the master fail (EIO) until the device opens it.
     master, slave = pty.openpty()
     slave_path = os.ttyname(slave)
-    os.close(slave)
     proc = subprocess.Popen([str(device_binary), "--flash", str(tmp_path / "flash.bin"), "--flash-size", "64K",
                              "--port", slave_path], stderr=subprocess.PIPE)
     received = bytearray()
@@ -442,6 +449,7 @@ def test_device_serves_a_tty_path_given_on_the_command_line(device_binary, tmp_p
         proc.wait(timeout=20)
         proc.stderr.close()
         os.close(master)
+        os.close(slave)
 
 
 # ---- edgert's host (firmware_tools.flash) -------------------------------------------------
@@ -604,20 +612,41 @@ def test_upload_resumes_after_disconnect_from_the_offset_the_device_holds(device
             assert smp.info()["active"]["sha"] == _sha(data)
 
 
+def test_file_hash_ranges_match_hashlib_across_sha256_block_boundaries(device_binary, tmp_path, models):
+    data = models["speech"]
+    with Device(device_binary, tmp_path / "flash.bin") as dev, RawSmp(dev.port) as smp:
+        smp.upload(data)
+        # Every length around the 55/56/64-byte padding edges, and odd offsets into flash reads (256-byte blocks).
+        for off, length in [(0, n) for n in range(0, 130)] + [(255, 2), (250, 300), (1, len(data) - 1)]:
+            body = smp.request(OP_READ, 8, 2, {"name": STAGED, "type": "sha256", "off": off, "len": length})
+            if length == 0:
+                assert _err(body) == (8, 16)  # FILE_EMPTY
+                continue
+            assert body["output"] == _sha(data[off:off + length]) and body["len"] == length, (off, length)
+            crc = smp.request(OP_READ, 8, 2, {"name": STAGED, "type": "crc32", "off": off, "len": length})
+            assert crc["output"] == zlib.crc32(data[off:off + length])
+        # A range running past the end is cut at the end; an offset past it is an error.
+        body = smp.request(OP_READ, 8, 2, {"name": STAGED, "off": len(data) - 10, "len": 1000})
+        assert body["len"] == 10 and body["output"] == _sha(data[-10:]) and body["type"] == "sha256"
+        assert _err(smp.request(OP_READ, 8, 2, {"name": STAGED, "off": len(data) + 1})) == (8, 12)
+        assert _err(smp.request(OP_READ, 8, 2, {"name": STAGED, "type": "md5"})) == (8, 13)
+
+
 # ---- power loss -------------------------------------------------------------------------
 
 def _activation_run(binary: Path, flash_file: Path, data: bytes, cut_at: int) -> tuple[int, str]:
     """Upload + ACTIVATE ``data`` with the power cut at flash step ``cut_at``; returns (exit status, stderr)."""
-    dev = Device(binary, flash_file, "--power-loss-at", str(cut_at))
-    try:
-        with RawSmp(dev.port, timeout=3) as smp:
-            smp.upload(data, chunk=1500)
-            smp.activate(_sha(data))
-            smp.echo("done")
-    except (serial.SerialException, OSError, TimeoutError, termios.error):
-        status = dev.wait()  # the device died under us: that is the point (the pty hangs up before exit completes)
-        return status, dev.stderr
-    return 0, dev.stop()
+    with Device(binary, flash_file, "--power-loss-at", str(cut_at)) as dev:
+        try:
+            with RawSmp(dev.port, timeout=3) as smp:
+                smp.upload(data, chunk=1500)
+                smp.activate(_sha(data))
+                smp.echo("done")
+        except (serial.SerialException, OSError, TimeoutError, termios.error):
+            # The device died under us: that is the point (the pty hangs up before the exit completes).
+            status = dev.wait()
+            return status, dev.stderr
+        return 0, dev.stop()
 
 
 def test_power_loss_at_every_flash_step_leaves_complete_old_or_new_model(device_binary, tmp_path, models):
@@ -664,14 +693,14 @@ def test_power_loss_during_rollback_leaves_one_complete_model(device_binary, tmp
     for step in (1, 2, 3):  # the record's erase, its torn write, then beyond: the uncut rollback
         flash_file = tmp_path / f"rb{step}.bin"
         shutil.copyfile(base, flash_file)
-        dev = Device(device_binary, flash_file, "--power-loss-at", str(step))
-        try:
-            with RawSmp(dev.port, timeout=3) as smp:
-                assert smp.request(OP_WRITE, EDGERT, 2, {})["active"]["sha"] == _sha(first)
-            dev.stop()
-            status = 0
-        except (serial.SerialException, OSError, TimeoutError, termios.error):
-            status = dev.wait()
+        with Device(device_binary, flash_file, "--power-loss-at", str(step)) as dev:
+            try:
+                with RawSmp(dev.port, timeout=3) as smp:
+                    assert smp.request(OP_WRITE, EDGERT, 2, {})["active"]["sha"] == _sha(first)
+                dev.stop()
+                status = 0
+            except (serial.SerialException, OSError, TimeoutError, termios.error):
+                status = dev.wait()
         with Device(device_binary, flash_file) as dev, RawSmp(dev.port) as smp:
             info = smp.info()
             assert smp.file_sha(ACTIVE) == info["active"]["sha"]
@@ -700,16 +729,14 @@ def _bad_cbor_payloads() -> list[bytes]:
     ]
 
 
-def _exercise_malformed(binary: Path, flash_file: Path) -> Device:
-    """Throw broken frames, garbage CBOR and mutated requests at a fresh device; returns it still running."""
-    dev = Device(binary, flash_file)
+def _exercise_malformed(dev: Device) -> None:
+    """Throw broken frames, garbage CBOR and mutated requests at a running device; it must still run after."""
     try:
         _send_malformed(dev.port)
     except (AssertionError, TimeoutError, OSError, serial.SerialException, cbor2.CBORDecodeError) as e:
         # Show why the device stopped answering (a sanitizer report, a crash) rather than just the symptom.
         raise AssertionError(f"device failed: {e}\n--- device stderr ---\n{dev.stop()[-3000:]}") from e
     assert dev.alive()
-    return dev
 
 
 def _send_malformed(port: str) -> None:
@@ -772,13 +799,14 @@ def _send_malformed(port: str) -> None:
 
 
 def test_malformed_frames_and_garbage_cbor_keep_the_device_answering(device_binary, tmp_path):
-    dev = _exercise_malformed(device_binary, tmp_path / "flash.bin")
-    dev.stop()
+    with Device(device_binary, tmp_path / "flash.bin") as dev:
+        _exercise_malformed(dev)
 
 
 def test_malformed_input_under_address_and_undefined_sanitizers(asan_binary, tmp_path, models):
     flash_file = tmp_path / "flash.bin"
-    _flash_with(asan_binary, flash_file, models["hello"])
-    dev = _exercise_malformed(asan_binary, flash_file)
-    stderr = dev.stop()
+    _flash_with(asan_binary, flash_file, models["hello"])  # so ACTIVATE/hash paths have real data to chew on
+    with Device(asan_binary, flash_file) as dev:
+        _exercise_malformed(dev)
+        stderr = dev.stop()
     assert "AddressSanitizer" not in stderr and "runtime error" not in stderr, stderr[-2000:]

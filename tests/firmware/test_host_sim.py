@@ -27,7 +27,7 @@ from firmware_tools.flash import device_info, flash_many, flash_model, rollback 
 from firmware_tools.link import Timeouts  # noqa: E402
 from firmware_tools.protocol import STAGED_NAME  # noqa: E402
 from firmware_tools.sim import Faults, Simulator  # noqa: E402
-from firmware_tools.sim.store import FlashStore, decode_record, RECORD_AREA  # noqa: E402
+from firmware_tools.sim_store import RECORD_AREA, FlashStore, decode_record  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Short waits so fault tests finish quickly; the policy (base + size-scaled) is the production one.
@@ -156,7 +156,8 @@ def test_smpmgr_cli_uploads_a_file_to_the_simulator(tmp_path, host_hello):
 @pytest.mark.parametrize("fault", ["flip@3000", "drop-frame@4", "dup-frame@4", "drop@5000:300", "dup@2500:40"])
 def test_damaged_lost_or_repeated_data_is_resent_and_verified(tmp_path, host_speech, fault):
     with _sim(tmp_path, faults=[fault]) as sim:
-        r = flash_model(sim.port, host_speech, timeouts=FAST)
+        # A repeated frame needs no timeout to recover: the default policy, so a loaded machine adds no retry.
+        r = flash_model(sim.port, host_speech, timeouts=None if fault.startswith("dup-frame") else FAST)
         assert r.ok and device_info(sim.port).active["sha256"] == _sha(host_speech)
         if fault.startswith("dup-frame"):
             assert r.resent_bytes == 0  # a repeated chunk is answered and ignored by the host
@@ -169,7 +170,7 @@ def test_damaged_lost_or_repeated_data_is_resent_and_verified(tmp_path, host_spe
 def test_disconnect_at_a_random_byte_resumes_sending_only_unacknowledged_data(tmp_path, host_speech):
     cut = random.Random(os.getpid()).randrange(3000, 20000)
     with _sim(tmp_path, faults=[f"disconnect@{cut}"], baudrate=921600) as sim:
-        r = flash_model(sim.port, host_speech, timeouts=FAST)
+        r = flash_model(sim.port, host_speech)  # a port error needs no timeout: the default policy
         assert r.ok and sim.stats["disconnects"] == 1, cut
         assert r.resumed_from is not None and 0 < r.resumed_from < len(host_speech)
         # Only what the device had not acknowledged went again: at most one chunk.
@@ -185,14 +186,14 @@ def test_next_run_resumes_a_partial_upload_after_checking_its_hash(tmp_path, hos
         held = sim._staged.held
         assert 0 < held < len(host_speech)
         sim.faults.silent_at = None
-        r = flash_model(sim.port, host_speech, timeouts=FAST)
+        r = flash_model(sim.port, host_speech)
         assert r.ok and r.resumed_from == held and r.sent_bytes == len(host_speech) - held
         # A different model never resumes on top of someone else's bytes.
         sim.faults.silent_at = sim.stats["rx_bytes"] + 1500
         with pytest.raises(fw_errors.DeviceSilentError):
             flash_model(sim.port, host_hello, timeouts=FAST)
         sim.faults.silent_at = None
-        r = flash_model(sim.port, host_speech, timeouts=FAST, force=True)
+        r = flash_model(sim.port, host_speech, force=True)
         assert r.ok and r.resumed_from is None
 
 
@@ -219,7 +220,7 @@ def test_device_going_silent_mid_upload_fails_typed(tmp_path, host_speech):
 def test_boot_noise_before_and_between_frames(tmp_path, host_speech):
     with _sim(tmp_path, faults=["noise"]) as sim:
         # Boot text is already waiting in the port before the host's first frame.
-        r = flash_model(sim.port, host_speech, timeouts=FAST)
+        r = flash_model(sim.port, host_speech)
         assert r.ok and r.retries == 0 and r.resent_bytes == 0
 
 
@@ -236,18 +237,21 @@ def test_wrong_hash_from_the_device_is_never_success(tmp_path, host_hello, host_
     assert _active_on_flash(tmp_path, sim.slot_size) == (_sha(host_hello), True)
 
 
-def test_power_loss_at_every_write_step_leaves_old_or_new_model(tmp_path, host_hello, host_speech):
+@pytest.mark.parametrize("route", ["file", "signed-image"])
+def test_power_loss_at_every_write_step_leaves_old_or_new_model(tmp_path, host_hello, host_speech, host_keys, route):
     old, new = host_hello, host_speech
     base = tmp_path / "base.bin"
-    with Simulator(TARGET, flash_path=base, baudrate=None) as sim:
-        assert flash_model(sim.port, old).ok
+    kw = {"require_signature": True, "trust_keys": [host_keys["ed25519.pub"]]} if route == "signed-image" else {}
+    sign = {"sign_key": host_keys["ed25519"]} if kw else {}
+    with Simulator(TARGET, flash_path=base, baudrate=None, **kw) as sim:
+        assert flash_model(sim.port, old, **sign).ok
         steps_before = sim.store.steps
-        assert flash_model(sim.port, new).ok
+        assert flash_model(sim.port, new, **sign).ok
         steps = sim.store.steps - steps_before
         slot_size = sim.slot_size
-    assert steps >= 7  # the chunk writes plus the record commit
+    assert steps >= 7  # the chunk writes (and the payload copy) plus the record commit
     # Start from "old active" every time, cut the power at write step k of flashing "new".
-    with Simulator(TARGET, flash_path=base, baudrate=None) as sim:
+    with Simulator(TARGET, flash_path=base, baudrate=None, **kw) as sim:
         assert rollback(sim.port)["sha256"] == _sha(old)
     pristine = base.read_bytes()
     outcomes = set()
@@ -255,19 +259,22 @@ def test_power_loss_at_every_write_step_leaves_old_or_new_model(tmp_path, host_h
         case = tmp_path / f"k{k}"
         case.mkdir()
         (case / "flash.bin").write_bytes(pristine)
-        with Simulator(TARGET, flash_path=case / "flash.bin", baudrate=None, faults=Faults(powerloss_at=k)) as sim:
+        with Simulator(TARGET, flash_path=case / "flash.bin", baudrate=None, faults=Faults(powerloss_at=k), **kw) as sim:
             try:
-                r = flash_model(sim.port, new, timeouts=FAST.scaled(0.5))
+                r = flash_model(sim.port, new, timeouts=FAST.scaled(0.5), **sign)
                 reported = r.ok
             except fw_errors.DeviceError:
                 reported = False
             assert sim.stats["reboots"] == 1
+            # Right after the cut the board boots the complete old model (the new record is only valid once
+            # completely written), verified by hashing its slot.
+            assert sim.boots[1]["active"] == _sha(old) and sim.boots[1]["intact"], (k, sim.boots)
         # Power on again from the flash file alone: a complete old or new model, its SHA-256 verified.
         active, intact = _active_on_flash(case, slot_size)
         assert intact and active in (_sha(old), _sha(new)), k
         if reported:
             assert active == _sha(new)
-        with Simulator(TARGET, flash_path=case / "flash.bin", baudrate=None) as sim:
+        with Simulator(TARGET, flash_path=case / "flash.bin", baudrate=None, **kw) as sim:
             assert device_info(sim.port).active["sha256"] == active
         outcomes.add(active)
     assert outcomes <= {_sha(old), _sha(new)}
@@ -462,11 +469,12 @@ def test_cli_info_and_flash_json_contract(tmp_path, host_hello):
         assert proc.returncode == 0 and info["active"]["sha256"] == _sha(host_hello) and info["target"] == TARGET
 
 
-def test_cli_simulate_prints_a_port_a_host_can_use(tmp_path, host_hello):
+@pytest.mark.parametrize("entry", [["edgert", "device", "simulate"], ["firmware_tools.sim"]], ids=["edgert", "module"])
+def test_cli_simulate_prints_a_port_a_host_can_use(tmp_path, host_hello, entry):
     import json
     import signal
 
-    proc = subprocess.Popen([sys.executable, "-m", "edgert", "device", "simulate", "--target", TARGET,
+    proc = subprocess.Popen([sys.executable, "-m", *entry, "--target", TARGET,
                              "--flash", str(tmp_path / "f.bin"), "--baud", "0", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
@@ -476,3 +484,48 @@ def test_cli_simulate_prints_a_port_a_host_can_use(tmp_path, host_hello):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=30) == 0
+
+
+def test_cli_export_c_writes_the_model_bytes_as_an_aligned_array(tmp_path, host_hello):
+    import json
+    import re
+
+    path = tmp_path / "m.tflite"
+    path.write_bytes(host_hello)
+    proc = subprocess.run([sys.executable, "-m", "edgert", "export-c", str(path), "-o", str(tmp_path / "src"), "--json"],
+                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    source = Path(out["source"]).read_text()
+    assert "alignas(16)" in source and Path(out["header"]).is_file() and out["arena_bytes"] > 0
+    array = source[source.index("{"):source.index("};")]
+    assert bytes(int(h, 16) for h in re.findall(r"0x([0-9a-f]{2})", array)) == host_hello
+
+
+def test_edgert_group_error_codes_and_malformed_requests(tmp_path, host_hello):
+    from firmware_tools.flash import invoke
+    from firmware_tools.link import SmpLink
+    from firmware_tools.protocol import (ERR_BAD_INPUT, ERR_NO_MODEL, ERR_NO_PREVIOUS, ERR_NOT_SUPPORTED, GROUP_EDGERT,
+                                         make_packet, response_error)
+
+    def ask(link, op, group, cmd, body):
+        return link.request(lambda s: make_packet(op, group, cmd, s, body), "raw", check=False)
+
+    with _sim(tmp_path) as sim, SmpLink(sim.port, timeouts=FAST) as link:
+        assert response_error(ask(link, 2, GROUP_EDGERT, 3, {"inputs": [b"\0"]})) == (GROUP_EDGERT, ERR_NO_MODEL)
+        assert response_error(ask(link, 2, GROUP_EDGERT, 2, {})) == (GROUP_EDGERT, ERR_NO_PREVIOUS)
+        assert response_error(ask(link, 2, GROUP_EDGERT, 9, {})) == (GROUP_EDGERT, ERR_NOT_SUPPORTED)
+        assert response_error(ask(link, 2, GROUP_EDGERT, 1, {"name": STAGED_NAME, "sha": b"short"})) == (GROUP_EDGERT, ERR_BAD_INPUT)
+        assert response_error(ask(link, 0, 8, 2, {"name": STAGED_NAME, "off": "zero"})) is not None  # wrong type: EINVAL, no crash
+        assert ask(link, 2, 0, 0, {"d": "still alive"}) == {"r": "still alive"}
+        assert flash_model(link.port, host_hello).ok
+        with pytest.raises(fw_errors.DeviceRejectedError) as e:
+            invoke(link, [b"\0\0"])  # the hello-world model takes one int8 value
+        assert e.value.rc == ERR_BAD_INPUT
+
+
+def test_bad_simulator_options_are_one_line_errors(tmp_path):
+    for extra in (["--fault", "meltdown@3"], ["--require-signature"]):
+        proc = subprocess.run([sys.executable, "-m", "edgert", "device", "simulate", "--flash", str(tmp_path / "f.bin"), *extra],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr, proc.stderr

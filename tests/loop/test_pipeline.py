@@ -173,8 +173,6 @@ def test_no_network_the_loop_opens_no_socket(vww_model, ad01_model, ad01_frames,
         monkeypatch.setattr(socket, name, forbidden)
     summary = Pipeline(vww_model, f"images:{photo_dir}", [f"jsonl:{tmp_path / 'a.jsonl'}", f"csv:{tmp_path / 'a.csv'}", f"snapshots:{tmp_path / 's'}"]).run()
     assert summary.frames == 6 and not summary.sink_errors
-    for row in ad01_frames[:6]:
-        pty_pair.write(csv_line(row))
     stop_after_two = []
 
     def on_result(result):
@@ -183,6 +181,8 @@ def test_no_network_the_loop_opens_no_socket(vww_model, ad01_model, ad01_frames,
             pipeline.stop()
 
     pipeline = Pipeline(ad01_model, f"serial:{pty_pair.name}?hop=128", on_result=on_result)
+    for row in ad01_frames[:6]:  # after the port is open: opening a port flushes its input
+        pty_pair.write(csv_line(row))
     summary = pipeline.run()
     assert summary.frames == 2 and summary.stopped_by == "stop"
 

@@ -1,4 +1,4 @@
-"""An emulated Zephyr board on a real pseudo-terminal, speaking SMP serial.
+"""An emulated Zephyr board on a real pseudo-terminal, speaking SMP serial (``python -m firmware_tools.sim``).
 
 The simulator owns the master side of a pty; hosts open the slave (through a
 stable symlink, :attr:`Simulator.port`) with pyserial like any
@@ -6,25 +6,29 @@ stable symlink, :attr:`Simulator.port`) with pyserial like any
 directions (a token bucket per direction, full duplex), so throughput and
 timeouts behave like a real UART. Handlers implement the OS, Image and File
 groups and the edgert group (PROTOCOL.md) on a file-backed flash
-(:mod:`firmware_tools.sim.store`); INVOKE runs the real TFLite Micro
+(:mod:`firmware_tools.sim_store`); INVOKE runs the real TFLite Micro
 interpreter (``edgert.runtime.micro.run_micro``) under the profile's RAM.
 """
 
 from __future__ import annotations
 
+import argparse
 import errno
 import hashlib
+import json
 import logging
 import os
 import pty
 import select
+import signal
+import sys
 import tempfile
 import threading
 import time
 import tty
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from edgert.errors import EdgertError
 from firmware_tools.errors import SignatureError
@@ -47,9 +51,9 @@ from firmware_tools.protocol import (
     make_packet,
     parse_packet,
 )
-from firmware_tools.sim.store import RECORD_AREA, Entry, FlashStore, PowerLoss
+from firmware_tools.sim_store import RECORD_AREA, Entry, FlashStore, PowerLoss
 
-__all__ = ["Faults", "Simulator", "DEFAULT_BUF_SIZE", "DEFAULT_BUF_COUNT", "IMAGE_OVERHEAD"]
+__all__ = ["Faults", "Simulator", "DEFAULT_BUF_SIZE", "DEFAULT_BUF_COUNT", "IMAGE_OVERHEAD", "add_arguments", "describe", "run", "main"]
 
 log = logging.getLogger("edgert.firmware.sim")
 
@@ -167,6 +171,8 @@ class Simulator:
         self.port = os.path.join(self._tmp, "tty")
         self.stats = {"rx_bytes": 0, "tx_bytes": 0, "frames": 0, "bad_frames": 0, "reboots": 0, "disconnects": 0,
                       "invokes": 0}
+        #: One entry per power-on: what the boot found active and whether its SHA-256 checked out.
+        self.boots: list[dict[str, Any]] = []
         self._store: FlashStore | None = None
         self._master = self._slave = -1
         self._thread: threading.Thread | None = None
@@ -194,18 +200,16 @@ class Simulator:
         # A record naming a slot whose bytes do not hash to it cannot happen with the write order used;
         # checking anyway means a simulated flash that was tampered with never runs a wrong model.
         self._active_ok = rec.active is None or self._store.entry_ok(rec.active)
+        self.boots.append({"active": rec.active.sha.hex() if rec.active else None, "intact": self._active_ok,
+                           "seq": rec.seq})
 
     def _factory_image(self) -> None:
         """A fresh board ships with a (tiny, unsigned) firmware image in image slot 0, like any MCUboot device."""
-        from firmware_tools.signing import IMAGE_MAGIC
-        import struct
+        from firmware_tools.signing import make_image
 
-        payload = b"edgert simulated firmware " + self.target.name.encode()
-        header = struct.pack("<IIHHIIBBHI", IMAGE_MAGIC, 0, 32, 0, len(payload), 0, 1, 0, 0, 0).ljust(32, b"\0")
-        digest = hashlib.sha256(header + payload).digest()
-        tlv = struct.pack("<HH", 0x6907, 4 + 4 + 32) + struct.pack("<BBH", 0x10, 0, 32) + digest
-        powerloss, self._store.powerloss_at = self._store.powerloss_at, None
-        self._store.write(self._store.image_offsets[0], header + payload + tlv)
+        image = make_image(b"edgert simulated firmware " + self.target.name.encode())
+        powerloss, self._store.powerloss_at = self._store.powerloss_at, None  # factory programming, not a step
+        self._store.write(self._store.image_offsets[0], image)
         self._store.steps, self._store.powerloss_at = 0, powerloss
 
     def _open_pty(self) -> None:
@@ -387,6 +391,10 @@ class Simulator:
             return  # not a request / larger than the device's buffer: a real board drops it
         try:
             reply = self._handle(head, body)
+        except (TypeError, ValueError, KeyError, OverflowError) as e:
+            # A request with fields of the wrong type: firmware answers EINVAL, it does not crash.
+            log.info("sim: malformed request (group %d id %d): %s", head["group"], head["id"], e)
+            reply = {"rc": _MGMT_EINVAL}
         except PowerLoss as e:
             log.info("sim: %s; rebooting", e)
             self.faults.powerloss_at = None  # one cut per plan
@@ -663,16 +671,9 @@ class Simulator:
         return self._image_state({})
 
     def _image_len(self, slot: int) -> int:
-        import struct
+        from firmware_tools.signing import image_size
 
-        raw = self.store.read(self.store.image_offsets[slot], 32)
-        _m, _l, hdr, _p, size = struct.unpack_from("<IIHHI", raw)
-        off = self.store.image_offsets[slot] + hdr + size
-        magic, total = struct.unpack("<HH", self.store.read(off, 4))
-        if magic == 0x6908:
-            off += total
-            magic, total = struct.unpack("<HH", self.store.read(off, 4))
-        return min(self.store.image_slot_size, off - self.store.image_offsets[slot] + total)
+        return image_size(self.store.image_data(slot))
 
     def _swap_images(self) -> None:
         a, b = self.store.image_data(0), self.store.image_data(1)
@@ -707,3 +708,84 @@ class Simulator:
         self.store.write(self.store.image_offsets[1], b"\xff" * self.store.image_slot_size)
         self._img_upload = None
         return {}
+
+
+# ---- command line (python -m firmware_tools.sim, edgert device simulate) ----------------------
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The simulator's options (shared by both entry points)."""
+    p.add_argument("--target", default="cortex-m4-256k", help="target profile name or .toml (sizes flash and RAM)")
+    p.add_argument("--baud", type=int, default=115200, help="emulated line rate in bits/s (0 = unpaced)")
+    p.add_argument("--flash", default=None, help="flash file to keep the board's contents across runs")
+    p.add_argument("--require-signature", action="store_true", help="accept only MCUboot images signed by --trust-key")
+    p.add_argument("--trust-key", action="append", default=[], help="PEM key the device trusts (repeatable)")
+    p.add_argument("--slot-size", type=int, default=None, help="override the model slot size in bytes")
+    p.add_argument("--ram", type=int, default=None, help="override the RAM for the tensor arena in bytes")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="inject a fault: flip@N, drop@N:L, dup@N:L, drop-frame@K, dup-frame@K, silent@N, "
+                        "disconnect@N, powerloss@N, wrong-hash, noise (repeatable)")
+
+
+def describe(sim) -> dict[str, Any]:
+    """The ``--json`` object announcing a running simulator."""
+    return {
+        "port": sim.port,
+        "pts": sim.pts,
+        "target": sim.target.name,
+        "baudrate": sim.baudrate,
+        "flash": str(sim.flash_path),
+        "slot_size": sim.slot_size,
+        "ram": sim.ram,
+        "sign": sim.require_signature,
+    }
+
+
+def run(args: argparse.Namespace, emit: Callable[[dict[str, Any]], None]) -> int:
+    """Start the simulator, announce it with ``emit``, serve until SIGINT/SIGTERM."""
+    sim = Simulator(args.target, flash_path=args.flash, baudrate=args.baud, faults=Faults.parse(args.fault),
+                    require_signature=args.require_signature, trust_keys=args.trust_key,
+                    slot_size=args.slot_size, ram=args.ram)
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        sim.start()
+        emit(describe(sim))
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sim.stop()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m firmware_tools.sim``."""
+    import logging
+
+    from edgert.errors import EdgertError
+
+    p = argparse.ArgumentParser(prog="python -m firmware_tools.sim", description="An emulated SMP board on a pseudo-terminal.")
+    add_arguments(p)
+    p.add_argument("--json", action="store_true", help="announce the port as one JSON object on stdout")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)
+
+    def emit(info: dict[str, Any]) -> None:
+        if args.json:
+            sys.stdout.write(json.dumps(info) + "\n")
+        else:
+            sys.stdout.write(f"{info['port']}\n")
+            sys.stderr.write(f"simulating {info['target']} on {info['port']} ({info['pts']}), {info['baudrate']} baud; "
+                             "Ctrl-C to stop\n")
+        sys.stdout.flush()
+
+    try:
+        return run(args, emit)
+    except EdgertError as e:
+        sys.stderr.write(f"simulate: error: {e}\n")
+        return e.exit_code
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,102 @@
+"""``edgert run``: the summary on exit and on SIGTERM, and one-line errors with exit 2."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgert.cli import main
+from tests.loop.conftest import AD01_INT8, VWW_INT8, csv_line
+
+pytestmark = pytest.mark.runtime
+
+
+def _one_line_error(capsys) -> str:
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    lines = [line for line in err.splitlines() if line.startswith("edgert run: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_sigterm_ends_a_running_loop_cleanly_with_the_summary(ad01_model, ad01_frames, pty_pair, tmp_path):
+    out = tmp_path / "preds.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgert", "run", str(AD01_INT8), "--source", f"serial:{pty_pair.name}?hop=640",
+         "--sink", f"jsonl:{out}", "--sink", "console", "--json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        # Wait (safety deadline only) until the loop runs, then feed it three windows.
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            line = proc.stderr.readline()
+            if "running" in line:
+                break
+        for row in ad01_frames[:15]:
+            pty_pair.write(csv_line(row))
+        while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGTERM)
+        stdout, stderr = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr
+    summary = json.loads(stdout)  # exactly one JSON object: console lines went to stderr
+    assert summary["frames"] == 3 and summary["stopped_by"] == "stop"
+    assert set(summary) >= {"frames", "dropped", "fps", "latency_ms"}
+    assert set(summary["latency_ms"]) == {"p50", "p99"}
+    assert len(out.read_text().splitlines()) == 3
+    assert "anomaly score" in stderr
+
+
+def test_finite_run_prints_the_summary(vww_model, scene_images, tmp_path, capsys):
+    from PIL import Image
+
+    for i, rgb in enumerate(scene_images):
+        Image.fromarray(rgb).save(tmp_path / f"{i}.png")
+    rc = main(["run", str(VWW_INT8), "--source", f"images:{tmp_path}", "--sink", f"csv:{tmp_path / 'o.csv'}", "--json", "--top-k", "2"])
+    assert rc == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["frames"] == 2 and summary["dropped"] == 0 and summary["stopped_by"] == "end"
+    assert len((tmp_path / "o.csv").read_text().splitlines()) == 3
+
+
+@pytest.mark.parametrize(
+    "model,source,message",
+    [
+        (VWW_INT8, "serial:/dev/ttyEDGERT_MISSING", "could not be opened"),
+        (VWW_INT8, "video:/nonexistent/clip.mp4", "does not exist"),
+        (VWW_INT8, "rtsp://camera.local/stream", "unknown source"),
+        (VWW_INT8, "images:/nonexistent-folder", "not a folder"),
+        (AD01_INT8, "serial:{pty}?window=100", "window=100"),
+    ],
+)
+def test_bad_inputs_exit_2_with_one_line(model, source, message, capsys, pty_pair):
+    rc = main(["run", str(model), "--source", source.format(pty=pty_pair.name)])
+    assert rc == 2
+    assert message in _one_line_error(capsys)
+
+
+def test_audio_model_on_pictures_exits_2(scene_images, tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(scene_images[0]).save(tmp_path / "a.png")
+    rc = main(["run", str(AD01_INT8), "--source", f"images:{tmp_path}"])
+    assert rc == 2
+    assert "is not an image" in _one_line_error(capsys)
+
+
+def test_unwritable_sink_exits_2(scene_images, tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    rc = main(["run", str(VWW_INT8), "--source", f"images:{tmp_path}", "--sink", f"jsonl:{tmp_path / 'file' / 'x.jsonl'}"])
+    assert rc == 2
+    assert "cannot write" in _one_line_error(capsys)

@@ -1,0 +1,105 @@
+"""A serial sensor on a real pseudo-terminal, read through pyserial, scored by the real ad01 autoencoder."""
+
+from __future__ import annotations
+
+import os
+import pty
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from edgert.loop import Pipeline
+from tests.loop.conftest import csv_line, start_writer
+
+pytestmark = pytest.mark.runtime
+
+LINES = 40
+WINDOWS = LINES - 5 + 1  # 5 log-mel frames per window, sliding one frame (128 values)
+
+
+def _expected_score(model, frames: np.ndarray, window: int) -> float:
+    x = frames[window : window + 5].reshape(1, 640)
+    out = model.predict(x)[0]
+    return float(np.mean((out.reshape(-1) - x.reshape(-1)) ** 2))
+
+
+def test_anomaly_scores_from_csv_lines_with_malformed_lines_skipped(ad01_model, ad01_frames, pty_pair):
+    results = []
+
+    def on_result(result):
+        results.append(result)
+        if result.name == f"window {WINDOWS - 1}":
+            pipeline.stop()
+
+    pipeline = Pipeline(ad01_model, f"serial:{pty_pair.name}?baud=115200&format=csv&window=640&hop=128",
+                        threshold=20.0, on_result=on_result)
+
+    def sensor():
+        for i, row in enumerate(ad01_frames[:LINES]):
+            pty_pair.write(csv_line(row))
+            if i in (3, 17, 30):  # a board printing debug output / a torn line
+                pty_pair.write(b"DEBUG: adc overrun\n" if i != 17 else b"0.1,0.2,0.3\n")
+
+    start_writer(sensor)
+    summary = pipeline.run()
+    assert summary.stopped_by == "stop"
+    assert summary.malformed == 3
+    assert summary.frames + summary.dropped == WINDOWS
+    assert summary.task == "anomaly"
+    for r in results:
+        window = int(r.name.split()[1])
+        assert r.anomaly.score == pytest.approx(_expected_score(ad01_model, ad01_frames, window), rel=1e-5)
+        assert r.anomaly.threshold == 20.0 and r.anomaly.is_anomaly == (r.anomaly.score > 20.0)
+    # The normal ToyCar clip scores low next to a scrambled one (sanity of the real model).
+    scrambled = np.random.default_rng(0).permutation(ad01_frames[:5].reshape(-1)).reshape(1, 640)
+    out = ad01_model.predict(scrambled)[0]
+    assert np.mean((out - scrambled) ** 2) > max(r.anomaly.score for r in results)
+
+
+def test_sensor_that_disconnects_is_reopened(ad01_model, ad01_frames, tmp_path):
+    # Like a udev /dev/serial/by-id link: the name stays, the device behind it comes back.
+    link = tmp_path / "ttySENSOR"
+    first = pty.openpty()
+    os.symlink(os.ttyname(first[1]), link)
+    results = []
+    reconnected = threading.Event()
+
+    def on_result(result):
+        results.append(result)
+        if reconnected.is_set() and len(results) >= 4:
+            pipeline.stop()
+
+    pipeline = Pipeline(ad01_model, f"serial:{link}?hop=640", retry_delays=(0.02,), on_result=on_result)
+
+    def sensor():
+        for row in ad01_frames[:10]:  # two windows, then the cable is pulled
+            os.write(first[0], csv_line(row))
+        while len(results) < 2:
+            time.sleep(0.01)
+        os.close(first[0])
+        os.close(first[1])
+        second = pty.openpty()
+        tmp = tmp_path / "ttySENSOR.new"
+        os.symlink(os.ttyname(second[1]), tmp)
+        os.replace(tmp, link)
+        while pipeline.source.opened < 2:
+            time.sleep(0.01)
+        reconnected.set()
+        os.write(second[0], b"0.5,0.5\n")  # torn first line after replug: dropped, not counted
+        for row in ad01_frames[10:20]:
+            os.write(second[0], csv_line(row))
+        while not pipeline.stopping:
+            time.sleep(0.01)
+        os.close(second[0])
+        os.close(second[1])
+
+    writer = start_writer(sensor)
+    summary = pipeline.run()
+    writer.join(5)
+    assert summary.reopens >= 1
+    assert summary.frames == 4 and summary.malformed == 0
+    assert [r.anomaly.score for r in results] == pytest.approx(
+        [_expected_score(ad01_model, ad01_frames, w) for w in (0, 5, 10, 15)], rel=1e-5
+    )
