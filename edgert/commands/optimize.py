@@ -48,8 +48,9 @@ def register(sub, add_common) -> None:
     p.add_argument("--formats", default=None, metavar="LIST",
                    help="formats to consider: float16,dynamic,int8,int16x8 (default: all the target can run)")
     p.add_argument("--no-qat", action="store_true", help="do not try quantization-aware fine-tuning")
-    p.add_argument("--prefer", choices=("size", "latency"), default="size",
-                   help="among passing candidates, pick the smallest file or the lowest estimated latency")
+    p.add_argument("--prefer", choices=("auto", "size", "latency"), default="auto",
+                   help="among passing candidates, pick the smallest file or the lowest estimated latency on the "
+                   "target (auto: size on MCUs/Edge TPU, latency on CPUs/GPUs)")
     p.add_argument("--test-fraction", type=float, default=0.3, help="share of the data held out for accuracy (default 0.3)")
     p.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch size (default 32)")
     add_common(p)

@@ -178,11 +178,13 @@ class OptimizeResult:
     best_model: Any = None
     best_tflite: bytes | None = None
     data: dict[str, int] = field(default_factory=dict)
+    prefer: str = "size"
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "target": self.target,
             "budget_points": self.budget,
+            "prefer": self.prefer,
             "baseline": self.baseline,
             "data": self.data,
             "chosen": self.best.name if self.best else None,
@@ -282,8 +284,18 @@ def _load_inputs(model: Any, data: Dataset | str | Path | tuple, batch_size: int
     return model, data
 
 
+def resolve_prefer(prefer: str, target: Any) -> str:
+    """``"auto"`` → ``"size"`` on MCUs and the Edge TPU (flash and SRAM are the limit), ``"latency"`` elsewhere."""
+    if prefer != "auto":
+        return prefer
+    return "size" if getattr(target, "kind", "cpu") in ("mcu", "edgetpu") else "latency"
+
+
 def choose_best(candidates: Iterable[Candidate], prefer: str = "size") -> Candidate | None:
-    """The passing candidate with the smallest file (``prefer="size"``) or estimated latency (``"latency"``)."""
+    """The passing candidate with the smallest file (``prefer="size"``) or estimated latency (``"latency"``).
+
+    Ties break on the other criterion, then on accuracy.
+    """
     passed = [c for c in candidates if c.passed]
     if not passed:
         return None
@@ -564,7 +576,7 @@ def optimize(
     max_accuracy_drop: float,
     output_dir: str | Path | None = None,
     space: SearchSpace | None = None,
-    prefer: str = "size",
+    prefer: str = "auto",
     test_fraction: float = 0.3,
     test_data: Dataset | None = None,
     labels: list[str] | None = None,
@@ -583,7 +595,8 @@ def optimize(
         max_accuracy_drop: Allowed top-1 loss, in percentage points, against the float model.
         output_dir: Where to write ``candidates.json``, ``pareto.png`` and ``best/`` (None = write nothing).
         space: What to try (:class:`SearchSpace`).
-        prefer: ``"size"`` (smallest file) or ``"latency"`` (fastest on the target) among passing candidates.
+        prefer: ``"size"`` (smallest file), ``"latency"`` (fastest estimated on the target) or ``"auto"``
+            (size on MCUs and the Edge TPU, latency on CPUs and GPUs) among passing candidates.
         test_fraction: Held-out share of ``data`` when ``test_data`` is not given.
         labels, preprocessing: Stored in the winner's metadata (class names; image preprocessing).
         cache: Share trained variants across calls (:class:`VariantCache`).
@@ -602,10 +615,11 @@ def optimize(
 
     if max_accuracy_drop is None or not np.isfinite(max_accuracy_drop) or max_accuracy_drop < 0:
         raise InputDataError(f"--max-accuracy-drop {max_accuracy_drop} must be a number of points ≥ 0", "e.g. 1.0")
-    if prefer not in ("size", "latency"):
-        raise InputDataError(f"prefer={prefer!r}: choose 'size' or 'latency'")
+    if prefer not in ("auto", "size", "latency"):
+        raise InputDataError(f"prefer={prefer!r}: choose 'auto', 'size' or 'latency'")
     space = space or SearchSpace()
     target = load_target(target) if isinstance(target, (str, Path)) else target
+    prefer = resolve_prefer(prefer, target)
     model, data = _load_inputs(model, data, space.batch_size)
     if test_data is None:
         train, test = split_dataset(data, test_fraction, seed)
@@ -624,7 +638,7 @@ def optimize(
             c.chosen = c is best
         return OptimizeResult(getattr(target, "name", str(target)), float(max_accuracy_drop), dict(s.baseline),
                               list(s.candidates), best, None if best else _closest(s.candidates), out, interrupted,
-                              data={"train": len(train), "held_out": len(test)})
+                              data={"train": len(train), "held_out": len(test)}, prefer=prefer)
 
     def write_progress(s: _Search) -> None:
         if out is not None and s.baseline:

@@ -19,6 +19,7 @@ import random
 import selectors
 import shutil
 import subprocess
+import sys
 import time
 import zlib
 from enum import IntEnum
@@ -391,7 +392,9 @@ def test_smpclient_echo_upload_and_file_hash(device_binary, tmp_path, models):
 
 def test_smpmgr_cli_uploads_to_the_device(device_binary, tmp_path, models):
     """smpmgr (the mcumgr CLI built on smpclient) when installed; EDGERT_SMPMGR may point at it."""
-    smpmgr = os.environ.get("EDGERT_SMPMGR") or shutil.which("smpmgr")
+    # The dev extra installs smpmgr into the venv next to this interpreter, which may not be on PATH.
+    beside = Path(sys.executable).with_name("smpmgr")
+    smpmgr = os.environ.get("EDGERT_SMPMGR") or (str(beside) if beside.exists() else shutil.which("smpmgr"))
     if smpmgr is None:
         pytest.skip("smpmgr is not installed (pip install smpmgr, or set EDGERT_SMPMGR)")
     data = models["kws"]
