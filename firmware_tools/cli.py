@@ -64,7 +64,7 @@ def _device_usage(parser) -> int:
     return 2
 
 
-def _progress(args):
+def _progress():
     from edgert.cli import progress_bar
 
     return progress_bar()
@@ -80,7 +80,7 @@ def _flash(args) -> int:
         from firmware_tools.errors import SignatureError
 
         raise SignatureError(f"signing key {args.sign} not found", "generate one: imgtool keygen -k key.pem -t ed25519")
-    results = flash_many(args.port, model.data, progress=_progress(args), sign_key=args.sign, target=args.target,
+    results = flash_many(args.port, model.data, progress=_progress(), sign_key=args.sign, target=args.target,
                          baudrate=args.baud, force=args.force)
     ok = all(r.ok for r in results)
     summary = {"ok": ok, "model": str(args.model), "sha256": model.sha256, "ports": [r.to_dict() for r in results]}
@@ -131,7 +131,7 @@ def _validate(args) -> int:
     from edgert.cli import emit
     from firmware_tools.validate import validate_on_device
 
-    result = validate_on_device(args.port, args.model, args.data, limit=args.limit, progress=_progress(args),
+    result = validate_on_device(args.port, args.model, args.data, limit=args.limit, progress=_progress(),
                                 baudrate=args.baud)
     emit(args, result, _validate_text)
     return 0 if result["ok"] else 1

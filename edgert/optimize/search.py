@@ -31,7 +31,7 @@ from typing import Any, Callable, Iterable
 
 import numpy as np
 
-from edgert.errors import EdgertError, InputDataError
+from edgert.errors import ConversionError, EdgertError, InputDataError
 from edgert.optimize.data import Dataset, load_dataset, split_dataset
 from edgert.runtime.micro import MicroError
 from edgert.progress import report
@@ -344,6 +344,7 @@ class _Search:
         self.candidates: list[Candidate] = []
         self.baseline: dict[str, Any] = {}
         self.base_accuracy = 0.0
+        self.predicted_misfits: set[str] = set()
         self.mcu = getattr(target, "kind", "") == "mcu"
 
     # -- conversions and measurements -------------------------------------------------
@@ -490,6 +491,7 @@ class _Search:
         if fit.fits:
             return None
         failed = ", ".join(ch.name for ch in fit.checks if not ch.ok)
+        self.predicted_misfits.add(v.name)
         return f"predicted before training: the int8 model would not fit {self.target.name} ({failed})"
 
     def run(self, on_candidate=None) -> None:
@@ -522,16 +524,24 @@ class _Search:
                     self.skip(v, m, f"a gentler {v.kind} level already lost more than {self.budget:g} points", on_candidate)
                 done += len(self.modes)
                 continue
-            misfit = self.predicted_misfit(v, models)
-            if misfit is None and v.kind == "magnitude" and self._never_fits(v.base):
-                misfit = (f"magnitude pruning keeps the file and arena of {v.base}, which does not fit "
-                          f"{self.target.name} in any format")
+            model, applies = None, True
+            try:
+                misfit = self.predicted_misfit(v, models)
+                if misfit is None and v.kind == "magnitude" and self._never_fits(v.base):
+                    misfit = (f"magnitude pruning keeps the file and arena of {v.base}, which does not fit "
+                              f"{self.target.name} in any format")
+                model = None if misfit else self.variant_model(v, models)
+            except ConversionError as e:
+                # e.g. a residual network: channel surgery cannot follow branches; the other techniques still apply.
+                misfit, applies = f"{v.technique} does not apply to this model: {e}", False
             if misfit:
                 for m in self.modes:
                     self.skip(v, m, misfit, on_candidate)
                 done += len(self.modes)
+                if applies and v.kind == "student" and any(w.base == v.name for w in variants):
+                    # Too big itself, but its pruned versions may fit: train it as their starting point.
+                    models[v.name] = self.variant_model(v, models)
                 continue
-            model = self.variant_model(v, models)
             models[v.name] = model
             results = []
             for m in self.modes:
@@ -557,6 +567,8 @@ class _Search:
 
     def _never_fits(self, variant: str | None) -> bool:
         """True when every measured candidate of ``variant`` failed the fit check."""
+        if variant in self.predicted_misfits:
+            return True
         measured = [c for c in self.candidates if c.variant == variant and c.fits is not None]
         return bool(measured) and not any(c.fits for c in measured)
 

@@ -161,3 +161,28 @@ def test_modes_follow_what_the_target_runs():
     assert allowed == ["int8"] and set(skipped) == {"float16", "dynamic", "int16x8"}
     allowed, skipped = modes_for_target(load_target("cortex-m4-256k"))
     assert "float16" not in allowed and "float16" in skipped
+
+
+def test_techniques_that_cannot_follow_a_residual_model_are_skipped_not_fatal(digits_split, tmp_path):
+    import keras
+
+    from edgert.optimize.pruning import fine_tune
+    from edgert.optimize.search import SearchSpace, optimize
+
+    train, test = digits_split
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((16, 16, 1))
+    a = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(inp)
+    b = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(a)
+    x = keras.layers.GlobalAveragePooling2D()(keras.layers.Add()([a, b]))
+    model = keras.Model(inp, keras.layers.Dense(10, activation="softmax")(x))
+    fine_tune(model, train.x, train.y, epochs=2)
+    space = SearchSpace(modes=["int8"], sparsities=[0.5], filter_fractions=[0.5], students=[0.5], qat=False,
+                        epochs_prune=1)
+    result = optimize(model, "raspberry-pi-4", train, test_data=test, max_accuracy_drop=100.0,
+                      output_dir=tmp_path / "o", space=space)
+    by_name = {c.name: c for c in result.candidates}
+    assert by_name["structured50/int8"].status == "skipped" and "does not apply" in by_name["structured50/int8"].reason
+    assert by_name["student0.5/int8"].status == "skipped"
+    assert by_name["teacher/int8"].measured and by_name["magnitude50/int8"].measured
+    assert result.best is not None
