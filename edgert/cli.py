@@ -113,8 +113,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _ArgumentError(Exception):
-    pass
+#: Top-level module of an optional dependency -> the extra that installs it.
+_EXTRA_FOR_MODULE = {
+    "tensorflow": "convert", "keras": "convert", "sklearn": "convert", "tflite_micro": "convert",
+    "matplotlib": "convert", "cv2": "camera", "smp": "device", "smpclient": "device", "cbor2": "device",
+    "imgtool": "device",
+}
+
+
+def _missing_extra(error: ModuleNotFoundError) -> str | None:
+    """The one-line fix for a missing optional dependency, or None when it is not one of ours."""
+    top = (error.name or "").split(".")[0]
+    extra = _EXTRA_FOR_MODULE.get(top)
+    if extra is None:
+        return None
+    return f"this command needs the '{top}' module, which is not installed (pip install \"edgert[{extra}]\")"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,6 +153,14 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         sys.stderr.write(f"edgert {args.command}: error: {e}\n")
         return e.exit_code
+    except ModuleNotFoundError as e:
+        message = _missing_extra(e)
+        if message is None:
+            raise
+        if getattr(args, "verbose", False):
+            traceback.print_exc()
+        sys.stderr.write(f"edgert {args.command}: error: {message}\n")
+        return EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write(f"edgert {args.command}: interrupted\n")
         return 130

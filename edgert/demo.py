@@ -24,7 +24,8 @@ import numpy as np
 from edgert.errors import InputDataError
 from edgert.progress import report
 
-__all__ = ["DEMO_TARGETS", "DEMO_SPACE", "prepare_demo", "run_demo_loop", "run_demo", "demo_text", "write_digit_video"]
+__all__ = ["DEMO_TARGETS", "demo_space", "prepare_demo", "run_demo_loop", "run_demo", "demo_text", "table_text",
+           "write_digit_video"]
 
 log = logging.getLogger("edgert.demo")
 
@@ -47,8 +48,6 @@ def demo_space():
 
     return SearchSpace(sparsities=[0.5], filter_fractions=[0.5], students=[0.5], prune_students=True)
 
-
-DEMO_SPACE = demo_space
 
 
 def _preprocessing(size: int) -> dict:
@@ -229,7 +228,7 @@ def run_demo(output_dir: str | Path = "edgert-demo", *, targets=None, max_accura
     """
     from sklearn.datasets import load_digits
 
-    from edgert.optimize.data import split_dataset, Dataset
+    from edgert.optimize.data import Dataset, split_dataset
     from edgert.optimize.models import DIGITS_SIZE
 
     t0 = time.perf_counter()

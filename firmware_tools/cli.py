@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-__all__ = ["register"]
+__all__ = ["register", "add_simulator_arguments"]
 
 
 def register(sub, add_common) -> None:
@@ -43,9 +43,7 @@ def register(sub, add_common) -> None:
     v.set_defaults(handler=_validate)
 
     s = dsub.add_parser("simulate", help="emulate a board on a pseudo-terminal; prints its serial port")
-    from firmware_tools.sim import add_arguments
-
-    add_arguments(s)
+    add_simulator_arguments(s)
     add_common(s)
     s.set_defaults(handler=_simulate)
     dev.set_defaults(handler=lambda args: _device_usage(dev))
@@ -57,6 +55,23 @@ def register(sub, add_common) -> None:
     e.add_argument("--arena", type=int, default=None, help="tensor arena bytes to reserve (default: the planner's estimate)")
     add_common(e)
     e.set_defaults(handler=_export_c)
+
+
+def add_simulator_arguments(p) -> None:
+    """The simulator's options, shared by ``edgert device simulate`` and ``python -m firmware_tools.sim``.
+
+    Kept here, free of heavy imports, so registering the CLI never needs the SMP libraries.
+    """
+    p.add_argument("--target", default="cortex-m4-256k", help="target profile name or .toml (sizes flash and RAM)")
+    p.add_argument("--baud", type=int, default=115200, help="emulated line rate in bits/s (0 = unpaced)")
+    p.add_argument("--flash", default=None, help="flash file to keep the board's contents across runs")
+    p.add_argument("--require-signature", action="store_true", help="accept only MCUboot images signed by --trust-key")
+    p.add_argument("--trust-key", action="append", default=[], help="PEM key the device trusts (repeatable)")
+    p.add_argument("--slot-size", type=int, default=None, help="override the model slot size in bytes")
+    p.add_argument("--ram", type=int, default=None, help="override the RAM for the tensor arena in bytes")
+    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
+                   help="inject a fault: flip@N, drop@N:L, dup@N:L, drop-frame@K, dup-frame@K, silent@N, "
+                        "disconnect@N, powerloss@N, wrong-hash, noise (repeatable)")
 
 
 def _device_usage(parser) -> int:

@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgert.errors import EdgertError
+from firmware_tools.cli import add_simulator_arguments
 from firmware_tools.errors import SignatureError
 from firmware_tools.framing import FrameDecoder, encode_frame
 from firmware_tools.protocol import (
@@ -53,7 +54,7 @@ from firmware_tools.protocol import (
 )
 from firmware_tools.sim_store import RECORD_AREA, Entry, FlashStore, PowerLoss
 
-__all__ = ["Faults", "Simulator", "DEFAULT_BUF_SIZE", "DEFAULT_BUF_COUNT", "IMAGE_OVERHEAD", "add_arguments", "describe", "run", "main"]
+__all__ = ["Faults", "Simulator", "DEFAULT_BUF_SIZE", "DEFAULT_BUF_COUNT", "IMAGE_OVERHEAD", "describe", "run", "main"]
 
 log = logging.getLogger("edgert.firmware.sim")
 
@@ -712,20 +713,6 @@ class Simulator:
 
 # ---- command line (python -m firmware_tools.sim, edgert device simulate) ----------------------
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The simulator's options (shared by both entry points)."""
-    p.add_argument("--target", default="cortex-m4-256k", help="target profile name or .toml (sizes flash and RAM)")
-    p.add_argument("--baud", type=int, default=115200, help="emulated line rate in bits/s (0 = unpaced)")
-    p.add_argument("--flash", default=None, help="flash file to keep the board's contents across runs")
-    p.add_argument("--require-signature", action="store_true", help="accept only MCUboot images signed by --trust-key")
-    p.add_argument("--trust-key", action="append", default=[], help="PEM key the device trusts (repeatable)")
-    p.add_argument("--slot-size", type=int, default=None, help="override the model slot size in bytes")
-    p.add_argument("--ram", type=int, default=None, help="override the RAM for the tensor arena in bytes")
-    p.add_argument("--fault", action="append", default=[], metavar="SPEC",
-                   help="inject a fault: flip@N, drop@N:L, dup@N:L, drop-frame@K, dup-frame@K, silent@N, "
-                        "disconnect@N, powerloss@N, wrong-hash, noise (repeatable)")
-
-
 def describe(sim) -> dict[str, Any]:
     """The ``--json`` object announcing a running simulator."""
     return {
@@ -766,7 +753,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgert.errors import EdgertError
 
     p = argparse.ArgumentParser(prog="python -m firmware_tools.sim", description="An emulated SMP board on a pseudo-terminal.")
-    add_arguments(p)
+    add_simulator_arguments(p)
     p.add_argument("--json", action="store_true", help="announce the port as one JSON object on stdout")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s", stream=sys.stderr)

@@ -27,7 +27,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
 
 import numpy as np
 
@@ -272,7 +272,13 @@ def _load_inputs(model: Any, data: Dataset | str | Path | tuple, batch_size: int
         data = load_dataset(data, input_shape)
     if data.y is None:
         raise InputDataError("the data has no labels", "optimize measures accuracy: give integer class labels (y)")
+    if len(model.inputs) != 1 or len(model.outputs) != 1:
+        raise InputDataError(f"the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs",
+                             "optimize handles single-input, single-output classifiers")
     classes = int(np.prod(model.outputs[0].shape[1:]))
+    if classes < 2:
+        raise InputDataError(f"the model outputs {classes} value(s): optimize measures top-1 and needs a classifier",
+                             "use `edgert convert` for regression models")
     if data.y.max() >= classes:
         raise InputDataError(f"labels go up to {int(data.y.max())} but the model has {classes} outputs",
                              "labels must be class indices 0..N-1 of the model's outputs")
@@ -552,7 +558,8 @@ class _Search:
             if v.kind in ("structured", "magnitude") and measured and all(c.accuracy_drop > self.budget for c in measured):
                 blown.add((v.base, v.kind))
             int8 = next((c for c in results if c.mode == "int8" and c.measured), None)
-            if self.space.qat and int8 is not None and int8.accuracy_drop > self.budget:
+            # QAT changes accuracy, not size: only worth it for an int8 model that fits but loses too much.
+            if self.space.qat and int8 is not None and int8.fits and int8.accuracy_drop > self.budget:
                 float_drop = self._float_drop(v, model)
                 if float_drop is not None and float_drop <= self.budget:
                     name = f"{v.name}+qat"

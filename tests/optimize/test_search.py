@@ -186,3 +186,18 @@ def test_techniques_that_cannot_follow_a_residual_model_are_skipped_not_fatal(di
     assert by_name["student0.5/int8"].status == "skipped"
     assert by_name["teacher/int8"].measured and by_name["magnitude50/int8"].measured
     assert result.best is not None
+
+
+def test_qat_candidate_appears_when_post_training_int8_loses_more_than_the_budget(teacher, digits_split, tmp_path):
+    from edgert.optimize.search import SearchSpace, optimize
+
+    train, test = digits_split
+    space = SearchSpace(modes=["int8"], sparsities=[], filter_fractions=[], students=[], epochs_qat=1)
+    result = optimize(teacher, "cortex-m4-256k", train, test_data=test, max_accuracy_drop=0.0, output_dir=None,
+                      space=space)
+    by_name = {c.name: c for c in result.candidates}
+    ptq = by_name["teacher/int8"]
+    if ptq.accuracy_drop <= 0.0:
+        pytest.skip("post-training int8 lost nothing on this run, so QAT is (correctly) not tried")
+    qat = by_name["teacher+qat/int8"]
+    assert qat.measured and qat.mode == "int8" and "quantization-aware" in qat.technique
