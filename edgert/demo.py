@@ -135,7 +135,9 @@ def _row(result, target, test) -> dict[str, Any]:
         "candidates": len(result.candidates),
         "model": str(result.output_dir / "best" / "model.tflite") if result.best else None,
     }
-    if result.best is not None and target.kind == "mcu":
+    from edgert.runtime.micro import micro_available
+
+    if result.best is not None and target.kind == "mcu" and micro_available():
         from edgert.optimize.micro_eval import micro_top1
 
         tflm = micro_top1(result.best_tflite, test.x, test.y, limit=_MICRO_SAMPLES)

@@ -33,7 +33,7 @@ import numpy as np
 
 from edgert.errors import ConversionError, EdgertError, InputDataError
 from edgert.optimize.data import Dataset, load_dataset, split_dataset
-from edgert.runtime.micro import MicroError
+from edgert.runtime.micro import MicroError, micro_available
 from edgert.progress import report
 
 __all__ = [
@@ -352,6 +352,10 @@ class _Search:
         self.base_accuracy = 0.0
         self.predicted_misfits: set[str] = set()
         self.mcu = getattr(target, "kind", "") == "mcu"
+        # Accuracy on an MCU is measured under TensorFlow Lite Micro when it is installed (convert extra).
+        self.micro = self.mcu and micro_available()
+        if self.mcu and not self.micro:
+            log.warning("tflite_micro is not installed: MCU candidates are evaluated with the host interpreter")
 
     # -- conversions and measurements -------------------------------------------------
     def io_types(self, mode: str) -> tuple[str | None, str | None]:
@@ -452,7 +456,7 @@ class _Search:
             return self.record(c, on_candidate)
         fit = self.fit(data, measure=True)
         try:
-            acc, host = self.score(data, micro=self.mcu)
+            acc, host = self.score(data, micro=self.micro)
         except MicroError as e:
             c.size_bytes, c.fits = len(data), False
             c.status, c.reason = "failed", f"TensorFlow Lite Micro cannot run it: {e}"
@@ -462,7 +466,7 @@ class _Search:
         c.arena_bytes = fit.micro_arena_bytes or fit.arena_bytes
         c.flash_bytes, c.target_latency_ms = fit.flash_bytes, fit.latency_ms
         c.host_latency_ms, c.accuracy = round(host, 4), round(acc, 4)
-        c.evaluated_with = "tflite-micro" if self.mcu else "interpreter"
+        c.evaluated_with = "tflite-micro" if self.micro else "interpreter"
         c.accuracy_drop = round(100.0 * (self.base_accuracy - acc), 2) + 0.0  # + 0.0: no "-0.0"
         c.fits, c.sha256 = bool(fit.fits), hashlib.sha256(data).hexdigest()
         c.failed_checks = [ch.name for ch in fit.checks if not ch.ok]

@@ -265,8 +265,10 @@ def check_model(
             memory_bytes=memory_bytes or default_memory,
         )
     except IsolationError as e:
-        # A timeout can be a busy machine rather than the file: do not remember it.
-        if use_cache and e.kind != "timeout":
+        # A timeout can be a busy machine, a SIGKILL the system's OOM killer, rather than
+        # the file: do not condemn the file forever for those.
+        transient = e.kind == "timeout" or (e.kind == "signal" and e.detail == "SIGKILL")
+        if use_cache and not transient:
             record = {"ok": False, "kind": e.kind, "detail": e.detail, "time": time.time()}
             _write_atomic(cache_dir() / f"{key}.json", record)
         raise InvalidModelError(isolation_reason(e, name), _BAD_MODEL_HINT) from None

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from edgert.cli import main
-from tests.loop.conftest import AD01_INT8, VWW_INT8, csv_line
+from tests.loop.conftest import AD01_INT8, VWW_INT8, csv_line, start_writer
 
 pytestmark = pytest.mark.runtime
 
@@ -36,12 +36,15 @@ def test_sigterm_ends_a_running_loop_cleanly_with_the_summary(ad01_model, ad01_f
     try:
         # Wait (safety deadline only) until the loop runs, then feed it three windows.
         deadline = time.monotonic() + 60
+        early = []
         while time.monotonic() < deadline and proc.poll() is None:
             line = proc.stderr.readline()
+            early.append(line)
             if "running" in line:
                 break
-        for row in ad01_frames[:15]:
-            pty_pair.write(csv_line(row))
+        assert proc.poll() is None, "".join(early)
+        # A writer thread: the pty buffer is small and must never block the test itself.
+        start_writer(lambda: [pty_pair.write(csv_line(row)) for row in ad01_frames[:15]])
         while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
             time.sleep(0.02)
         proc.send_signal(signal.SIGTERM)
