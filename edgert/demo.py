@@ -40,6 +40,8 @@ _TEST_FRACTION = 0.3
 _MICRO_SAMPLES = 200
 #: Each 16×16 digit is shown as a 128×128 frame (a nearest-neighbour blow-up the loop scales back exactly).
 _FRAME_SCALE = 8
+#: A running accuracy tally every this many frames of the loop.
+_TALLY_EVERY = 20
 
 
 def demo_space():
@@ -200,6 +202,8 @@ def run_demo_loop(model_path: str | Path, video_path: str | Path, truth: np.ndar
         if result.classes and 0 <= result.frame < len(truth):
             score["scored"] += 1
             score["correct"] += int(result.classes[0].id == int(truth[result.frame]))
+            if live is not None and score["scored"] % _TALLY_EVERY == 0:
+                live(f"  -- {score['correct']}/{score['scored']} frames recognised so far")
 
     class _Lines(io.TextIOBase):
         def write(self, s: str) -> int:

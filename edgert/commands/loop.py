@@ -36,6 +36,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N predictions")
     p.add_argument("--top-k", type=int, default=None, metavar="K", help="classes per result (classification)")
     p.add_argument("--threshold", type=float, default=None, metavar="T", help="score threshold, or the anomaly threshold for anomaly models")
+    p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line (for models without edgert metadata)")
     p.add_argument("--task", choices=("classification", "detection", "anomaly", "regression"), default=None,
                    help="postprocessing (default: from metadata, else from output shapes)")
     p.add_argument("--backend", default=None, help="interpreter backend: ai_edge_litert or tflite_runtime")
@@ -68,6 +69,7 @@ def _run(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise InputDataError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    labels = _read_labels(args.labels) if args.labels else None
     model = load_model(args.model, backend=args.backend, threads=args.threads)
     sinks = []
     try:
@@ -86,6 +88,7 @@ def _run(args) -> int:
         task=args.task,
         top_k=args.top_k,
         threshold=args.threshold,
+        labels=labels,
         max_frames=args.max_frames,
         queue_size=args.queue,
         stall_timeout=args.stall_timeout,
@@ -94,3 +97,16 @@ def _run(args) -> int:
         summary = pipeline.run()
     emit(args, summary.to_dict(), lambda _: summary.text())
     return 1 if summary.stopped_by == "error" else 0
+
+
+def _read_labels(path: str) -> list[str]:
+    from edgert.errors import InputDataError
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            labels = [line.strip() for line in f if line.strip()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputDataError(f"--labels {path}: cannot read it: {e}") from None
+    if not labels:
+        raise InputDataError(f"--labels {path} holds no names", "one class name per line")
+    return labels

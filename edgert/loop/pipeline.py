@@ -5,9 +5,10 @@ tensor (resize, colour, normalise, quantize) into a bounded queue; the calling
 thread invokes the model, postprocesses and writes to the sinks. So capture and
 preprocessing of frame N+1 overlap inference of frame N.
 
-- Live sources (cameras, sensors): the queue holds ``queue_size`` (default 1)
-  frames and a new frame pushes out the oldest, counted in ``dropped``; the
-  loop always works on a fresh frame, so latency stays bounded.
+- Live sources (cameras, sensors): the queue holds ``queue_size`` frames (1 for
+  cameras, 16 windows for a bursty serial sensor) and a new frame pushes out the
+  oldest, counted in ``dropped``; the loop always works on a fresh frame, so
+  latency stays bounded.
 - Finite sources (video, images, npy, stdin): the reader waits for room
   (back-pressure); every frame is predicted exactly once, in order.
 
@@ -72,9 +73,11 @@ class RunSummary:
         max_queue: Largest queue depth seen (live: never above the queue size).
         max_lag: Most frames captured after a frame by the time its inference
             started (how stale a prediction can be; live: at most the queue size).
-        stages_ms: Mean milliseconds per frame of each stage: ``read`` (capture/decode),
-            ``preprocess``, ``invoke`` (set input + invoke + read outputs),
-            ``postprocess``, ``sinks``.
+        stages_ms: Mean milliseconds per frame of each stage. Capture thread:
+            ``read`` (capture/decode), ``preprocess`` (resize, colour, normalise,
+            quantize). Loop thread: ``wait`` (for the next frame), ``set_input``,
+            ``invoke``, ``outputs`` (read and dequantize), ``postprocess``
+            (results), ``sinks``.
     """
 
     frames: int = 0
@@ -191,6 +194,7 @@ class Pipeline:
         task: Force the postprocessing task (else metadata, else inferred).
         top_k: Classes per result.
         threshold: Score threshold (classification/detection) or anomaly threshold.
+        labels: Class names for a model whose metadata has none.
         max_frames: Stop after this many predictions.
         queue_size: Frames buffered between capture and inference (default: the
             source's :attr:`~edgert.loop.Source.queue_size`: 1 for cameras, 16 for
@@ -204,7 +208,9 @@ class Pipeline:
         InputDataError: The source cannot feed the model (an audio/feature model on
             a camera, a window of the wrong size, a multi-input model).
 
-    The pipeline owns ``source`` and ``sinks`` and closes them when :meth:`run` ends.
+    Source and sink objects must already be open (:func:`~edgert.loop.open_source`
+    and :func:`~edgert.loop.open_sink` open them; URLs are opened here). The
+    pipeline owns them and closes them when :meth:`run` ends; run it once.
     """
 
     def __init__(
@@ -216,6 +222,7 @@ class Pipeline:
         task: str | None = None,
         top_k: int | None = None,
         threshold: float | None = None,
+        labels: Sequence[str] | None = None,
         max_frames: int | None = None,
         queue_size: int | None = None,
         stall_timeout: float = 5.0,
@@ -237,7 +244,7 @@ class Pipeline:
                 sink = open_sink(s) if isinstance(s, str) else s
                 self.sinks.append(sink)
                 opened.append(sink)
-            self._setup(task, top_k, threshold)
+            self._setup(task, top_k, threshold, labels)
         except BaseException:
             for thing in opened:
                 thing.close()
@@ -251,7 +258,9 @@ class Pipeline:
         self.on_result = on_result
         self._stop = threading.Event()
         self._capture_done = threading.Event()
-        self._heartbeat = time.monotonic()
+        self._heartbeat = time.monotonic()  # last read that returned (stall detection)
+        self._alive = self._heartbeat  # last sign of life of the capture thread (systemd watchdog)
+        self._reopening = False
         self._captured = 0
         self._reopens = 0
         self._skipped = 0
@@ -260,7 +269,7 @@ class Pipeline:
         self._thread: threading.Thread | None = None
 
     # -- setup --------------------------------------------------------------------------
-    def _setup(self, task: str | None, top_k: int | None, threshold: float | None) -> None:
+    def _setup(self, task: str | None, top_k: int | None, threshold: float | None, labels: Sequence[str] | None) -> None:
         model = self.model
         if len(model.inputs) != 1:
             raise InputDataError(f"the loop feeds one input; this model takes {len(model.inputs)}", "use edgert predict with one .npy per input")
@@ -278,7 +287,7 @@ class Pipeline:
             plan = image_preprocess_for(spec, metadata)
         self.plan = plan
         self.post = Postprocessor(model.inputs, model.outputs, metadata, task=task, top_k=top_k, threshold=threshold,
-                                  model_file=getattr(model, "file", None))
+                                  labels=labels, model_file=getattr(model, "file", None))
         self._input_dtype = np.dtype(spec.dtype)
 
     def _prepare(self, frame: Frame) -> None:
@@ -310,6 +319,7 @@ class Pipeline:
         try:
             while not stop.is_set():
                 t0 = time.perf_counter()
+                self._alive = time.monotonic()
                 try:
                     frame = source.read()
                 except EndOfSource:
@@ -343,14 +353,26 @@ class Pipeline:
                     break
         except EdgertError as e:
             self._fatal = str(e)
+        except Exception as e:  # a driver/decoder bug: end the run with it in the summary, not a silent dead thread
+            log.exception("capture thread failed")
+            self._fatal = f"{source.describe()}: {type(e).__name__}: {e}"
         finally:
             self._capture_done.set()
             self.queue.close()
 
     def _reopen(self, reason: Exception) -> bool:
         """Reopen a lost live source with back-off; False when stopped first."""
+        self._reopening = True
+        try:
+            return self._reopen_with_backoff(reason)
+        finally:
+            self._reopening = False
+            self._heartbeat = time.monotonic()
+
+    def _reopen_with_backoff(self, reason: Exception) -> bool:
         attempt = 0
         while not self._stop.is_set():
+            self._alive = time.monotonic()
             delay = self.retry_delays[min(attempt, len(self.retry_delays) - 1)]
             log.warning("%s: %s; reopening in %.1f s", self.source.describe(), reason, delay)
             self.source.close()
@@ -363,7 +385,6 @@ class Pipeline:
                 attempt += 1
                 continue
             self._reopens += 1
-            self._heartbeat = time.monotonic()
             log.info("%s: reopened", self.source.describe())
             return True
         return False
@@ -375,7 +396,7 @@ class Pipeline:
         n_out = len(model.outputs)
         latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         sink_errors: dict[str, dict[str, Any]] = {}
-        stages = {"invoke": 0.0, "postprocess": 0.0, "sinks": 0.0}
+        stages = dict.fromkeys(("wait", "set_input", "invoke", "outputs", "postprocess", "sinks"), 0.0)
         frames = max_lag = 0
         stopped_by = "end"
         need_float_input = post.task == "anomaly"
@@ -390,6 +411,7 @@ class Pipeline:
                 if self._stop.is_set():
                     stopped_by = "stop"
                     break
+                t_wait = time.perf_counter()
                 frame = self.queue.get(_POLL)
                 if frame is None:
                     if self._stop.is_set():
@@ -399,20 +421,21 @@ class Pipeline:
                         break
                     self._watchdog()
                     continue
-                max_lag = max(max_lag, self._captured - 1 - frame.index)
                 t0 = time.perf_counter()
+                max_lag = max(max_lag, self._captured - 1 - frame.index)
                 model.set_input(0, frame.tensor)
-                model.invoke()
-                outputs = [model.get_output(i) for i in range(n_out)]
                 t1 = time.perf_counter()
+                model.invoke()
+                t2 = time.perf_counter()
+                outputs = [model.get_output(i) for i in range(n_out)]
+                t3 = time.perf_counter()
                 model_input = None
                 if need_float_input:
                     model_input = frame.data if frame.kind == "tensor" and np.asarray(frame.data).dtype.kind == "f" else dequantize(frame.tensor, spec)
                 fields = post(outputs, model_input)
-                done = time.monotonic()
-                latency = (done - frame.timestamp) * 1000.0
+                latency = (time.monotonic() - frame.timestamp) * 1000.0
                 result = Result(frame.index, frame.name, post.task, latency, time=time.time(), **fields)
-                t2 = time.perf_counter()
+                t4 = time.perf_counter()
                 for sink in self.sinks:
                     try:
                         sink.write(result, frame)
@@ -420,10 +443,13 @@ class Pipeline:
                         self._sink_failed(sink, e, sink_errors)
                 if self.on_result is not None:
                     self.on_result(result)
-                t3 = time.perf_counter()
-                stages["invoke"] += t1 - t0
-                stages["postprocess"] += t2 - t1
-                stages["sinks"] += t3 - t2
+                t5 = time.perf_counter()
+                stages["wait"] += t0 - t_wait
+                stages["set_input"] += t1 - t0
+                stages["invoke"] += t2 - t1
+                stages["outputs"] += t3 - t2
+                stages["postprocess"] += t4 - t3
+                stages["sinks"] += t5 - t4
                 latencies.append(latency)
                 frames += 1
                 self.notifier.watchdog()
@@ -434,6 +460,8 @@ class Pipeline:
             stopped_by, self._fatal = "error", str(e)
         except (RuntimeError, ValueError) as e:  # the interpreter failing mid-run
             stopped_by, self._fatal = "error", f"{type(e).__name__}: {e}"
+        except KeyboardInterrupt:  # Ctrl-C without signal handlers installed: still a clean stop
+            stopped_by = "stop"
         finally:
             elapsed = time.monotonic() - start
             self._shutdown()
@@ -465,12 +493,17 @@ class Pipeline:
         return summary
 
     def _watchdog(self) -> None:
-        """Idle tick: ping systemd while the source is alive; reopen a live source that stalled."""
-        idle = time.monotonic() - self._heartbeat
-        if idle < self.stall_timeout:
+        """Idle tick: ping systemd while capture is alive; reset a live source whose read stalled.
+
+        Waiting for an unplugged camera to come back is healthy (pings go on);
+        a read stuck in a driver is not: it is interrupted after ``stall_timeout``
+        and, if that does not help, systemd's WatchdogSec restarts the process.
+        """
+        now = time.monotonic()
+        if now - self._alive < self.stall_timeout + max(self.retry_delays):
             self.notifier.watchdog()
-            return
-        if self.source.live and not self._capture_done.is_set():
+        idle = now - self._heartbeat
+        if idle >= self.stall_timeout and self.source.live and not self._reopening and not self._capture_done.is_set():
             log.warning("%s: no frame for %.1f s; resetting it", self.source.describe(), idle)
             self._heartbeat = time.monotonic()  # one interrupt per stall period
             # Closing the device makes a read blocked in the driver return, so the

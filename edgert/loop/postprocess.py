@@ -4,8 +4,10 @@ The task comes from the model's metadata (``task``) or, when absent, from its
 output shapes:
 
 - ``detection``: the four outputs of ``TFLite_Detection_PostProcess`` (boxes,
-  classes, scores, count), or raw ``boxes [1,N,4]`` + ``scores [1,N,C]`` which
-  are decoded here with non-maximum suppression;
+  classes, scores, count), or raw ``boxes [1,N,4]`` + ``scores [1,N,C]``, or
+  (with ``task: detection`` in the metadata or ``--task detection``) one YOLO-style
+  ``[1, N, 4+C]`` / ``[1, 4+C, N]`` output (``cx, cy, w, h`` then class scores);
+  raw boxes are decoded here with per-class non-maximum suppression;
 - ``anomaly``: one output shaped like the input (an autoencoder, e.g. MLPerf
   Tiny ad01): the score is the reconstruction mean squared error;
 - ``classification``: one ``[1, C]`` output with C >= 2;
@@ -307,6 +309,14 @@ def _raw_box_shapes(outputs) -> tuple[int, int] | None:
     return None
 
 
+def _input_hw(inputs) -> tuple[int, int]:
+    """(height, width) of an NHWC/NCHW image input, (1, 1) when there is none."""
+    shape = tuple(inputs[0].shape) if inputs else ()
+    if len(shape) == 4:
+        return (shape[2], shape[3]) if shape[1] in (1, 3) and shape[3] not in (1, 3) else (shape[1], shape[2])
+    return 1, 1
+
+
 class Postprocessor:
     """Turns one inference's outputs into task results, configured once per model.
 
@@ -317,18 +327,20 @@ class Postprocessor:
         task: Force a task (else metadata, else inferred).
         top_k: Classes to report (default: metadata ``top_k`` or 1).
         threshold: Score threshold (classification/detection) or anomaly threshold.
+        labels: Class names (else the metadata's ``labels``).
         model_file: The :class:`~edgert.model.ModelFile` (finds TFLite_Detection_PostProcess).
     """
 
     def __init__(self, inputs, outputs, metadata: dict | None = None, *, task: str | None = None, top_k: int | None = None,
-                 threshold: float | None = None, model_file=None) -> None:
+                 threshold: float | None = None, labels: Sequence[str] | None = None, model_file=None) -> None:
         md = metadata or {}
         post = md.get("postprocessing") or {}
         if task is not None and task not in TASKS:
             raise InputDataError(f"unknown task {task!r}", f"use one of: {', '.join(TASKS)}")
         self.task = task or infer_task(inputs, outputs, md, model_file)
-        labels = md.get("labels")
-        self.labels = [str(x) for x in labels] if isinstance(labels, list) else None
+        if labels is None:
+            labels = md.get("labels")
+        self.labels = [str(x) for x in labels] if isinstance(labels, (list, tuple)) else None
         self.top_k = int(top_k if top_k is not None else post.get("top_k", 1))
         self.logits = post.get("output") == "logits"
         self.box_format = post.get("box_format", "yxyx")
@@ -343,10 +355,18 @@ class Postprocessor:
         self._inputs, self._outputs = inputs, outputs
         self._order: list[int] | None = None
         self._raw: tuple[int, int] | None = None
+        self._yolo: bool | None = None  # single [1, N, 4+C] output; True when stored as [1, 4+C, N]
         if self.task == "detection":
             self._order = _detection_postprocess_order(model_file, outputs) or _ssd_shapes(outputs)
             self._raw = None if self._order else _raw_box_shapes(outputs)
-            if self._order is None and self._raw is None:
+            if self._order is None and self._raw is None and len(outputs) == 1 and len(outputs[0].shape) == 3:
+                n, m = outputs[0].shape[1:]
+                if min(n, m) > 4:
+                    self._yolo = n < m  # YOLOv8 exports (1, 84, 8400): channels first
+                    self.box_format = post.get("box_format", "cxcywh")
+                    h, w = _input_hw(inputs)
+                    self._box_scale = np.array([w, h, w, h], np.float32)
+            if self._order is None and self._raw is None and self._yolo is None:
                 raise InputDataError(
                     f"detection model outputs {[list(o.shape) for o in outputs]} are not SSD-style or boxes+scores",
                     "use --task classification/regression, or export with TFLite_Detection_PostProcess",
@@ -372,6 +392,14 @@ class Postprocessor:
             if self._order is not None:
                 b, c, s, n = (outputs[i] for i in self._order)
                 return {"objects": get_objects(b, c, s, n, threshold=thr, labels=self.labels)}
+            if self._yolo is not None:
+                out = np.asarray(outputs[0], np.float32)[0]
+                rows = out.T if self._yolo else out
+                boxes = rows[:, :4]
+                if boxes.size and float(np.max(boxes)) > 1.5:  # pixel coordinates of the model input
+                    boxes = boxes / self._box_scale
+                return {"objects": decode_boxes(boxes, rows[:, 4:], threshold=thr, iou_threshold=self.iou_threshold,
+                                                box_format=self.box_format, labels=self.labels)}
             bi, si = self._raw  # type: ignore[misc]
             return {"objects": decode_boxes(outputs[bi], outputs[si], threshold=thr, iou_threshold=self.iou_threshold,
                                             box_format=self.box_format, labels=self.labels)}

@@ -22,6 +22,7 @@ Add a source with :func:`register_source`; a source class implements
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import logging
 import sys
@@ -32,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgert.errors import DeviceError, InputDataError
-from edgert.loop.urls import ParsedUrl, bool_option, choice_option, float_option, int_option, parse_url
+from edgert.loop.urls import ParsedUrl, choice_option, float_option, int_option, parse_url
 from edgert.loop.windows import BINARY_DTYPES, WindowAssembler
 
 __all__ = [
@@ -466,8 +467,9 @@ class NpySource(Source):
     """Arrays from a ``.npy`` file (``npy:inputs.npy``); finite.
 
     The file holds one input (the model's input shape or its element count) or
-    many along the first axis. A stack of uint8 pictures (``N x H x W [x 3]``)
-    for an image model is resized and normalised like any image.
+    many along the first axis, used as is (floats are quantized for quantized
+    inputs). 8-bit pictures (``[N x] H x W [x 3]`` uint8) for a model whose
+    input is not uint8 are resized and normalised like any image.
     """
 
     scheme = "npy"
@@ -493,12 +495,17 @@ class NpySource(Source):
     def configure(self, spec, plan) -> None:
         arr = self._array
         n = spec.num_elements
+        if arr.dtype == np.uint8 and spec.dtype != "uint8" and plan is None and arr.ndim in (2, 3, 4):
+            # 8-bit pixels for a float/int8 model: they need normalising, not a cast.
+            if arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] in (1, 3)):
+                arr = arr[None]
+            if arr.ndim == 3 or arr.shape[-1] in (1, 3):
+                self._frames, self._frame_kind = arr, "image"
+                return
         if arr.size == n:
             self._frames = arr.reshape(1, n)
         elif arr.ndim >= 2 and int(np.prod(arr.shape[1:])) == n:
             self._frames = arr.reshape(arr.shape[0], n)
-        elif arr.dtype == np.uint8 and arr.ndim in (3, 4) and (arr.ndim == 3 or arr.shape[-1] in (1, 3)):
-            self._frames, self._frame_kind = arr, "image"  # N pictures for the image path
         else:
             raise InputDataError(
                 f"npy: {self.path.name} has shape {list(arr.shape)}; the model input {spec.name!r} takes {list(spec.shape)} ({n} values)",
@@ -536,7 +543,7 @@ class _StreamSource(Source):
         self.columns = int_option(url, "columns", None, 1)
         self.dtype = choice_option(url, "dtype", "float32", BINARY_DTYPES)
         self.assembler = self._make_assembler(self.window or 1)
-        self._ready: list[np.ndarray] = []
+        self._ready: collections.deque[np.ndarray] = collections.deque()
         self._windows = 0
 
     def _make_assembler(self, window: int) -> WindowAssembler:
@@ -560,7 +567,7 @@ class _StreamSource(Source):
     def _next_ready(self) -> Frame | None:
         if not self._ready:
             return None
-        values = self._ready.pop(0)
+        values = self._ready.popleft()
         self._windows += 1
         return Frame(values, "tensor", name=f"window {self._windows - 1}")
 
@@ -568,8 +575,10 @@ class _StreamSource(Source):
 class SerialSource(_StreamSource):
     """A sensor on a serial port (``serial:/dev/ttyUSB0?baud=115200&format=csv&window=640&hop=128``).
 
-    ``PORT`` is any pyserial URL (``/dev/ttyACM0``, ``COM3``, ``socket://...``,
-    ``rfc2217://...``, ``spy://...``); options pyserial knows stay on it.
+    ``PORT`` is any pyserial URL (``/dev/ttyACM0``, ``COM3``, ``spy://...``,
+    ``socket://...``, ``rfc2217://...``); options pyserial knows stay on it. (The
+    last two are network transports: the only way the loop ever opens a socket
+    is a user asking for one here.)
     ``window`` defaults to the model's input size, ``hop`` to ``window``.
     ``format=csv``: one reading per line, numbers separated by commas/spaces;
     ``format=binary``: raw little-endian samples of ``dtype``. Malformed lines are

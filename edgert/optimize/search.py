@@ -112,7 +112,29 @@ class SearchSpace:
 
 @dataclass
 class Candidate:
-    """One measured (or skipped) candidate; the rows of ``candidates.json``."""
+    """One measured (or skipped) candidate; the rows of ``candidates.json``.
+
+    Attributes:
+        name: ``variant/format``, e.g. ``student0.5+structured50/int8``.
+        variant: The Keras model it came from (``teacher``, ``structured50``, ``student0.5+qat`` ...).
+        technique: Human description (format + techniques).
+        mode: Converter format: ``float16``, ``dynamic``, ``int8`` or ``int16x8``.
+        status: ``passed`` (fits and within budget), ``failed`` (measured; ``reason`` says why) or
+            ``skipped`` (not converted: the target cannot run the format, it was predicted not to fit,
+            or a gentler level already blew the budget).
+        reason: Why it failed or was skipped (or a note, e.g. the gzip size of a magnitude-pruned model).
+        size_bytes: The .tflite file size; ``gzip_bytes`` its compressed size.
+        parameters, sparsity: Weight count of the variant and its fraction of zero kernel weights.
+        arena_bytes: Tensor arena (TFLite Micro's real figure on MCUs, else edgert's plan).
+        flash_bytes: What the fit check counted against flash.
+        target_latency_ms: Estimated latency on the target (from the profile's cost model).
+        host_latency_ms: Measured median invoke time on this host (one thread).
+        accuracy: Top-1 on the held-out data (0..1); ``accuracy_drop`` in points below the float teacher.
+        evaluated_with: ``tflite-micro`` (MCU targets: the device's interpreter) or ``interpreter``.
+        fits: Whether :func:`edgert.fit.check_fit` passed; ``failed_checks`` names the checks that did not.
+        sha256: Of the measured bytes (the winner in ``best/`` also carries metadata, so its hash differs).
+        chosen: The winner.
+    """
 
     name: str
     variant: str
@@ -219,8 +241,10 @@ class VariantCache:
     """Trained model variants and conversions shared across targets (the demo optimizes one model for four).
 
     Keys are independent of the target, so a variant trained while optimizing for
-    one profile is reused for the next; conversions are keyed by format and I/O
-    types, evaluations by the bytes' sha256.
+    one profile is reused for the next; conversions are keyed by format, I/O
+    types and full-integer setting, evaluations by the bytes' sha256. Use one
+    cache per teacher, training data and :class:`SearchSpace`: variants are
+    keyed by name only.
     """
 
     def __init__(self) -> None:
@@ -367,11 +391,11 @@ class _Search:
         from edgert.convert import convert_keras
 
         in_t, out_t = self.io_types(mode)
-        ck = (key, mode, in_t, out_t)
+        # Full-integer targets (MCU, Edge TPU) must not get float fallback kernels.
+        full = bool(getattr(self.target, "full_int8", False)) and mode == "int8"
+        ck = (key, mode, in_t, out_t, full)
         if ck not in self.cache.tflite:
             rep = self.calibration if mode in ("int8", "int16x8") else None
-            # Full-integer targets (MCU, Edge TPU) must not get float fallback kernels.
-            full = bool(getattr(self.target, "full_int8", False)) and mode == "int8"
             self.cache.tflite[ck] = convert_keras(model, mode=mode, representative_data=rep,
                                                    input_dtype=in_t, output_dtype=out_t, full_int8=full)
         return self.cache.tflite[ck]

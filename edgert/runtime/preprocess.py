@@ -42,6 +42,8 @@ RESIZE_MODES = ("bilinear", "nearest", "center_crop")
 _IMAGE_DTYPES = ("float32", "float16", "uint8", "int8", "int16")
 #: Beyond this aspect ratio a 2-D input is a spectrogram/feature map, not a picture.
 _MAX_ASPECT = 4.0
+#: Pillow reducing_gap for bilinear downscaling (see ImagePreprocess._resize_pil).
+_REDUCING_GAP = 3.0
 #: ITU-R 601-2 luma in Pillow's 16-bit fixed point (so arrays and convert("L") agree to the bit).
 _LUMA = np.array([19595, 38470, 7471], np.uint32)
 
@@ -67,6 +69,8 @@ class ImagePreprocess:
         lut: ``(channels, 256)`` table: 8-bit pixel value -> input value (normalised
             and quantized) in ``dtype``; the per-frame path is a lookup.
         uniform: True when every channel shares one table row (one lookup per frame).
+        shortcut: ``"identity"`` / ``"xor128"`` when the table is ``p`` / ``p - 128``
+            (raw-pixel uint8 and the usual int8 models): one vector op, no lookup.
     """
 
     height: int
@@ -83,6 +87,7 @@ class ImagePreprocess:
     layout: str = "NHWC"
     lut: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
     uniform: bool = field(default=False, repr=False)
+    shortcut: str | None = field(default=None, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly description (for reports and ``--verbose`` logs)."""
@@ -115,13 +120,16 @@ class ImagePreprocess:
 
     def _lookup(self, pixels: np.ndarray) -> np.ndarray:
         lut = self.lut
+        if self.shortcut == "identity":  # uint8 input of raw pixels
+            return np.array(pixels, dtype=np.uint8, copy=True)
+        if self.shortcut == "xor128":  # int8 input = pixel - 128 (the common int8 image models)
+            return (pixels ^ np.uint8(0x80)).view(np.int8)
         if self.uniform:
-            return lut[0][pixels]
+            return np.take(lut[0], pixels)
         # One fancy-index over a flattened table: pixel + 256 * channel.
-        flat = lut.reshape(-1)
         idx = pixels.astype(np.intp)
         idx += np.arange(self.channels, dtype=np.intp) * 256
-        return flat[idx]
+        return np.take(lut.reshape(-1), idx)
 
     def _arithmetic(self, pixels: np.ndarray) -> np.ndarray:
         # Float or 16-bit frames (e.g. from a .npy source) take the arithmetic path.
@@ -140,11 +148,10 @@ class ImagePreprocess:
                 if img.mode != "L":
                     img = img.convert("L")
                 color = "grayscale"
-            elif img.mode != "RGB":
-                img = img.convert("RGB")
-                color = "rgb"
             else:
-                color = "rgb" if color == "grayscale" else color
+                if img.mode != "RGB":
+                    img = img.convert("RGB")
+                color = "rgb"  # a Pillow image is RGB by definition
             arr = np.asarray(self._resize_pil(img))
         else:
             arr = np.asarray(image)
@@ -171,8 +178,11 @@ class ImagePreprocess:
             return img
         if self.resize == "center_crop":
             img = img.crop(_center_box(img.size[0], img.size[1], self.width, self.height))
-        resample = Image.Resampling.NEAREST if self.resize == "nearest" else Image.Resampling.BILINEAR
-        return img.resize((self.width, self.height), resample)
+        if self.resize == "nearest":
+            return img.resize((self.width, self.height), Image.Resampling.NEAREST)
+        # Shrinking a camera frame more than 3x: box-reduce first (Pillow's reducing_gap),
+        # ~30% faster at 640x480 -> 96x96; identical to plain bilinear below 3x.
+        return img.resize((self.width, self.height), Image.Resampling.BILINEAR, reducing_gap=_REDUCING_GAP)
 
     def _resize_array(self, arr: np.ndarray) -> np.ndarray:
         if arr.shape[:2] == (self.height, self.width):
@@ -289,6 +299,16 @@ def _default_normalization(spec: TensorSpec) -> tuple[float, float]:
     return 0.0, 255.0
 
 
+def _shortcut(lut: np.ndarray, dtype: str) -> str | None:
+    """Name a table that is a plain bit operation on the pixel, else None."""
+    pixels = np.arange(256)
+    if dtype == "uint8" and np.array_equal(lut[0], pixels):
+        return "identity"
+    if dtype == "int8" and np.array_equal(lut[0], pixels - 128):
+        return "xor128"
+    return None
+
+
 def image_preprocess_for(spec: TensorSpec, metadata: dict | None) -> ImagePreprocess:
     """Build the preprocessing plan for one model input.
 
@@ -341,6 +361,7 @@ def image_preprocess_for(spec: TensorSpec, metadata: dict | None) -> ImagePrepro
     pixels = np.arange(256, dtype=np.float32)
     lut = np.stack([_quantize((pixels - mean[c]) / std[c], spec.dtype, spec.scale, spec.zero_point) for c in range(channels)])
     lut.setflags(write=False)
+    uniform = bool(all(np.array_equal(lut[0], row) for row in lut))
     return ImagePreprocess(
         height=height,
         width=width,
@@ -355,7 +376,8 @@ def image_preprocess_for(spec: TensorSpec, metadata: dict | None) -> ImagePrepro
         shape=tuple(spec.shape),
         layout=layout,
         lut=lut,
-        uniform=bool(all(np.array_equal(lut[0], row) for row in lut)),
+        uniform=uniform,
+        shortcut=_shortcut(lut, spec.dtype) if uniform else None,
     )
 
 

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -26,7 +24,8 @@ def _one_line_error(capsys) -> str:
     return lines[0]
 
 
-def test_sigterm_ends_a_running_loop_cleanly_with_the_summary(ad01_model, ad01_frames, pty_pair, tmp_path):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_signal_ends_a_running_loop_cleanly_with_the_summary(signum, ad01_model, ad01_frames, pty_pair, tmp_path):
     out = tmp_path / "preds.jsonl"
     proc = subprocess.Popen(
         [sys.executable, "-m", "edgert", "run", str(AD01_INT8), "--source", f"serial:{pty_pair.name}?hop=640",
@@ -47,7 +46,7 @@ def test_sigterm_ends_a_running_loop_cleanly_with_the_summary(ad01_model, ad01_f
         start_writer(lambda: [pty_pair.write(csv_line(row)) for row in ad01_frames[:15]])
         while time.monotonic() < deadline and (not out.exists() or len(out.read_text().splitlines()) < 3):
             time.sleep(0.02)
-        proc.send_signal(signal.SIGTERM)
+        proc.send_signal(signum)
         stdout, stderr = proc.communicate(timeout=30)
     finally:
         if proc.poll() is None:
@@ -103,3 +102,12 @@ def test_unwritable_sink_exits_2(scene_images, tmp_path, capsys):
     rc = main(["run", str(VWW_INT8), "--source", f"images:{tmp_path}", "--sink", f"jsonl:{tmp_path / 'file' / 'x.jsonl'}"])
     assert rc == 2
     assert "cannot write" in _one_line_error(capsys)
+
+
+def test_stdin_pipe_through_the_command(ad01_frames):
+    data = b"".join(csv_line(row) for row in ad01_frames[:10])
+    proc = subprocess.run([sys.executable, "-m", "edgert", "run", str(AD01_INT8), "--source", "stdin?hop=640", "--json", "--threshold", "1e9"],
+                          input=data, capture_output=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr.decode()
+    summary = json.loads(proc.stdout)
+    assert summary["frames"] == 2 and summary["stopped_by"] == "end" and summary["task"] == "anomaly"

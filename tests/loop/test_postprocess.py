@@ -89,3 +89,18 @@ def test_anomaly_score_is_reconstruction_mse_with_threshold():
     assert a.score == pytest.approx((1 + 0 + 0 + 4) / 4) and a.is_anomaly is True
     b = Postprocessor([_t("x", (1, 4))], [_t("y", (1, 4))], None)([np.zeros((1, 4))], np.zeros(4))["anomaly"]
     assert b.score == 0.0 and b.is_anomaly is None
+
+
+def test_yolo_style_single_output_channels_first_in_pixels():
+    inp = [_t("images", (1, 64, 64, 3))]
+    out = [_t("output0", (1, 6, 8))]  # 4 box values + 2 classes, 8 candidates, channels first (YOLOv8 export)
+    post = Postprocessor(inp, out, None, task="detection", threshold=0.5, labels=["cat", "dog"])
+    rows = np.array([
+        [32, 32, 16, 16, 0.9, 0.1],   # a cat in the middle
+        [33, 32, 16, 16, 0.8, 0.1],   # the same cat again: suppressed
+        [8, 8, 8, 8, 0.1, 0.7],       # a dog top-left
+        [50, 50, 4, 4, 0.2, 0.3],     # below threshold
+    ] + [[0, 0, 0, 0, 0.0, 0.0]] * 4, np.float32)
+    objects = post([rows.T[None]])["objects"]
+    assert [(o.label, round(o.score, 2)) for o in objects] == [("cat", 0.9), ("dog", 0.7)]
+    assert objects[0].bbox.to_dict() == {"xmin": 0.375, "ymin": 0.375, "xmax": 0.625, "ymax": 0.625}

@@ -117,3 +117,17 @@ def test_bad_metadata_is_a_user_error():
         image_preprocess_for(_spec((1, 4, 4, 3)), {"preprocessing": {"std": [1, 2]}})
     with pytest.raises(InputDataError, match="resize"):
         image_preprocess_for(_spec((1, 4, 4, 3)), {"preprocessing": {"resize": "lanczos"}})
+
+
+def test_shortcuts_and_table_paths_agree_with_arithmetic(vww_model):
+    rgb = _picture(96, 96, seed=11)
+    vww = image_preprocess_for(vww_model.inputs[0], None)
+    assert vww.shortcut == "xor128"
+    assert np.array_equal(vww(rgb)[0], vww.lut[0][rgb])
+    # int8 calibrated on [-1, 1]: a real table (no shortcut), per-pixel equal to the arithmetic.
+    spec = _spec((1, 96, 96, 3), "int8", 1 / 127.5, 0)
+    plan = image_preprocess_for(spec, None)
+    assert plan.shortcut is None and plan.uniform
+    assert np.array_equal(plan(rgb)[0], quantize((rgb.astype(np.float32) - 127.5) / 127.5, spec))
+    identity = image_preprocess_for(_spec((1, 96, 96, 3), "uint8", 1 / 255, 0), None)
+    assert identity.shortcut == "identity" and np.array_equal(identity(rgb)[0], rgb)

@@ -11,6 +11,7 @@ cv2 = pytest.importorskip("cv2")
 
 from edgert.loop import Pipeline  # noqa: E402
 from edgert.runtime.preprocess import image_preprocess_for  # noqa: E402
+from tests.loop.conftest import VWW_INT8  # noqa: E402
 
 FRAMES = 24
 
@@ -103,3 +104,40 @@ def test_audio_model_on_a_video_is_refused(ad01_model, clip):
 
     with pytest.raises(InputDataError, match="not an image"):
         Pipeline(ad01_model, f"video:{clip}")
+
+
+def test_offline_camera_demo_sample_runs(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import CONFORMANCE, ROOT, require_conformance
+
+    require_conformance(CONFORMANCE)
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "samples" / "offline_camera_demo.py"), "--corpus", str(CONFORMANCE), "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "video : 60 frames, 0 dropped" in proc.stdout
+    assert "camera: 150 frames" in proc.stdout
+    assert len((tmp_path / "preds.csv").read_text().splitlines()) == 61
+    assert any((tmp_path / "snapshots").iterdir())
+
+
+def test_pi_camera_sample_on_a_video(clip, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    labels = tmp_path / "labels.txt"
+    labels.write_text("no person\nperson\n")
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "samples" / "pi_camera_classifier.py"), str(VWW_INT8), "--source", f"video:{clip}",
+         "--out", str(tmp_path / "out"), "--labels", str(labels), "--max-frames", "10"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "10 frames, 0 dropped" in proc.stdout
+    assert len((tmp_path / "out" / "preds.jsonl").read_text().splitlines()) == 10
+    assert "person" in proc.stdout

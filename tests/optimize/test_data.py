@@ -11,7 +11,7 @@ from edgert.optimize.data import digit_pixels, load_dataset, split_dataset
 
 
 def test_labeled_folder_becomes_model_ready_arrays(tmp_path):
-    from sklearn.datasets import load_digits
+    load_digits = pytest.importorskip("sklearn.datasets").load_digits
 
     d = load_digits()
     for cls in ("0", "1", "7"):

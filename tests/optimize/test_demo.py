@@ -9,6 +9,9 @@ import sys
 import numpy as np
 import pytest
 
+pytest.importorskip("tensorflow")
+pytest.importorskip("sklearn")
+
 cv2 = pytest.importorskip("cv2")
 
 

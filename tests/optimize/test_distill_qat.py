@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("tensorflow")
+pytest.importorskip("sklearn")
+
 from edgert.errors import InputDataError
 
 

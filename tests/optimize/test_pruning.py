@@ -5,6 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+pytest.importorskip("tensorflow")
+pytest.importorskip("sklearn")
+
 from edgert.errors import ConversionError, InputDataError
 
 
@@ -136,3 +139,26 @@ def test_structured_pruning_refuses_a_branching_model():
     out = keras.layers.Dense(2)(keras.layers.GlobalAveragePooling2D()(x))
     with pytest.raises(ConversionError, match="branches|inputs"):
         structured_prune(keras.Model(inp, out), fraction=0.5, epochs=0)
+
+
+def test_sequential_models_are_narrowed_too():
+    import keras
+
+    from edgert.optimize.distill import width_student
+    from edgert.optimize.pruning import structured_prune
+
+    model = keras.Sequential([
+        keras.Input((8, 8, 1)), keras.layers.Conv2D(8, 3, activation="relu"), keras.layers.BatchNormalization(),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(6, activation="relu"),
+        keras.layers.Dense(3, activation="softmax"),
+    ])
+    pruned = structured_prune(model, fraction=0.5, epochs=0)
+    widths = [layer.get_config().get("filters") or layer.get_config().get("units")
+              for layer in pruned.model.layers if hasattr(layer, "kernel")]
+    assert widths == [4, 3, 3]
+    assert pruned.parameters == (model.count_params(), pruned.model.count_params())
+    # A width-×0.5 student has the pruned shapes but fresh weights.
+    student = width_student(model, 0.5)
+    assert student.count_params() == pruned.model.count_params()
+    x = np.random.default_rng(0).random((4, 8, 8, 1), dtype=np.float32)
+    assert pruned.model.predict(x, verbose=0).shape == (4, 3)

@@ -9,6 +9,9 @@ import signal
 import numpy as np
 import pytest
 
+pytest.importorskip("tensorflow")
+pytest.importorskip("sklearn")
+
 from edgert.cli import main
 
 
@@ -201,3 +204,35 @@ def test_qat_candidate_appears_when_post_training_int8_loses_more_than_the_budge
         pytest.skip("post-training int8 lost nothing on this run, so QAT is (correctly) not tried")
     qat = by_name["teacher+qat/int8"]
     assert qat.measured and qat.mode == "int8" and "quantization-aware" in qat.technique
+
+
+def test_ctrl_c_on_the_command_line_exits_130_and_keeps_what_was_measured(teacher_path, digits_npz, tmp_path):
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "opt"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgert", "optimize", str(teacher_path), "--target", "raspberry-pi-4", "--data",
+         str(digits_npz), "--max-accuracy-drop", "1", "-o", str(out), "--formats", "int8,dynamic",
+         "--sparsity", "none", "--filters", "none", "--students", "0.5"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    deadline = time.monotonic() + 300
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            path = out / "candidates.json"
+            if path.exists() and any(c["accuracy"] is not None for c in json.loads(path.read_text())["candidates"]):
+                break
+            time.sleep(0.05)
+        assert proc.poll() is None, "optimize finished before it could be interrupted"
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    doc = json.loads((out / "candidates.json").read_text())
+    assert doc["interrupted"] is True and any(c["accuracy"] is not None for c in doc["candidates"])
+    assert (out / "pareto.png").is_file() and not (out / "best").exists()
