@@ -71,27 +71,23 @@ def parse_url(url: str, known: frozenset[str] | set[str], *, passthrough: bool =
 
 def int_option(parsed: ParsedUrl, name: str, default: int | None, minimum: int | None = None) -> int | None:
     """An integer option, or ``default`` when absent (InputDataError when malformed)."""
-    if name not in parsed.options:
-        return default
-    raw = parsed.options[name]
-    try:
-        value = int(raw)
-    except ValueError:
-        raise InputDataError(f"{parsed.scheme}: option {name}={raw!r} is not an integer") from None
-    if minimum is not None and value < minimum:
-        raise InputDataError(f"{parsed.scheme}: option {name}={value} must be at least {minimum}")
-    return value
+    return _number_option(parsed, name, default, minimum, int, "an integer")
 
 
 def float_option(parsed: ParsedUrl, name: str, default: float | None, minimum: float | None = None) -> float | None:
     """A float option, or ``default`` when absent (InputDataError when malformed)."""
+    return _number_option(parsed, name, default, minimum, float, "a number")
+
+
+def _number_option(parsed: ParsedUrl, name: str, default, minimum, convert, kind: str):
+    """Parse option ``name`` with ``convert`` and check it against ``minimum``."""
     if name not in parsed.options:
         return default
     raw = parsed.options[name]
     try:
-        value = float(raw)
+        value = convert(raw)
     except ValueError:
-        raise InputDataError(f"{parsed.scheme}: option {name}={raw!r} is not a number") from None
+        raise InputDataError(f"{parsed.scheme}: option {name}={raw!r} is not {kind}") from None
     if minimum is not None and value < minimum:
         raise InputDataError(f"{parsed.scheme}: option {name}={value} must be at least {minimum}")
     return value
