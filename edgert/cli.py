@@ -8,6 +8,7 @@ stdout; logs and progress go to stderr. Exit 0 = success, 1 = a check failed,
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import logging
 import sys
@@ -15,6 +16,7 @@ import traceback
 from typing import Any, Callable
 
 from edgert.errors import EdgertError
+from edgert.jsonutil import json_default
 
 __all__ = ["main", "build_parser"]
 
@@ -26,24 +28,12 @@ EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
 def emit(args: argparse.Namespace, result: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> None:
     """Print ``result`` as one JSON object with ``--json``, else as ``human(result)``."""
     if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(result, default=_json_default) + "\n")
+        sys.stdout.write(json.dumps(result, default=json_default) + "\n")
     else:
         text = human(result)
         if text:
             sys.stdout.write(text.rstrip("\n") + "\n")
     sys.stdout.flush()
-
-
-def _json_default(value: Any) -> Any:
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    return str(value)
 
 
 def progress_bar():
@@ -59,46 +49,16 @@ def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:
     p.add_argument("--verbose", "-v", action="store_true", help="more logging; tracebacks on errors")
 
 
-# ---- model commands: inspect / predict / bench (edgert.model, edgert.runtime) ----
-def _add_model_commands(sub) -> None:
-    from edgert.commands import model as commands
-
-    commands.register(sub, _add_common)
-
-
-# ---- target commands: targets / fit (edgert.targets, edgert.fit) ----
-def _add_target_commands(sub) -> None:
-    from edgert.commands import targets as commands
-
-    commands.register(sub, _add_common)
-
-
-# ---- convert (edgert.convert) ----
-def _add_convert_commands(sub) -> None:
-    from edgert.commands import convert as commands
-
-    commands.register(sub, _add_common)
-
-
-# ---- optimize / demo (edgert.optimize) ----
-def _add_optimize_commands(sub) -> None:
-    from edgert.commands import optimize as commands
-
-    commands.register(sub, _add_common)
-
-
-# ---- run (edgert.loop) ----
-def _add_loop_commands(sub) -> None:
-    from edgert.commands import loop as commands
-
-    commands.register(sub, _add_common)
-
-
-# ---- flash / device / export-c (firmware_tools; only the CLI imports it) ----
-def _add_device_commands(sub) -> None:
-    from firmware_tools import cli as fw_cli
-
-    fw_cli.register(sub, _add_common)
+#: Modules that register subcommands (``register(sub, add_common)``), one per area, in help order.
+#: firmware_tools is imported only here: the edgert core never imports it.
+_COMMAND_MODULES = (
+    "edgert.commands.model",  # inspect / predict / bench
+    "edgert.commands.targets",  # targets / fit
+    "edgert.commands.convert",  # convert
+    "edgert.commands.optimize",  # optimize / demo
+    "edgert.commands.loop",  # run
+    "firmware_tools.cli",  # flash / device / export-c
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -108,8 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="edgert", description="Take a trained model onto small devices and run it offline.")
     parser.add_argument("--version", action="version", version=f"edgert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in (_add_model_commands, _add_target_commands, _add_convert_commands, _add_optimize_commands, _add_loop_commands, _add_device_commands):
-        add(sub)
+    for name in _COMMAND_MODULES:
+        importlib.import_module(name).register(sub, _add_common)
     return parser
 
 

@@ -131,6 +131,24 @@ class _Upload:
     total: int = 0
 
 
+def _upload_request(body: dict, limit: int) -> tuple[int, bytes, int | None] | dict:
+    """``(off, data, total)`` of an upload request, or the error reply.
+
+    ``total`` (the announced length) is given only at offset 0, which always starts a new upload.
+    """
+    off, data = body.get("off"), body.get("data")
+    if not isinstance(off, int) or not isinstance(data, bytes):
+        return {"rc": _MGMT_EINVAL}
+    if off != 0:
+        return off, data, None
+    total = body.get("len")
+    if not isinstance(total, int):
+        return {"rc": _MGMT_EINVAL}
+    if total > limit:
+        return {"rc": _MGMT_ENOMEM}
+    return off, data, total
+
+
 class Simulator:
     """A board on a pty: ``with Simulator("cortex-m4-256k") as sim: flash_model(sim.port, ...)``.
 
@@ -475,17 +493,13 @@ class Simulator:
 
     # File
     def _file_upload(self, body: dict) -> dict:
-        name, off, data = body.get("name"), body.get("off"), body.get("data")
-        if name != STAGED_NAME:
+        if body.get("name") != STAGED_NAME:
             return self._err(GROUP_FILE, 2)  # FILE_INVALID_NAME: this board stores models only
-        if not isinstance(off, int) or not isinstance(data, bytes):
-            return {"rc": _MGMT_EINVAL}
-        if off == 0:
-            total = body.get("len")
-            if not isinstance(total, int):
-                return {"rc": _MGMT_EINVAL}
-            if total > self.slot_size:
-                return {"rc": _MGMT_ENOMEM}
+        request = _upload_request(body, self.slot_size)
+        if isinstance(request, dict):
+            return request
+        off, data, total = request
+        if total is not None:
             rec = self.store.record
             slot = 1 - rec.active.slot if rec.active else 0
             if rec.previous is not None and rec.previous.slot == slot:
@@ -493,14 +507,17 @@ class Simulator:
                 self.store.commit(rec.active, None)
             self._staged = _Upload(0, total)
             self._staged_slot = slot
-        staged = self._staged
-        if staged is None or off != staged.held:
-            return {"off": staged.held if staged else 0}
-        if staged.held + len(data) > staged.total:
+        return self._upload_chunk(self._staged, self.store.slot_offsets[self._staged_slot], off, data)
+
+    def _upload_chunk(self, up: _Upload | None, base: int, off: int, data: bytes) -> dict:
+        """Store one chunk of an upload at ``base + off``; a chunk not at the held offset gets it back to re-sync."""
+        if up is None or off != up.held:
+            return {"off": up.held if up else 0}
+        if up.held + len(data) > up.total:
             return {"rc": _MGMT_EINVAL}
-        self.store.write(self.store.slot_offsets[self._staged_slot] + off, data)
-        staged.held += len(data)
-        return {"off": staged.held}
+        self.store.write(base + off, data)
+        up.held += len(data)
+        return {"off": up.held}
 
     def _file_status(self, body: dict) -> dict:
         if body.get("name") != STAGED_NAME:
@@ -682,28 +699,17 @@ class Simulator:
         self.store.write(self.store.image_offsets[1], a)
 
     def _image_upload(self, body: dict) -> dict:
-        off, data = body.get("off"), body.get("data")
-        if not isinstance(off, int) or not isinstance(data, bytes):
-            return {"rc": _MGMT_EINVAL}
-        if off == 0:
-            total = body.get("len")
-            if not isinstance(total, int):
-                return {"rc": _MGMT_EINVAL}
-            if total > self.store.image_slot_size:
-                return {"rc": _MGMT_ENOMEM}
+        request = _upload_request(body, self.store.image_slot_size)
+        if isinstance(request, dict):
+            return request
+        off, data, total = request
+        if total is not None:
             self._img_upload = _Upload(0, total)
             state = self.store.image_state()
             if state.get("pending"):
                 state["pending"] = state["permanent"] = False
                 self.store.set_image_state(state)
-        up = self._img_upload
-        if up is None or off != up.held:
-            return {"off": up.held if up else 0}
-        if up.held + len(data) > up.total:
-            return {"rc": _MGMT_EINVAL}
-        self.store.write(self.store.image_offsets[1] + off, data)
-        up.held += len(data)
-        return {"off": up.held}
+        return self._upload_chunk(self._img_upload, self.store.image_offsets[1], off, data)
 
     def _image_erase(self, body: dict) -> dict:
         self.store.write(self.store.image_offsets[1], b"\xff" * self.store.image_slot_size)

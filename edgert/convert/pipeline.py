@@ -27,6 +27,7 @@ from edgert.convert.calibration import (
 from edgert.convert.loader import SourceModel, load_source
 from edgert.convert.settings import ConverterSettings, settings_for
 from edgert.errors import ConversionError, InputDataError
+from edgert.jsonutil import json_default
 from edgert.model.c_source import atomic_write, reserved_arena_bytes, write_c_source
 
 __all__ = ["ConversionResult", "convert", "TASKS", "MODEL_FILE", "REPORT_JSON", "REPORT_MD"]
@@ -364,7 +365,7 @@ def _write_outputs(out: Path | None, data: bytes, mf, fit, tgt, report: dict[str
         files["report_json"] = str(out / REPORT_JSON)
         files["report_md"] = str(out / REPORT_MD)
         report["files"] = dict(files)
-        atomic_write(out / REPORT_JSON, json.dumps(report, indent=2, default=_json_default) + "\n")
+        atomic_write(out / REPORT_JSON, json.dumps(report, indent=2, default=json_default) + "\n")
         atomic_write(out / REPORT_MD, render_markdown(report, fit))
     report["files"] = dict(files)
     return files
@@ -397,15 +398,3 @@ def _remember_trusted(sha256: str) -> None:
     except ImportError:  # the runtime's trust cache is optional for conversion
         return
     remember_trusted(sha256)
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if hasattr(value, "to_dict"):
-        return value.to_dict()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -70,6 +70,15 @@ static int text_equals(const cbor_field *field, const char *text)
     return field->present && field->bytes_len == n && memcmp(field->bytes, text, n) == 0;
 }
 
+/* Write the one-entry response map {key: value}; a handler's success return. */
+static int reply_uint(cbor_writer *w, const char *key, uint64_t value)
+{
+    cbor_put_map(w, 1);
+    cbor_put_tstr(w, key);
+    cbor_put_uint(w, value);
+    return 0;
+}
+
 /* ---- OS group ---------------------------------------------------------------------------- */
 
 static int os_echo(const smp_request *req, cbor_writer *w)
@@ -171,10 +180,7 @@ static int file_upload(const smp_request *req, cbor_writer *w)
         }
     } else if (!store_stage_is_open() || off != store_stage_held()) {
         /* Not where we are: tell the host what we hold so it re-syncs (resume after a disconnect). */
-        cbor_put_map(w, 1);
-        cbor_put_tstr(w, "off");
-        cbor_put_uint(w, store_stage_is_open() ? store_stage_held() : 0);
-        return 0;
+        return reply_uint(w, "off", store_stage_is_open() ? store_stage_held() : 0);
     }
     if (data_len > store_stage_declared() - store_stage_held()) {
         return ERR_SMP(MGMT_ERR_EINVAL); /* data beyond the announced len */
@@ -182,10 +188,7 @@ static int file_upload(const smp_request *req, cbor_writer *w)
     if (store_stage_write(store_stage_held(), f[1].bytes, (uint32_t)data_len) != STORE_OK) {
         return ERR_GROUP(FS_ERR_FILE_WRITE_FAILED);
     }
-    cbor_put_map(w, 1);
-    cbor_put_tstr(w, "off");
-    cbor_put_uint(w, store_stage_held());
-    return 0;
+    return reply_uint(w, "off", store_stage_held());
 }
 
 static int file_status(const smp_request *req, cbor_writer *w)
@@ -200,19 +203,13 @@ static int file_status(const smp_request *req, cbor_writer *w)
     }
     if (text_equals(&f[0], EDGERT_STAGED_NAME) && !store_stage_is_open()) {
         /* PROTOCOL.md: no upload in progress reads as an empty staged file, so a host simply starts at 0. */
-        cbor_put_map(w, 1);
-        cbor_put_tstr(w, "len");
-        cbor_put_uint(w, 0);
-        return 0;
+        return reply_uint(w, "len", 0);
     }
     rc = lookup_file(&f[0], &slot, &size);
     if (rc != 0) {
         return rc;
     }
-    cbor_put_map(w, 1);
-    cbor_put_tstr(w, "len");
-    cbor_put_uint(w, size);
-    return 0;
+    return reply_uint(w, "len", size);
 }
 
 static int file_hash(const smp_request *req, cbor_writer *w)
@@ -401,9 +398,7 @@ static void put_error(cbor_writer *w, const smp_request *req, int err)
 {
     if (err < 0 || req->version < SMP_VERSION_2) {
         /* SMP-level errors, and every error of an SMP v1 request, are a bare "rc". */
-        cbor_put_map(w, 1);
-        cbor_put_tstr(w, "rc");
-        cbor_put_uint(w, (uint64_t)(err < 0 ? -err : err));
+        (void)reply_uint(w, "rc", (uint64_t)(err < 0 ? -err : err));
         return;
     }
     cbor_put_map(w, 1);

@@ -67,10 +67,13 @@ static int in_region(uint32_t off, uint32_t len)
     return off <= g_flash.size && len <= g_flash.size - off;
 }
 
-static int pread_all(uint32_t off, uint8_t *buf, uint32_t len)
+/* pread/pwrite all of [off, off+len), retrying short transfers and EINTR. */
+static int transfer_all(int writing, uint32_t off, const uint8_t *buf, uint32_t len)
 {
     while (len > 0) {
-        ssize_t n = pread(g_flash.fd, buf, len, (off_t)off);
+        /* Casting const away is sound for reads: pread_all passes a writable buffer. */
+        ssize_t n = writing ? pwrite(g_flash.fd, buf, len, (off_t)off)
+                            : pread(g_flash.fd, (void *)buf, len, (off_t)off);
         if (n < 0 && errno == EINTR) {
             continue;
         }
@@ -84,21 +87,14 @@ static int pread_all(uint32_t off, uint8_t *buf, uint32_t len)
     return 0;
 }
 
+static int pread_all(uint32_t off, uint8_t *buf, uint32_t len)
+{
+    return transfer_all(0, off, buf, len);
+}
+
 static int pwrite_all(uint32_t off, const uint8_t *buf, uint32_t len)
 {
-    while (len > 0) {
-        ssize_t n = pwrite(g_flash.fd, buf, len, (off_t)off);
-        if (n < 0 && errno == EINTR) {
-            continue;
-        }
-        if (n <= 0) {
-            return -1;
-        }
-        buf += n;
-        off += (uint32_t)n;
-        len -= (uint32_t)n;
-    }
-    return 0;
+    return transfer_all(1, off, buf, len);
 }
 
 /* Count a mutating step; true when this step is the one the power dies in. */
