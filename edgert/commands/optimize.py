@@ -97,7 +97,7 @@ def _space(args):
 
 
 def _optimize(args) -> int:
-    from edgert.convert._tf import stdout_to_stderr
+    from edgert.convert import stdout_to_stderr
     from edgert.optimize.search import optimize
 
     space = _space(args)
@@ -147,7 +147,7 @@ def _optimize_text(r: dict) -> str:
 
 
 def _demo(args) -> int:
-    from edgert.convert._tf import stdout_to_stderr
+    from edgert.convert import stdout_to_stderr
     from edgert.demo import demo_text, run_demo, table_text
 
     targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None

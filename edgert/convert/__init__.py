@@ -7,8 +7,10 @@ Entry points:
     :func:`convert` — a model + a target profile -> model, metadata, accuracy, fit, reports.
     :func:`convert_keras` — the target-free converter call (mode + calibration data).
     :func:`load_keras_model`, :func:`load_calibration`, :func:`evaluate` — the pieces.
+    :func:`stdout_to_stderr` — keeps TensorFlow's prints (fd 1 included) off a ``--json`` stdout.
 """
 
+from edgert.convert._tf import stdout_to_stderr
 from edgert.convert.accuracy import compare, evaluate, layer_errors
 from edgert.convert.calibration import load_calibration, load_labeled, read_labels
 from edgert.convert.converter import convert_keras
@@ -35,4 +37,5 @@ __all__ = [
     "parse_compiler_log",
     "read_labels",
     "settings_for",
+    "stdout_to_stderr",
 ]
