@@ -1,3 +1,5 @@
+"""``python -m edgert``: the same as the ``edgert`` command."""
+
 from edgert.cli import main
 
 raise SystemExit(main())

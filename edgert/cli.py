@@ -61,11 +61,21 @@ _COMMAND_MODULES = (
 )
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line on stderr and exit 2 (no usage block).
+
+    Subparsers inherit the class, so every subcommand keeps the contract.
+    """
+
+    def error(self, message: str):
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see: {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The full argument parser (each area registers its own subcommands)."""
     from edgert import __version__
 
-    parser = argparse.ArgumentParser(prog="edgert", description="Take a trained model onto small devices and run it offline.")
+    parser = _Parser(prog="edgert", description="Take a trained model onto small devices and run it offline.")
     parser.add_argument("--version", action="version", version=f"edgert {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in _COMMAND_MODULES:
@@ -103,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     if not getattr(args, "handler", None):
-        parser.print_help(sys.stderr)
+        sys.stderr.write("edgert: error: no command given (see: edgert --help)\n")
         return EXIT_USAGE
     try:
         code = args.handler(args)

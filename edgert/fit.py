@@ -53,6 +53,7 @@ class Check:
     detail: str
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``name, ok, value, limit, detail``)."""
         return {"name": self.name, "ok": self.ok, "value": self.value, "limit": self.limit, "detail": self.detail}
 
 

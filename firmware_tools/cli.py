@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from edgert.commands import non_negative_int, positive_int
+
 __all__ = ["register", "add_simulator_arguments"]
 
 
@@ -20,7 +22,7 @@ def register(sub, add_common) -> None:
                    help="serial port path or pyserial URL (repeat to flash several devices in parallel)")
     p.add_argument("--sign", metavar="KEY.pem", default=None, help="send a signed MCUboot image (imgtool key: ed25519 or ECDSA P-256)")
     p.add_argument("--target", default=None, help="refuse unless the model fits this target profile")
-    p.add_argument("--baud", type=int, default=115200, help="line rate in bits/s")
+    p.add_argument("--baud", type=positive_int, default=115200, help="line rate in bits/s")
     p.add_argument("--force", action="store_true", help="upload even when the device already runs this model")
     add_common(p)
     p.set_defaults(handler=_flash)
@@ -29,7 +31,7 @@ def register(sub, add_common) -> None:
     dsub = dev.add_subparsers(dest="device_command", metavar="ACTION")
     q = dsub.add_parser("info", help="what the device holds: active model, slot size, RAM")
     q.add_argument("--port", required=True, help="serial port path or pyserial URL")
-    q.add_argument("--baud", type=int, default=115200, help="line rate in bits/s")
+    q.add_argument("--baud", type=positive_int, default=115200, help="line rate in bits/s")
     add_common(q)
     q.set_defaults(handler=_info)
 
@@ -37,8 +39,8 @@ def register(sub, add_common) -> None:
     v.add_argument("model", help="the .tflite model (uploaded when the device does not run it)")
     v.add_argument("--port", required=True, help="serial port path or pyserial URL")
     v.add_argument("--data", required=True, help=".npz (array 'x') or .npy of input samples")
-    v.add_argument("--limit", type=int, default=None, help="use at most this many samples")
-    v.add_argument("--baud", type=int, default=115200, help="line rate in bits/s")
+    v.add_argument("--limit", type=positive_int, default=None, help="use at most this many samples")
+    v.add_argument("--baud", type=positive_int, default=115200, help="line rate in bits/s")
     add_common(v)
     v.set_defaults(handler=_validate)
 
@@ -52,7 +54,7 @@ def register(sub, add_common) -> None:
     e.add_argument("model", help="the .tflite model")
     e.add_argument("-o", "--output", required=True, help="output directory")
     e.add_argument("--name", default="model_data", help="base name of the files and C symbols")
-    e.add_argument("--arena", type=int, default=None, help="tensor arena bytes to reserve (default: the planner's estimate)")
+    e.add_argument("--arena", type=positive_int, default=None, help="tensor arena bytes to reserve (default: the planner's estimate)")
     add_common(e)
     e.set_defaults(handler=_export_c)
 
@@ -63,19 +65,20 @@ def add_simulator_arguments(p) -> None:
     Kept here, free of heavy imports, so registering the CLI never needs the SMP libraries.
     """
     p.add_argument("--target", default="cortex-m4-256k", help="target profile name or .toml (sizes flash and RAM)")
-    p.add_argument("--baud", type=int, default=115200, help="emulated line rate in bits/s (0 = unpaced)")
+    p.add_argument("--baud", type=non_negative_int, default=115200, help="emulated line rate in bits/s (0 = unpaced)")
     p.add_argument("--flash", default=None, help="flash file to keep the board's contents across runs")
     p.add_argument("--require-signature", action="store_true", help="accept only MCUboot images signed by --trust-key")
     p.add_argument("--trust-key", action="append", default=[], help="PEM key the device trusts (repeatable)")
-    p.add_argument("--slot-size", type=int, default=None, help="override the model slot size in bytes")
-    p.add_argument("--ram", type=int, default=None, help="override the RAM for the tensor arena in bytes")
+    p.add_argument("--slot-size", type=positive_int, default=None, help="override the model slot size in bytes")
+    p.add_argument("--ram", type=non_negative_int, default=None,
+                   help="override the RAM for the tensor arena in bytes (0 = unknown: the host skips its arena check)")
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="inject a fault: flip@N, drop@N:L, dup@N:L, drop-frame@K, dup-frame@K, silent@N, "
                         "disconnect@N, powerloss@N, wrong-hash, noise (repeatable)")
 
 
 def _device_usage(parser) -> int:
-    parser.print_help(sys.stderr)
+    sys.stderr.write(f"{parser.prog}: error: no action given: info, validate or simulate (see: {parser.prog} --help)\n")
     return 2
 
 

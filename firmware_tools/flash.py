@@ -261,11 +261,9 @@ def check_capacity(data: bytes, info: DeviceInfo, *, target: str | Any | None = 
             f"model is {size} bytes but the device's model slot holds {info.slot_size}",
             "shrink the model (edgert optimize / convert for this target) or use a board with more flash",
             group=GROUP_EDGERT, rc=4)
-    try:
-        from edgert.model.memory import plan_arena
-    except ImportError:  # the memory planner is optional for flashing
-        plan_arena = None
-    if plan_arena is not None and info.ram > 0:  # a device that does not run models may report 0
+    from edgert.model.memory import plan_arena
+
+    if info.ram > 0:  # a device that does not run models may report 0
         arena = plan_arena(data).total_bytes
         if arena > info.ram:
             raise ModelTooLargeError(

@@ -20,6 +20,7 @@ import logging
 import os
 import pty
 import select
+import shutil
 import signal
 import sys
 import tempfile
@@ -154,7 +155,8 @@ class Simulator:
 
     Args:
         target: Target profile name or path (``edgert.targets.load_target``): sizes flash and RAM.
-        flash_path: Flash file (kept across runs, like a board's flash); a temporary one when None.
+        flash_path: Flash file (kept across runs, like a board's flash); when None, a temporary one
+            that :meth:`stop` deletes.
         baudrate: Emulated line rate (bits/s, 10 bits per byte); None or 0 = unpaced.
         faults: Fault injection plan.
         require_signature: Accept only MCUboot images signed by one of ``trust_keys``.
@@ -197,7 +199,11 @@ class Simulator:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._boot()
+        try:
+            self._boot()
+        except BaseException:
+            self._remove_tmp()
+            raise
 
     # -- lifecycle --------------------------------------------------------------------
     def _boot(self) -> None:
@@ -279,9 +285,16 @@ class Simulator:
         self._close_pty()
         if self._store is not None:
             self._store.close()
-        for p in (self.port,):
-            if os.path.lexists(p):
-                os.unlink(p)
+        self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        """Delete the simulator's own directory (the port symlink, and the flash file when it was temporary)."""
+        try:
+            shutil.rmtree(self._tmp)
+        except FileNotFoundError:
+            pass
+        except OSError as e:  # cleanup must not mask why the simulator stopped
+            log.warning("could not remove %s: %s", self._tmp, e)
 
     def __enter__(self) -> "Simulator":
         return self.start()

@@ -3,4 +3,36 @@
 Each module has ``register(subparsers, add_common)`` that adds its subcommands
 and sets ``handler`` to a function ``(args) -> exit code``. Handlers parse
 options, make one library call, and print through :func:`edgert.cli.emit`.
+
+The argparse ``type=`` helpers below are shared by every area's options, so a
+bad number is the same one-line usage error (exit 2) on every subcommand.
 """
+
+from __future__ import annotations
+
+import argparse
+
+__all__ = ["positive_int", "non_negative_int"]
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def positive_int(text: str) -> int:
+    """``type=`` for counts and sizes that must be at least 1."""
+    value = _int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """``type=`` for counts where 0 means none (or off)."""
+    value = _int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value

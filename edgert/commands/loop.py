@@ -7,6 +7,7 @@ import sys
 from contextlib import contextmanager
 
 from edgert.cli import emit
+from edgert.commands import positive_int
 
 __all__ = ["register"]
 
@@ -33,15 +34,15 @@ def register(sub, add_common) -> None:
     p.add_argument("model", help="path to a .tflite file")
     p.add_argument("--source", required=True, metavar="URL", help="where frames come from (see below)")
     p.add_argument("--sink", action="append", default=[], metavar="URL", help="where results go (repeatable; default: console)")
-    p.add_argument("--max-frames", type=int, default=None, metavar="N", help="stop after N predictions")
-    p.add_argument("--top-k", type=int, default=None, metavar="K", help="classes per result (classification)")
+    p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop after N predictions")
+    p.add_argument("--top-k", type=positive_int, default=None, metavar="K", help="classes per result (classification)")
     p.add_argument("--threshold", type=float, default=None, metavar="T", help="score threshold, or the anomaly threshold for anomaly models")
     p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line (for models without edgert metadata)")
     p.add_argument("--task", choices=("classification", "detection", "anomaly", "regression"), default=None,
                    help="postprocessing (default: from metadata, else from output shapes)")
     p.add_argument("--backend", default=None, help="interpreter backend: ai_edge_litert or tflite_runtime")
-    p.add_argument("--threads", type=int, default=None, help="interpreter threads")
-    p.add_argument("--queue", type=int, default=None, metavar="N", help="frames buffered between capture and inference")
+    p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads")
+    p.add_argument("--queue", type=positive_int, default=None, metavar="N", help="frames buffered between capture and inference")
     p.add_argument("--stall-timeout", type=float, default=5.0, metavar="S", help="seconds without a frame before a live source is reopened")
     add_common(p)
     p.set_defaults(handler=_run)
@@ -61,15 +62,11 @@ def _stop_on_signals(stop):
 
 
 def _run(args) -> int:
-    from edgert.errors import InputDataError
     from edgert.loop import Pipeline, open_sink
+    from edgert.model import read_labels
     from edgert.runtime import load_model
 
-    for name in ("max_frames", "top_k", "queue", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            raise InputDataError(f"--{name.replace('_', '-')} must be at least 1, got {value}")
-    labels = _read_labels(args.labels) if args.labels else None
+    labels = read_labels(args.labels) if args.labels else None
     model = load_model(args.model, backend=args.backend, threads=args.threads)
     sinks = []
     try:
@@ -97,16 +94,3 @@ def _run(args) -> int:
         summary = pipeline.run()
     emit(args, summary.to_dict(), lambda _: summary.text())
     return 1 if summary.stopped_by == "error" else 0
-
-
-def _read_labels(path: str) -> list[str]:
-    from edgert.errors import InputDataError
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            labels = [line.strip() for line in f if line.strip()]
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputDataError(f"--labels {path}: cannot read it: {e}") from None
-    if not labels:
-        raise InputDataError(f"--labels {path} holds no names", "one class name per line")
-    return labels

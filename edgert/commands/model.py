@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from typing import Any
 
 from edgert.cli import emit
+from edgert.commands import non_negative_int, positive_int
 from edgert.errors import InputDataError
 
 __all__ = ["register", "bench", "predict_files"]
@@ -31,25 +31,11 @@ def register(sub, add_common) -> None:
 
     p = sub.add_parser("bench", help="time the interpreter on a model")
     p.add_argument("model", help="path to a .tflite file")
-    p.add_argument("--runs", type=_positive, default=100, help="timed invocations (default 100)")
-    p.add_argument("--warmup", type=_non_negative, default=10, help="untimed invocations first (default 10)")
+    p.add_argument("--runs", type=positive_int, default=100, help="timed invocations (default 100)")
+    p.add_argument("--warmup", type=non_negative_int, default=10, help="untimed invocations first (default 10)")
     _add_runtime_options(p, repeat_backend=True)
     add_common(p)
     p.set_defaults(handler=_bench)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
 
 
 def _add_runtime_options(p, repeat_backend: bool = False) -> None:
@@ -62,7 +48,7 @@ def _add_runtime_options(p, repeat_backend: bool = False) -> None:
         )
     else:
         p.add_argument("--backend", metavar="NAME", help="ai_edge_litert or tflite_runtime (default: $EDGERT_BACKEND or auto)")
-    p.add_argument("--threads", type=_positive, help="interpreter threads (default: the backend's)")
+    p.add_argument("--threads", type=positive_int, help="interpreter threads (default: the backend's)")
     p.add_argument("--delegate", metavar="NAME|LIB", help="'edgetpu' (libedgetpu.so.1) or a delegate library path")
     p.add_argument(
         "--require-delegate", action="store_true", help="fail instead of falling back to the CPU when the delegate is missing"

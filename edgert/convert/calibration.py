@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from edgert.errors import InputDataError
+from edgert.model.metadata import read_labels  # re-exported: convert reads labels with the same rules as run
 from edgert.progress import report
 
 __all__ = [
@@ -57,21 +58,6 @@ def default_preprocessing(input_shape: tuple[int, ...], mean: float | list | Non
         "mean": 0.0 if mean is None else mean,
         "std": 255.0 if std is None else std,
     }
-
-
-def read_labels(path: str | Path) -> list[str]:
-    """Class names from a text file, one per line (blank lines ignored).
-
-    Raises:
-        InputDataError: Missing or empty file.
-    """
-    p = Path(path)
-    if not p.is_file():
-        raise InputDataError(f"{p}: labels file not found")
-    labels = [line.strip() for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
-    if not labels:
-        raise InputDataError(f"{p}: labels file is empty", "write one class name per line")
-    return labels
 
 
 def _image_files(folder: Path) -> list[Path]:

@@ -217,6 +217,7 @@ def convert(
     from edgert.fit import check_fit
     from edgert.model import read_model
     from edgert.model.metadata import embed_metadata
+    from edgert.runtime.safe import remember_trusted
     from edgert.targets import load_target
 
     timer = _Timer()
@@ -263,7 +264,7 @@ def convert(
     metadata = _metadata(tgt, settings, source, converted, versions, task, label_list, prep, samples, calibration, keep_float)
     data = embed_metadata(raw, metadata)
     mf = read_model(data)
-    _remember_trusted(mf.sha256)
+    remember_trusted(mf.sha256)
 
     accuracy = None
     if eval_x is not None:
@@ -390,11 +391,3 @@ def _c_source(data: bytes, mf, fit, out: Path | None, files: dict[str, str]) -> 
     files["c_header"], files["c_source"] = str(h), str(cc)
     info["header"], info["source"] = str(h), str(cc)
     return info
-
-
-def _remember_trusted(sha256: str) -> None:
-    try:
-        from edgert.runtime.safe import remember_trusted
-    except ImportError:  # the runtime's trust cache is optional for conversion
-        return
-    remember_trusted(sha256)

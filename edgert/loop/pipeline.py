@@ -311,6 +311,7 @@ class Pipeline:
 
     @property
     def stopping(self) -> bool:
+        """True once :meth:`stop` was called."""
         return self._stop.is_set()
 
     # -- capture thread -----------------------------------------------------------------

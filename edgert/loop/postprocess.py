@@ -60,6 +60,7 @@ class Class:
     label: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``id, score, label``)."""
         return {"id": self.id, "score": round(self.score, 6), "label": self.label}
 
 
@@ -74,6 +75,7 @@ class BBox:
 
     @property
     def area(self) -> float:
+        """Area in the box's own units (0 for an inverted box)."""
         return max(0.0, self.xmax - self.xmin) * max(0.0, self.ymax - self.ymin)
 
     def scale(self, width: float, height: float) -> "BBox":
@@ -81,6 +83,7 @@ class BBox:
         return BBox(self.xmin * width, self.ymin * height, self.xmax * width, self.ymax * height)
 
     def to_dict(self) -> dict[str, float]:
+        """The JSON form (``xmin, ymin, xmax, ymax``)."""
         return {k: round(float(v), 5) for k, v in zip(("xmin", "ymin", "xmax", "ymax"), (self.xmin, self.ymin, self.xmax, self.ymax))}
 
 
@@ -101,6 +104,7 @@ class Object:
     label: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``id, score, label, bbox``)."""
         return {"id": self.id, "score": round(self.score, 6), "label": self.label, "bbox": self.bbox.to_dict()}
 
 
@@ -119,6 +123,7 @@ class Anomaly:
     is_anomaly: bool | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON form (``score, threshold, is_anomaly``)."""
         return {"score": round(self.score, 6), "threshold": self.threshold, "is_anomaly": self.is_anomaly}
 
 

@@ -33,7 +33,7 @@ from typing import Any, ClassVar, TextIO
 from edgert.errors import DeviceError, InputDataError
 from edgert.loop.postprocess import Result
 from edgert.loop.sources import Frame
-from edgert.loop.urls import ParsedUrl, bool_option, choice_option, float_option, int_option, parse_url
+from edgert.loop.urls import ParsedUrl, bool_option, choice_option, float_option, int_option, open_serial, parse_url
 
 __all__ = [
     "Sink",
@@ -382,14 +382,7 @@ class SerialSink(Sink):
         self._retry_at = 0.0
 
     def open(self) -> None:
-        import serial
-
-        try:
-            self._ser = serial.serial_for_url(self.port, baudrate=self.baud, timeout=1.0, write_timeout=1.0)
-        except (serial.SerialException, OSError) as e:
-            raise DeviceError(f"serial port {self.port} could not be opened: {e}", "check the cable and permissions (dialout group)") from None
-        except ValueError as e:
-            raise InputDataError(f"serial: bad port URL or option {self.port!r}: {e}") from None
+        self._ser = open_serial(self.port, baudrate=self.baud, timeout=1.0, write_timeout=1.0)
 
     def write(self, result: Result, frame: Frame) -> None:
         if self._ser is None:

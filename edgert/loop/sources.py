@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgert.errors import DeviceError, InputDataError
-from edgert.loop.urls import ParsedUrl, choice_option, float_option, int_option, parse_url
+from edgert.loop.urls import ParsedUrl, choice_option, float_option, int_option, open_serial, parse_url
 from edgert.loop.windows import BINARY_DTYPES, WindowAssembler
 
 __all__ = [
@@ -120,6 +120,7 @@ class Source:
 
     @property
     def malformed(self) -> int:
+        """Malformed input skipped so far (only stream sources parse text, so 0 here)."""
         return 0
 
     def describe(self) -> str:
@@ -611,15 +612,7 @@ class SerialSource(_StreamSource):
         return f"serial {self.port}"
 
     def open(self) -> None:
-        import serial
-
-        try:
-            ser = serial.serial_for_url(self.port, baudrate=self.baud, timeout=self.timeout)
-        except (serial.SerialException, OSError) as e:
-            raise DeviceError(f"serial port {self.port} could not be opened: {e}", "check the cable, the port name and permissions (dialout group)") from None
-        except ValueError as e:
-            raise InputDataError(f"serial: bad port URL or option {self.port!r}: {e}") from None
-        self._ser = ser
+        self._ser = open_serial(self.port, baudrate=self.baud, timeout=self.timeout)
         self.opened += 1
         if self.opened > 1:
             self.assembler.reset()

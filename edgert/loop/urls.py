@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
-from edgert.errors import InputDataError
+from edgert.errors import DeviceError, InputDataError
 
-__all__ = ["ParsedUrl", "parse_url", "int_option", "float_option", "choice_option", "bool_option"]
+__all__ = ["ParsedUrl", "parse_url", "int_option", "float_option", "choice_option", "bool_option", "open_serial"]
 
 
 @dataclass(frozen=True)
@@ -111,3 +111,26 @@ def bool_option(parsed: ParsedUrl, name: str, default: bool) -> bool:
     if raw in ("0", "false", "no", "off"):
         return False
     raise InputDataError(f"{parsed.scheme}: option {name}={raw!r} is not yes/no")
+
+
+def open_serial(port: str, **settings):
+    """Open a serial port path or pyserial URL (``serial_for_url``), failures as our errors.
+
+    Args:
+        port: ``/dev/ttyUSB0``, ``socket://host:port``, ``spy://...`` — what follows ``serial:``.
+        **settings: pyserial settings (``baudrate``, ``timeout``, ``write_timeout``).
+
+    Raises:
+        DeviceError: The port cannot be opened (absent, busy, no permission).
+        InputDataError: pyserial rejects the URL or an option in it.
+    """
+    import serial  # lazily: only serial sources and sinks need pyserial
+
+    try:
+        return serial.serial_for_url(port, **settings)
+    except (serial.SerialException, OSError) as e:
+        raise DeviceError(
+            f"serial port {port} could not be opened: {e}", "check the cable, the port name and permissions (dialout group)"
+        ) from None
+    except ValueError as e:
+        raise InputDataError(f"serial: bad port URL or option {port!r}: {e}") from None

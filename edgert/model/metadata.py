@@ -36,9 +36,10 @@ import importlib
 import json
 import logging
 import math
+from pathlib import Path
 from typing import Any
 
-from edgert.errors import BackendError, InvalidModelError
+from edgert.errors import BackendError, InputDataError, InvalidModelError
 
 __all__ = [
     "METADATA_NAME",
@@ -47,6 +48,7 @@ __all__ = [
     "MetadataWriterError",
     "embed_metadata",
     "read_metadata",
+    "read_labels",
 ]
 
 log = logging.getLogger("edgert.model.metadata")
@@ -285,3 +287,25 @@ def _exclusive_buffer(model_t, ours: list, num_buffers: int) -> int | None:
 
 def _align_up(n: int, alignment: int) -> int:
     return int(math.ceil(n / alignment) * alignment)
+
+
+def read_labels(path: str | Path) -> list[str]:
+    """Class names from a text file, one per line (blank lines ignored): what ``labels`` holds.
+
+    Shared by ``edgert convert --labels`` (names embedded in the metadata) and
+    ``edgert run --labels`` (names for a model that carries none).
+
+    Raises:
+        InputDataError: Missing, unreadable or empty file.
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputDataError(f"{p}: labels file not found", "pass a text file with one class name per line") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise InputDataError(f"{p}: cannot read the labels file: {e}") from None
+    labels = [line.strip() for line in text.splitlines() if line.strip()]
+    if not labels:
+        raise InputDataError(f"{p}: labels file is empty", "write one class name per line")
+    return labels

@@ -171,13 +171,11 @@ def test_report_files(converted):
 
 
 def test_trusted_after_conversion(converted):
-    safe = pytest.importorskip("edgert.runtime.safe")
-    if not hasattr(safe, "lookup_verdict"):
-        pytest.skip("runtime trust cache not available")
     from edgert.runtime import select_backend
+    from edgert.runtime.safe import lookup_verdict
 
     result = converted["raspberry-pi-4"]
-    verdict = safe.lookup_verdict(hashlib.sha256(result.tflite).hexdigest(), select_backend())
+    verdict = lookup_verdict(hashlib.sha256(result.tflite).hexdigest(), select_backend())
     assert verdict is not None
 
 

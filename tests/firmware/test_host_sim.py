@@ -88,6 +88,15 @@ def test_host_uploads_verifies_and_activates(tmp_path, host_hello, host_speech):
     assert _active_on_flash(tmp_path, sim.slot_size) == (_sha(host_speech), True)
 
 
+def test_stop_removes_the_simulators_own_files(tmp_path):
+    kept = tmp_path / "flash.bin"
+    with Simulator(TARGET, baudrate=None) as temporary, Simulator(TARGET, flash_path=kept, baudrate=None) as persistent:
+        own = [Path(temporary.port).parent, Path(persistent.port).parent]
+        assert temporary.flash_path.parent == own[0] and all(d.is_dir() for d in own)
+    assert not any(d.exists() for d in own)  # port symlinks and the temporary flash are gone
+    assert kept.is_file()  # a flash file the caller named outlives the board, like real flash
+
+
 def test_host_accepts_url_and_open_port_object(tmp_path, host_hello):
     import serial
 

@@ -1,0 +1,75 @@
+"""The command contract every subcommand shares (GUIDE.md): a user error is exit 2 and one line on stderr.
+
+Runs the real entry point in-process; nothing here needs a model, a port or TensorFlow.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgert.cli import build_parser, main
+from edgert.jsonutil import json_default
+
+pytestmark = pytest.mark.runtime
+
+MISSING = "/nonexistent/edgert-missing.tflite"
+
+
+def _one_line_error(capsys, argv) -> str:
+    code = main(argv)
+    captured = capsys.readouterr()
+    assert code == 2, (argv, captured.err)
+    assert captured.out == ""
+    lines = captured.err.splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err and not lines[0].startswith("usage:")
+    return lines[0]
+
+
+def _subcommands() -> list[str]:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")
+    return sorted(sub.choices)
+
+
+@pytest.mark.parametrize("command", _subcommands())
+def test_unknown_option_is_one_line(command, capsys):
+    line = _one_line_error(capsys, [command, "--no-such-option"])
+    assert "error:" in line and "--help" in line
+
+
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        ([], "no command given"),
+        (["device"], "no action given"),
+        (["no-such-command"], "invalid choice"),
+        (["bench", MISSING, "--runs", "0"], "--runs: must be at least 1, got 0"),
+        (["predict", MISSING, "x.npy", "--threads", "two"], "--threads: expected a whole number, got 'two'"),
+        (["run", MISSING, "--source", "camera:0", "--max-frames", "0"], "--max-frames: must be at least 1"),
+        (["flash", MISSING, "--port", "loop://", "--baud", "0"], "--baud: must be at least 1"),
+        (["device", "simulate", "--baud", "-1"], "--baud: must be 0 or more"),
+        (["export-c", MISSING, "-o", "out", "--arena", "-5"], "--arena: must be at least 1"),
+    ],
+)
+def test_usage_errors_are_one_line(argv, says, capsys):
+    assert says in _one_line_error(capsys, argv)
+
+
+@pytest.mark.parametrize("argv", [["inspect", MISSING, "--json"], ["fit", MISSING, "--target", "cortex-m4-256k", "--json"],
+                                  ["export-c", MISSING, "-o", "out", "--json"]])
+def test_missing_model_is_one_line(argv, capsys):
+    assert MISSING in _one_line_error(capsys, argv)
+
+
+def test_json_default_covers_result_types():
+    class Result:
+        def to_dict(self):
+            return {"ok": True}
+
+    value = {"n": np.int8(-3), "f": np.float32(0.5), "a": np.arange(3, dtype=np.uint8), "r": Result(), "p": Path("a/b")}
+    assert json.loads(json.dumps(value, default=json_default)) == {"n": -3, "f": 0.5, "a": [0, 1, 2], "r": {"ok": True}, "p": "a/b"}
