@@ -15,8 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
-
 from edgert.convert.calibration import (
     calibration_summary,
     default_preprocessing,
@@ -28,7 +26,8 @@ from edgert.convert.loader import SourceModel, load_source
 from edgert.convert.settings import ConverterSettings, settings_for
 from edgert.errors import ConversionError, InputDataError
 from edgert.jsonutil import json_default
-from edgert.model.c_source import atomic_write, reserved_arena_bytes, write_c_source
+from edgert.files import atomic_write
+from edgert.model.c_source import reserved_arena_bytes, write_c_source
 
 __all__ = ["ConversionResult", "convert", "TASKS", "MODEL_FILE", "REPORT_JSON", "REPORT_MD"]
 

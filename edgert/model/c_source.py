@@ -31,17 +31,15 @@ array. Nothing here imports TensorFlow.
 
 from __future__ import annotations
 
-import os
 import re
-import tempfile
 from pathlib import Path
 
 from edgert.errors import ConversionError, InputDataError
+from edgert.files import atomic_write
 
 __all__ = [
     "ARENA_MARGIN",
     "TFLM_OP_METHODS",
-    "atomic_write",
     "c_identifier_ok",
     "reserved_arena_bytes",
     "resolver_methods",
@@ -188,30 +186,6 @@ def resolver_methods(ops: dict[str, int] | list[str]) -> list[str]:
             "convert the model for a microcontroller target so only TFLM operators are used",
         )
     return sorted({TFLM_OP_METHODS[n] for n in names})
-
-
-def atomic_write(path: str | Path, data: bytes | str) -> Path:
-    """Replace ``path`` with ``data`` atomically (temporary file in the same directory + rename).
-
-    A reader sees either the old file or the complete new one, never a partial
-    write, and an interrupted write leaves the old file untouched.
-    """
-    path = Path(path)
-    raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(raw)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
 
 
 def _byte_lines(data: bytes) -> str:

@@ -22,8 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from edgert.errors import ConversionError, EdgertError, InputDataError
+from edgert.files import atomic_write
 from edgert.optimize.data import Dataset, load_dataset, split_dataset
 from edgert.runtime.micro import MicroError, micro_available
 from edgert.progress import report
@@ -347,14 +346,6 @@ def _closest(candidates: list[Candidate]) -> Candidate | None:
     if fitting:
         return min(pool, key=lambda c: (c.accuracy_drop, c.size_bytes))
     return min(pool, key=lambda c: (c.size_bytes, c.accuracy_drop))
-
-
-def _atomic_write(path: Path, text: str | bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as f:
-        f.write(text.encode() if isinstance(text, str) else text)
-    os.replace(tmp, path)
 
 
 class _Search:
@@ -689,7 +680,7 @@ def optimize(
 
     def write_progress(s: _Search) -> None:
         if out is not None and s.baseline:
-            _atomic_write(out / "candidates.json", json.dumps(snapshot(s).to_dict(), indent=2) + "\n")
+            atomic_write(out / "candidates.json", json.dumps(snapshot(s).to_dict(), indent=2) + "\n")
 
     try:
         search.run(on_candidate=write_progress)
@@ -713,7 +704,7 @@ def _write_outputs(result: OptimizeResult, out: Path, search: _Search, labels, p
     from edgert.optimize.pareto import plot_pareto
 
     out.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out / "candidates.json", json.dumps(result.to_dict(), indent=2) + "\n")
+    atomic_write(out / "candidates.json", json.dumps(result.to_dict(), indent=2) + "\n")
     plot_pareto(result, out / "pareto.png")
     if write_best and result.best is not None:
         _write_best(result, out / "best", search, labels, preprocessing)
@@ -734,7 +725,7 @@ def _write_best(result: OptimizeResult, best_dir: Path, search: _Search, labels,
     rep = json.loads(report_path.read_text()) if report_path.exists() else dict(conv.report)
     rep["optimize"] = {"candidate": c.to_dict(), "baseline": result.baseline, "budget_points": result.budget,
                        "technique": c.technique, "training": search.cache.extras.get(c.variant.split("+qat")[0])}
-    _atomic_write(report_path, json.dumps(rep, indent=2, default=str) + "\n")
+    atomic_write(report_path, json.dumps(rep, indent=2, default=str) + "\n")
     md = best_dir / "report.md"
     lines = [
         "", "## Optimization", "",
@@ -742,4 +733,4 @@ def _write_best(result: OptimizeResult, best_dir: Path, search: _Search, labels,
         f"vs float teacher {100 * result.baseline['accuracy']:.2f}% ({c.accuracy_drop:+.2f} points lost, "
         f"budget {result.budget:g}); {len(result.candidates)} candidates in ../candidates.json, picture in ../pareto.png.",
     ]
-    _atomic_write(md, (md.read_text() if md.exists() else "") + "\n".join(lines) + "\n")
+    atomic_write(md, (md.read_text() if md.exists() else "") + "\n".join(lines) + "\n")

@@ -21,13 +21,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgert.errors import BackendError, InvalidModelError
+from edgert.files import atomic_write
 from edgert.isolate import IsolationError, run_isolated
 from edgert.model.reader import ModelFile, ModelSource, read_model
 from edgert.runtime.backend import Backend, select_backend
@@ -105,15 +105,7 @@ def _trusted_path(sha256: str) -> Path:
 def _write_atomic(path: Path, record: dict[str, Any]) -> None:
     """Write ``record`` as JSON so readers see either the old file or the whole new one."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".verdict-", dir=path.parent)
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(record, f)
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        atomic_write(path, json.dumps(record))
     except OSError as e:
         # A read-only or full cache only costs a re-check next time; loading still works.
         log.warning("could not remember the model check in %s: %s", path.parent, e.strerror or e)
