@@ -1,0 +1,85 @@
+"""What ``edgert predict`` reports: run a model once on input files and describe every output."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgert.errors import InputDataError
+
+__all__ = ["TOP_CLASSES", "predict_files", "top_classes"]
+
+#: Classes listed for a classifier.
+TOP_CLASSES = 5
+
+
+def predict_files(model, paths: list[str]) -> dict[str, Any]:
+    """Run ``model`` once on input files and describe the outputs (the ``predict`` contract).
+
+    Args:
+        model: A loaded :class:`~edgert.runtime.Model`.
+        paths: One input file per model input.
+
+    Returns:
+        ``{"model", "backend", "delegate", "inputs", "outputs": [{name, dtype, shape,
+        values, raw?}], "top"?}``; ``values`` are dequantized floats, ``raw`` the
+        integer tensor when the output is quantized, ``top`` the best classes of a classifier.
+
+    Raises:
+        InputDataError: Wrong number of inputs or unusable input files.
+    """
+    from edgert.runtime.io import dequantize, load_input
+
+    if len(paths) != len(model.inputs):
+        names = ", ".join(s.name for s in model.inputs)
+        raise InputDataError(
+            f"the model takes {len(model.inputs)} input(s) ({names}), got {len(paths)} file(s)",
+            "pass one file per model input, in order",
+        )
+    arrays = [load_input(path, spec, model.metadata) for path, spec in zip(paths, model.inputs)]
+    raw_outputs = model.predict(*arrays, dequantize_output=False)
+    outputs = []
+    for spec, raw in zip(model.outputs, raw_outputs):
+        entry: dict[str, Any] = {"name": spec.name, "dtype": spec.dtype, "shape": list(raw.shape)}
+        if spec.quantized:
+            entry["values"] = dequantize(raw, spec).tolist()
+            entry["raw"] = raw.tolist()
+        else:
+            entry["values"] = raw.tolist()
+        outputs.append(entry)
+    result: dict[str, Any] = {
+        "model": model.file.path,
+        "backend": model.backend.name,
+        "delegate": model.delegate,
+        "inputs": [str(p) for p in paths],
+        "outputs": outputs,
+    }
+    top = top_classes(model, raw_outputs)
+    if top is not None:
+        result["top"] = top
+    return result
+
+
+def top_classes(model, raw_outputs) -> list[dict[str, Any]] | None:
+    """Best classes when the model is a classifier (one vector output), else None."""
+    import numpy as np
+
+    from edgert.runtime.io import dequantize
+
+    meta = model.metadata or {}
+    task = meta.get("task")
+    if task not in (None, "classification") or len(raw_outputs) != 1:
+        return None
+    scores = np.ravel(dequantize(raw_outputs[0], model.outputs[0]))
+    squeezed = [d for d in raw_outputs[0].shape if d != 1]
+    if len(squeezed) != 1 or scores.size < 2 or scores.dtype.kind != "f":
+        return None
+    labels = meta.get("labels") if isinstance(meta.get("labels"), list) else None
+    order = np.argsort(-scores, kind="stable")[: min(TOP_CLASSES, scores.size)]
+    return [
+        {
+            "index": int(i),
+            "label": str(labels[i]) if labels and i < len(labels) else None,
+            "score": float(scores[i]),
+        }
+        for i in order
+    ]
