@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int", "non_negative_int"]
+__all__ = ["float_list", "positive_int", "non_negative_int"]
 
 
 def _int(text: str) -> int:
@@ -36,3 +36,13 @@ def non_negative_int(text: str) -> int:
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
     return value
+
+
+def float_list(text: str) -> list[float]:
+    """``type=`` for ``"0.5,0.75"``; ``"none"``, ``"off"`` or empty gives ``[]``."""
+    if text.strip().lower() in ("", "none", "off"):
+        return []
+    try:
+        return [float(v) for v in text.replace(" ", "").split(",") if v]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None

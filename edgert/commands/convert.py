@@ -6,6 +6,7 @@ import logging
 import time
 
 from edgert.cli import emit, progress_bar
+from edgert.commands import float_list
 from edgert.errors import InputDataError
 
 __all__ = ["register"]
@@ -33,23 +34,20 @@ def register(sub, add_common) -> None:
     p.add_argument("--output-dtype", help="override the model output dtype")
     p.add_argument("--keep-float", metavar="LAYER", action="append", default=[], help="keep this layer in float (CPU targets; repeatable)")
     p.add_argument("--task", choices=("classification", "detection", "anomaly", "regression"), help="task kind for the metadata")
-    p.add_argument("--mean", help="pixel mean for image inputs: one value or one per channel (default 0)")
-    p.add_argument("--std", help="pixel std for image inputs: one value or one per channel (default 255)")
+    p.add_argument("--mean", type=float_list, help="pixel mean for image inputs: one value or one per channel (default 0)")
+    p.add_argument("--std", type=float_list, help="pixel std for image inputs: one value or one per channel (default 255)")
     p.add_argument("--no-micro", action="store_true", help="skip measuring the arena in TFLite Micro")
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="output directory")
     add_common(p)
     p.set_defaults(handler=_convert)
 
 
-def _numbers(text: str | None, name: str):
-    if text is None:
+def _pixel_stat(values: list[float] | None, name: str):
+    """One value or one per channel, as the converter takes them."""
+    if values is None:
         return None
-    try:
-        values = [float(v) for v in text.replace(" ", "").split(",") if v]
-    except ValueError:
-        raise InputDataError(f"--{name} {text!r} is not a number or a comma-separated list of numbers") from None
     if not values:
-        raise InputDataError(f"--{name} is empty")
+        raise InputDataError(f"--{name} is empty", "give one value or one per channel, e.g. 127.5 or 123.7,116.3,103.5")
     if name == "std" and any(v == 0 for v in values):
         raise InputDataError("--std must not be 0")
     return values[0] if len(values) == 1 else values
@@ -72,8 +70,8 @@ def _convert(args) -> int:
         task=args.task,
         output_dir=args.output,
         progress=progress_bar(),
-        mean=_numbers(args.mean, "mean"),
-        std=_numbers(args.std, "std"),
+        mean=_pixel_stat(args.mean, "mean"),
+        std=_pixel_stat(args.std, "std"),
         measure_micro=not args.no_micro,
     )
     log.info("converted in %.1f s", time.perf_counter() - t0)

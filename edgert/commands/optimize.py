@@ -2,23 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from edgert.cli import emit, progress_bar
+from edgert.commands import float_list
 from edgert.errors import InputDataError
 
 __all__ = ["register"]
-
-
-def _floats(text: str) -> list[float]:
-    """Parse ``"0.5,0.75"``; ``"none"`` or empty gives ``[]``."""
-    if text.strip().lower() in ("", "none", "off"):
-        return []
-    try:
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def register(sub, add_common) -> None:
@@ -36,11 +26,11 @@ def register(sub, add_common) -> None:
     p.add_argument("--max-accuracy-drop", type=float, required=True, metavar="POINTS",
                    help="allowed top-1 loss against the float model, in percentage points")
     p.add_argument("--output", "-o", required=True, help="output directory (candidates.json, pareto.png, best/)")
-    p.add_argument("--sparsity", type=_floats, default=None, metavar="LIST",
+    p.add_argument("--sparsity", type=float_list, default=None, metavar="LIST",
                    help="magnitude-pruning sparsities to try, e.g. 0.5 (default: search 0.5,0.75; 'none' = off)")
-    p.add_argument("--filters", type=_floats, default=None, metavar="LIST",
+    p.add_argument("--filters", type=float_list, default=None, metavar="LIST",
                    help="structured pruning: fractions of filters to remove, e.g. 0.5 (default: search 0.25,0.5,0.75)")
-    p.add_argument("--students", type=_floats, default=None, metavar="LIST",
+    p.add_argument("--students", type=float_list, default=None, metavar="LIST",
                    help="width multipliers of distilled students (default: 0.5; 'none' = no distillation)")
     p.add_argument("--temperature", type=float, default=2.0, help="distillation softmax temperature (default 2)")
     p.add_argument("--alpha", type=float, default=0.5,
