@@ -3,7 +3,9 @@
 Two threads. The capture thread reads the source and prepares the input
 tensor (resize, colour, normalise, quantize) into a bounded queue; the calling
 thread invokes the model, postprocesses and writes to the sinks. So capture and
-preprocessing of frame N+1 overlap inference of frame N.
+preprocessing of frame N+1 overlap inference of frame N. Frames of OpenCV
+sources are resized by OpenCV where that gives Pillow's result (see
+:mod:`edgert.loop.resize`).
 
 - Live sources (cameras, sensors): the queue holds ``queue_size`` frames (1 for
   cameras, 16 windows for a bursty serial sensor) and a new frame pushes out the
@@ -31,6 +33,7 @@ import numpy as np
 
 from edgert.errors import EdgertError, InputDataError
 from edgert.loop.postprocess import Postprocessor, Result
+from edgert.loop.resize import opencv_resizer
 from edgert.loop.sinks import Sink, open_sink
 from edgert.loop.sources import EndOfSource, Frame, Source, SourceLost, open_source
 from edgert.loop.systemd import SystemdNotifier
@@ -133,6 +136,11 @@ class FrameQueue:
         maxsize: Capacity.
         drop_oldest: Live mode: a put on a full queue discards the oldest item
             (counted in :attr:`dropped`); else a put waits for room.
+
+    Each side wakes the other only when it is actually waiting, and a reader
+    blocked on a full (finite) queue resumes only once the queue has drained to
+    half: one wake-up then refills several frames, instead of a thread switch
+    and a GIL hand-over on every frame while the loop thread is busy.
     """
 
     def __init__(self, maxsize: int, drop_oldest: bool) -> None:
@@ -141,45 +149,64 @@ class FrameQueue:
         self.dropped = 0
         self.max_depth = 0
         self._items: collections.deque = collections.deque()
-        self._cond = threading.Condition()
+        lock = threading.Lock()
+        self._not_empty = threading.Condition(lock)
+        self._not_full = threading.Condition(lock)
+        self._getters = 0
+        self._putters = 0
+        self._low_water = self.maxsize // 2
         self._closed = False
 
     def put(self, item: Any, stop: threading.Event) -> bool:
         """Add ``item``; False when stopped/closed before there was room."""
-        with self._cond:
+        with self._not_full:
+            items = self._items
             if self.drop_oldest:
-                while len(self._items) >= self.maxsize:
-                    self._items.popleft()
+                while len(items) >= self.maxsize:
+                    items.popleft()
                     self.dropped += 1
-            else:
-                while len(self._items) >= self.maxsize:
-                    if stop.is_set() or self._closed:
-                        return False
-                    self._cond.wait(_POLL)
-            self._items.append(item)
-            self.max_depth = max(self.max_depth, len(self._items))
-            self._cond.notify_all()
+            elif len(items) >= self.maxsize:
+                self._putters += 1
+                try:
+                    while len(items) > self._low_water:
+                        if stop.is_set() or self._closed:
+                            return False
+                        self._not_full.wait(_POLL)
+                finally:
+                    self._putters -= 1
+            items.append(item)
+            if len(items) > self.max_depth:
+                self.max_depth = len(items)
+            if self._getters:
+                self._not_empty.notify()
             return True
 
     def get(self, timeout: float) -> Any | None:
         """The oldest item, or None after ``timeout`` seconds without one."""
-        with self._cond:
-            if not self._items:
-                self._cond.wait(timeout)
-                if not self._items:
+        with self._not_empty:
+            items = self._items
+            if not items:
+                self._getters += 1
+                try:
+                    self._not_empty.wait(timeout)
+                finally:
+                    self._getters -= 1
+                if not items:
                     return None
-            item = self._items.popleft()
-            self._cond.notify_all()
+            item = items.popleft()
+            if self._putters and len(items) <= self._low_water:
+                self._not_full.notify()
             return item
 
     def close(self) -> None:
         """Wake everyone up; puts stop waiting."""
-        with self._cond:
+        with self._not_full:
             self._closed = True
-            self._cond.notify_all()
+            self._not_full.notify_all()
+            self._not_empty.notify_all()
 
     def __len__(self) -> int:
-        with self._cond:
+        with self._not_full:
             return len(self._items)
 
 
@@ -198,11 +225,17 @@ class Pipeline:
         max_frames: Stop after this many predictions.
         queue_size: Frames buffered between capture and inference (default: the
             source's :attr:`~edgert.loop.Source.queue_size`: 1 for cameras, 16 for
-            bursty serial windows, 4 for finite sources).
+            bursty serial windows, 8 for finite sources).
         stall_timeout: Seconds without a frame from a live source before the watchdog reopens it.
         retry_delays: Back-off between reopen attempts (seconds; the last repeats).
         notifier: sd_notify sender (default: from the environment; inert outside systemd).
         on_result: Called with each :class:`~edgert.loop.postprocess.Result` (after the sinks).
+        opencv_shrink: Also shrink frames of OpenCV sources (cameras, videos)
+            with ``cv2.resize(INTER_AREA)`` instead of Pillow: several times
+            cheaper, but the model input differs from
+            :func:`~edgert.runtime.preprocess.prepare_image`'s (mean ~1 pixel
+            level, scores can move; see :mod:`edgert.loop.resize`). Enlarging and
+            ``nearest`` use OpenCV always (same result within 1 level).
 
     Raises:
         InputDataError: The source cannot feed the model (an audio/feature model on
@@ -229,6 +262,7 @@ class Pipeline:
         retry_delays: Sequence[float] = RETRY_DELAYS,
         notifier: SystemdNotifier | None = None,
         on_result: Callable[[Result], None] | None = None,
+        opencv_shrink: bool = False,
     ) -> None:
         if not hasattr(model, "invoke"):
             from edgert.runtime import load_model
@@ -244,7 +278,7 @@ class Pipeline:
                 sink = open_sink(s) if isinstance(s, str) else s
                 self.sinks.append(sink)
                 opened.append(sink)
-            self._setup(task, top_k, threshold, labels)
+            self._setup(task, top_k, threshold, labels, opencv_shrink)
         except BaseException:
             for thing in opened:
                 thing.close()
@@ -269,7 +303,8 @@ class Pipeline:
         self._thread: threading.Thread | None = None
 
     # -- setup --------------------------------------------------------------------------
-    def _setup(self, task: str | None, top_k: int | None, threshold: float | None, labels: Sequence[str] | None) -> None:
+    def _setup(self, task: str | None, top_k: int | None, threshold: float | None, labels: Sequence[str] | None,
+               opencv_shrink: bool) -> None:
         model = self.model
         if len(model.inputs) != 1:
             raise InputDataError(f"the loop feeds one input; this model takes {len(model.inputs)}", "use edgert predict with one .npy per input")
@@ -286,6 +321,9 @@ class Pipeline:
         if self.frame_kind == "image" and plan is None:
             plan = image_preprocess_for(spec, metadata)
         self.plan = plan
+        # OpenCV frames are resized by OpenCV (far cheaper than a round trip through Pillow).
+        use_cv2 = plan is not None and getattr(self.source, "opencv_frames", False)
+        self._resize = opencv_resizer(plan, shrink=opencv_shrink) if use_cv2 else None
         self.post = Postprocessor(model.inputs, model.outputs, metadata, task=task, top_k=top_k, threshold=threshold,
                                   labels=labels, model_file=getattr(model, "file", None))
         self._input_dtype = np.dtype(spec.dtype)
@@ -293,7 +331,8 @@ class Pipeline:
     def _prepare(self, frame: Frame) -> None:
         """Fill ``frame.tensor`` (capture thread)."""
         if frame.kind == "image":
-            frame.tensor = self.plan(frame.data, frame.color)  # type: ignore[misc]
+            pixels = frame.data if self._resize is None else self._resize(frame.data)
+            frame.tensor = self.plan(pixels, frame.color)  # type: ignore[misc]
             return
         values = np.asarray(frame.data)
         if values.size != self.spec.num_elements:

@@ -228,3 +228,40 @@ def test_custom_finite_source_back_pressure_keeps_every_frame(vww_model, scene_i
     summary = Pipeline(vww_model, "test-slides:", on_result=lambda r: (results.append(r), time.sleep(0.001))).run()
     assert summary.frames == 40 and summary.dropped == 0 and summary.max_queue <= 2
     assert [r.name for r in results] == [str(i) for i in range(40)]
+
+
+def test_frame_queue_back_pressure_keeps_order_and_refills_from_half():
+    from edgert.loop.pipeline import FrameQueue
+
+    queue, stop = FrameQueue(4, drop_oldest=False), threading.Event()
+    for i in range(4):
+        assert queue.put(i, stop)
+    done = threading.Event()
+    reader = threading.Thread(target=lambda: queue.put(4, stop) and done.set())
+    reader.start()
+    assert queue.get(0) == 0
+    # One free slot does not wake the reader (no thread switch per frame) ...
+    assert not done.wait(0.3) and len(queue) == 3
+    assert queue.get(0) == 1
+    # ... draining to half does.
+    assert done.wait(5.0)
+    reader.join()
+    assert [queue.get(0) for _ in range(4)] == [2, 3, 4, None]
+    assert queue.dropped == 0 and queue.max_depth == 4
+
+
+def test_frame_queue_live_mode_drops_oldest_and_close_releases_a_blocked_put():
+    from edgert.loop.pipeline import FrameQueue
+
+    live = FrameQueue(2, drop_oldest=True)
+    for i in range(5):
+        assert live.put(i, threading.Event())
+    assert live.dropped == 3 and [live.get(0), live.get(0), live.get(0)] == [3, 4, None]
+    finite, stop = FrameQueue(1, drop_oldest=False), threading.Event()
+    assert finite.put("a", stop)
+    result: list[bool] = []
+    blocked = threading.Thread(target=lambda: result.append(finite.put("b", stop)))
+    blocked.start()
+    finite.close()
+    blocked.join(2.0)
+    assert result == [False] and finite.get(0) == "a"

@@ -10,6 +10,7 @@ import pytest
 cv2 = pytest.importorskip("cv2")
 
 from edgert.loop import Pipeline  # noqa: E402
+from edgert.loop.resize import opencv_resizer  # noqa: E402
 from edgert.runtime.preprocess import image_preprocess_for  # noqa: E402
 from tests.loop.conftest import VWW_INT8  # noqa: E402
 
@@ -59,18 +60,21 @@ def still_clip(tmp_path_factory, scene_images):
     return path
 
 
-def test_finite_video_every_frame_once_in_order(vww_model, clip):
+@pytest.mark.parametrize("opencv_shrink", [False, True], ids=["pillow-shrink", "cv2-shrink"])
+def test_finite_video_every_frame_once_in_order(vww_model, clip, opencv_shrink):
     results = []
-    summary = Pipeline(vww_model, f"video:{clip}", on_result=results.append).run()
+    summary = Pipeline(vww_model, f"video:{clip}", on_result=results.append, opencv_shrink=opencv_shrink).run()
     decoded = _decoded(clip)
     assert summary.frames == len(decoded) == FRAMES
     assert summary.dropped == 0 and summary.stopped_by == "end"
     assert [r.frame for r in results] == list(range(FRAMES))
     assert [r.name for r in results] == [f"clip.avi#{i}" for i in range(FRAMES)]
-    # Each result is the real interpreter's answer on that very frame.
+    # Each result is the real interpreter's answer on that very frame, prepared the
+    # way the run was asked to: prepare_image's own Pillow shrink (the default) or OpenCV's.
     plan = image_preprocess_for(vww_model.inputs[0], None)
+    resize = opencv_resizer(plan, shrink=True) if opencv_shrink else (lambda bgr: bgr)
     for result, bgr in zip(results, decoded):
-        scores = vww_model.predict(plan(bgr, color="bgr"))[0][0]
+        scores = vww_model.predict(plan(resize(bgr), color="bgr"))[0][0]
         assert result.classes[0].id == int(np.argmax(scores))
         assert result.classes[0].score == pytest.approx(float(scores.max()))
 
