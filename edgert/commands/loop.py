@@ -7,7 +7,7 @@ import sys
 from contextlib import contextmanager
 
 from edgert.cli import emit
-from edgert.commands import positive_int
+from edgert.commands import non_negative_int, positive_int
 
 __all__ = ["register"]
 
@@ -45,6 +45,8 @@ def register(sub, add_common) -> None:
     p.add_argument("--queue", type=positive_int, default=None, metavar="N", help="frames buffered between capture and inference")
     p.add_argument("--opencv-shrink", action="store_true",
                    help="shrink camera/video frames with OpenCV INTER_AREA (faster; not bit-equal to edgert predict)")
+    p.add_argument("--prepare-threads", type=non_negative_int, default=None, metavar="N",
+                   help="threads decoding/preparing frames of a video or image folder side by side (default: one per core, at most 3; 0: on the capture thread)")
     p.add_argument("--stall-timeout", type=float, default=5.0, metavar="S", help="seconds without a frame before a live source is reopened")
     add_common(p)
     p.set_defaults(handler=_run)
@@ -92,6 +94,7 @@ def _run(args) -> int:
         queue_size=args.queue,
         stall_timeout=args.stall_timeout,
         opencv_shrink=args.opencv_shrink,
+        prepare_threads=args.prepare_threads,
     )
     with _stop_on_signals(pipeline.stop):
         summary = pipeline.run()

@@ -424,7 +424,8 @@ class Result:
     """What the loop produced for one frame (what sinks receive).
 
     Attributes:
-        frame: Frame sequence number (0, 1, ...).
+        frame: Frame sequence number (0, 1, ...) in the order the source delivered
+            frames; a frame dropped (live source) or skipped (undecodable) leaves a gap.
         name: Where the frame came from (file name, ``clip.mp4#12``, ``window 7``).
         task: The model's task.
         latency_ms: Capture -> result, in milliseconds.

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import hashlib
+import io
 import logging
 import sys
 from dataclasses import dataclass, field
@@ -76,7 +77,7 @@ class Frame:
         kind: ``"image"`` or ``"tensor"``.
         color: Channel order of an array image (``"rgb"`` or ``"bgr"``).
         name: Where it came from (file name, ``clip.mp4#12``, ``window 7``).
-        index: Sequence number given by the pipeline (0, 1, ...).
+        index: Sequence number given by the pipeline (0, 1, ... in reading order).
         timestamp: ``time.monotonic()`` when it was captured.
         tensor: The prepared model input (set by the pipeline).
     """
@@ -117,6 +118,9 @@ class Source:
     queue_size: ClassVar[int] = 8
     #: True when image frames are OpenCV arrays: the loop then resizes them with OpenCV (see edgert.loop.resize).
     opencv_frames: ClassVar[bool] = False
+    #: True when preparing a frame is heavy (decoding a file, resizing a video frame): a finite
+    #: source then gets the loop's prepare threads (see edgert.loop.pipeline.default_prepare_threads).
+    heavy_frames: ClassVar[bool] = False
 
     def __init__(self, url: ParsedUrl) -> None:
         self.url = url
@@ -154,6 +158,17 @@ class Source:
             SourceLost: A live source must be reopened.
         """
         raise NotImplementedError
+
+    def decode(self, frame: Frame) -> None:
+        """Finish decoding ``frame.data`` in place (default: :meth:`read` already did).
+
+        Runs on one of the loop's prepare threads, so a finite source whose
+        :meth:`read` only fetches encoded bytes has several frames decoded at
+        once (decoders release the GIL). Must not touch the source's own state.
+
+        Raises:
+            InputDataError: The frame cannot be decoded (skipped and counted).
+        """
 
     def close(self) -> None:
         """Release the device/file (idempotent)."""
@@ -381,6 +396,7 @@ class VideoSource(Source):
     live = False
     kind = "image"
     opencv_frames = True
+    heavy_frames = True
 
     def __init__(self, url: ParsedUrl) -> None:
         super().__init__(url)
@@ -414,12 +430,15 @@ class VideoSource(Source):
 class ImagesSource(Source):
     """Every image in a folder, sorted by file name (``images:photos/``); finite.
 
-    Files Pillow cannot decode are skipped and counted in :attr:`skipped`.
+    :meth:`read` fetches a file's bytes; :meth:`decode` (on the loop's prepare
+    threads, several files at once) decodes them with Pillow. Files Pillow
+    cannot decode are skipped and counted.
     """
 
     scheme = "images"
     live = False
     kind = "image"
+    heavy_frames = True
 
     def __init__(self, url: ParsedUrl) -> None:
         super().__init__(url)
@@ -452,22 +471,29 @@ class ImagesSource(Source):
         return len(self._files)
 
     def read(self) -> Frame | None:
-        from PIL import Image
-
         while self._next < len(self._files):
             path = self._files[self._next]
             self._next += 1
             try:
-                with Image.open(path) as img:
-                    if self._draft is not None and img.format == "JPEG":
-                        img.draft(*self._draft)
-                    img.load()
-                    image = img if img.mode in ("RGB", "L") else img.convert("RGB")
-                    return Frame(image, "image", "rgb", name=path.name)
-            except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+                return Frame(path.read_bytes(), "image", "rgb", name=path.name)
+            except OSError as e:
                 self.skipped += 1
-                log.warning("images: skipping %s: %s", path.name, e)
+                log.warning("images: skipping %s: %s", path.name, e.strerror or e)
         raise EndOfSource()
+
+    def decode(self, frame: Frame) -> None:
+        from PIL import Image
+
+        if not isinstance(frame.data, bytes):
+            return
+        try:
+            with Image.open(io.BytesIO(frame.data)) as img:
+                if self._draft is not None and img.format == "JPEG":
+                    img.draft(*self._draft)
+                img.load()
+                frame.data = img if img.mode in ("RGB", "L") else img.convert("RGB")
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as e:
+            raise InputDataError(f"not a readable image ({e})") from None
 
 
 class NpySource(Source):

@@ -44,6 +44,77 @@ def test_image_folder_sorted_every_file_once_corrupt_one_skipped(vww_model, phot
         assert r.classes[0].score == pytest.approx(float(expected.max()))
 
 
+@pytest.mark.parametrize("threads", [0, 1, 3])
+def test_prepare_threads_keep_order_and_the_inline_answers(vww_model, photo_dir, threads):
+    # 40 files through n prepare threads: the rotation hands every frame back once, in
+    # file order, with the same scores as preparing on the capture thread.
+    inline = []
+    Pipeline(vww_model, f"images:{photo_dir}", on_result=inline.append, prepare_threads=0).run()
+    results = []
+    pipeline = Pipeline(vww_model, f"images:{photo_dir}", on_result=results.append, prepare_threads=threads, queue_size=2)
+    summary = pipeline.run()
+    assert summary.frames == 6 and summary.skipped == 1 and summary.stopped_by == "end"
+    assert [(r.frame, r.name) for r in results] == [(r.frame, r.name) for r in inline]
+    assert [r.classes[0].score for r in results] == [r.classes[0].score for r in inline]
+    assert summary.stages_ms["decode"] > 0 and summary.max_queue <= 2
+    assert not any(t.is_alive() for t in pipeline._preparers)
+
+
+def test_prepare_threads_stop_early_and_surface_a_decoder_crash(vww_model, scene_images):
+    class Slides(Source):
+        scheme, live, kind = "test-crashing-slides", False, "image"
+
+        def __init__(self, url) -> None:
+            super().__init__(url)
+            self.i = 0
+
+        def read(self):
+            if self.i >= 1000:
+                raise EndOfSource()
+            self.i += 1
+            return Frame(self.i - 1, "image", "rgb", name=str(self.i - 1))
+
+        def decode(self, frame):
+            if frame.data == 30:
+                raise RuntimeError("decoder bug")
+            frame.data = scene_images[frame.data % 2]
+
+    register_source("test-crashing-slides", Slides)
+    results = []
+    pipeline = Pipeline(vww_model, "test-crashing-slides:", on_result=results.append, prepare_threads=2)
+    summary = pipeline.run()
+    assert summary.stopped_by == "error" and "RuntimeError: decoder bug" in summary.error
+    assert [r.frame for r in results] == list(range(len(results))) and len(results) <= 30
+    assert not pipeline._thread.is_alive() and not any(t.is_alive() for t in pipeline._preparers)
+    # A stop from the consumer side ends a run with prepare threads just as cleanly.
+    results = []
+    stopper = Pipeline(vww_model, "test-crashing-slides:", prepare_threads=2)
+    stopper.on_result = lambda r: (results.append(r), r.frame == 9 and stopper.stop())
+    summary = stopper.run()
+    assert summary.stopped_by == "stop" and [r.frame for r in results] == list(range(10))
+
+
+def test_prepare_threads_only_for_finite_sources(vww_model, monkeypatch):
+    from edgert.errors import InputDataError
+    from edgert.loop.pipeline import default_prepare_threads
+    from edgert.loop.urls import parse_url
+
+    url = parse_url("test-burst:", frozenset())
+    with pytest.raises(InputDataError, match="is live"):
+        Pipeline(vww_model, _Burst(url), prepare_threads=2)
+    with pytest.raises(InputDataError, match="0 or more"):
+        Pipeline(vww_model, _Burst(url), prepare_threads=-1)
+    folder, rows = Source(url), Source(url)
+    folder.heavy_frames = True
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    camera = _Burst(url)
+    camera.heavy_frames = True  # heavy, but live: frames stay on the capture thread to stay fresh
+    assert default_prepare_threads(folder) == 3 and default_prepare_threads(camera) == 0
+    assert default_prepare_threads(rows) == 0
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
+    assert default_prepare_threads(folder) == 0
+
+
 class _Burst(Source):
     """A live source that produces frames much faster than the loop consumes them."""
 
@@ -141,7 +212,9 @@ def test_file_sinks_and_a_full_disk(vww_model, photo_dir, tmp_path):
     lines = jsonl.read_text().splitlines()
     assert json.loads(lines[0]) == {"earlier": "run"}
     records = [json.loads(line) for line in lines[1:]]
-    assert [r["frame"] for r in records] == list(range(6))
+    # Frame numbers count what the source delivered: the broken file (5th by name) leaves a gap.
+    in_folder = sorted(p.name for p in photo_dir.glob("img_*"))
+    assert [r["frame"] for r in records] == [in_folder.index(r["name"]) for r in records] == [0, 1, 2, 3, 5, 6]
     assert all(len(r["classes"]) == 2 for r in records)
     assert records[0]["classes"][0]["id"] == results[0].classes[0].id
     rows = csv_path.read_text().splitlines()

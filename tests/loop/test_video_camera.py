@@ -60,10 +60,10 @@ def still_clip(tmp_path_factory, scene_images):
     return path
 
 
-@pytest.mark.parametrize("opencv_shrink", [False, True], ids=["pillow-shrink", "cv2-shrink"])
-def test_finite_video_every_frame_once_in_order(vww_model, clip, opencv_shrink):
+@pytest.mark.parametrize("opencv_shrink, threads", [(False, 0), (False, 2), (True, 3)], ids=["pillow-shrink", "pillow-shrink-2-threads", "cv2-shrink-3-threads"])
+def test_finite_video_every_frame_once_in_order(vww_model, clip, opencv_shrink, threads):
     results = []
-    summary = Pipeline(vww_model, f"video:{clip}", on_result=results.append, opencv_shrink=opencv_shrink).run()
+    summary = Pipeline(vww_model, f"video:{clip}", on_result=results.append, opencv_shrink=opencv_shrink, prepare_threads=threads).run()
     decoded = _decoded(clip)
     assert summary.frames == len(decoded) == FRAMES
     assert summary.dropped == 0 and summary.stopped_by == "end"
