@@ -13,7 +13,8 @@ accepted with ``color="bgr"``.
 Defaults without metadata: pixels scaled to [0, 1] (mean 0, std 255). For a
 quantized input whose representable float range is clearly [0, 255] (e.g.
 scale 1, zero point -128) or [-1, 1], that range is used instead, because a
-model quantized that way was calibrated on such pixels.
+model quantized that way was calibrated on such pixels. An 8-bit input without
+quantization takes the pixels themselves (uint8 0..255; int8 pixel - 128).
 """
 
 from __future__ import annotations
@@ -299,7 +300,15 @@ def _geometry(spec: TensorSpec, layout: str | None) -> tuple[int, int, int, str]
 
 
 def _default_normalization(spec: TensorSpec) -> tuple[float, float]:
-    """(mean, std) for a model without metadata, read from its input quantization."""
+    """(mean, std) for a model without metadata, read from its input quantization.
+
+    An 8-bit input without quantization takes pixel values as they are (uint8:
+    0..255, int8: pixel - 128); a float input takes pixels scaled to [0, 1].
+    """
+    if not spec.quantized and spec.dtype == "uint8":
+        return 0.0, 1.0
+    if not spec.quantized and spec.dtype == "int8":
+        return 128.0, 1.0
     if spec.quantized and spec.dtype in ("int8", "uint8"):
         info = np.iinfo(np.dtype(spec.dtype))
         lo = (info.min - spec.zero_point) * spec.scale

@@ -95,6 +95,16 @@ def test_raw_pixel_quantization_is_inferred_for_cifar_resnet():
     assert np.array_equal(plan(rgb)[0].astype(np.int16), rgb.astype(np.int16) - 128)
 
 
+def test_unquantized_8_bit_inputs_take_pixels_as_they_are_and_float_inputs_take_0_to_1():
+    rgb = _picture(8, 8, seed=2)
+    raw = image_preprocess_for(_spec((1, 8, 8, 3), "uint8"), None)
+    assert raw.shortcut == "identity" and np.array_equal(raw(rgb)[0], rgb)
+    centred = image_preprocess_for(_spec((1, 8, 8, 3), "int8"), None)
+    assert centred.shortcut == "xor128" and np.array_equal(centred(rgb)[0].astype(np.int16), rgb.astype(np.int16) - 128)
+    unit = image_preprocess_for(_spec((1, 8, 8, 3), "float32"), None)
+    assert np.allclose(unit(rgb)[0], rgb / np.float32(255.0))
+
+
 def test_float_frames_take_the_arithmetic_path():
     spec = _spec((1, 4, 4, 3), "int8", 1 / 255, -128)
     plan = image_preprocess_for(spec, None)
