@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["float_list", "positive_int", "non_negative_int"]
+__all__ = ["add_kernels_option", "float_list", "positive_int", "non_negative_int"]
 
 
 def _int(text: str) -> int:
@@ -46,3 +46,14 @@ def float_list(text: str) -> list[float]:
         return [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
+
+
+def add_kernels_option(parser: argparse.ArgumentParser) -> None:
+    """``--kernels``: which kernel set the interpreter runs (predict, bench, run)."""
+    parser.add_argument(
+        "--kernels",
+        choices=("auto", "builtin", "reference"),
+        default="auto",
+        help="auto: the backend's (XNNPACK); builtin: without XNNPACK, the same results on every backend; "
+        "reference: TFLite's reference kernels (slow; for checking a kernel)",
+    )

@@ -7,7 +7,7 @@ import sys
 from contextlib import contextmanager
 
 from edgert.cli import emit
-from edgert.commands import non_negative_int, positive_int
+from edgert.commands import add_kernels_option, non_negative_int, positive_int
 
 __all__ = ["register"]
 
@@ -42,11 +42,12 @@ def register(sub, add_common) -> None:
                    help="postprocessing (default: from metadata, else from output shapes)")
     p.add_argument("--backend", default=None, help="interpreter backend: ai_edge_litert or tflite_runtime")
     p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads")
+    add_kernels_option(p)
     p.add_argument("--queue", type=positive_int, default=None, metavar="N", help="frames buffered between capture and inference")
     p.add_argument("--opencv-shrink", action="store_true",
                    help="shrink camera/video frames with OpenCV INTER_AREA (faster; not bit-equal to edgert predict)")
     p.add_argument("--prepare-threads", type=non_negative_int, default=None, metavar="N",
-                   help="threads decoding/preparing frames of a video or image folder side by side (default: one per core, at most 3; 0: on the capture thread)")
+                   help="threads decoding/preparing frames of a video or image folder side by side (default: one per core but one, at most 3; 0: on the capture thread)")
     p.add_argument("--stall-timeout", type=float, default=5.0, metavar="S", help="seconds without a frame before a live source is reopened")
     add_common(p)
     p.set_defaults(handler=_run)
@@ -71,7 +72,7 @@ def _run(args) -> int:
     from edgert.runtime import load_model
 
     labels = read_labels(args.labels) if args.labels else None
-    model = load_model(args.model, backend=args.backend, threads=args.threads)
+    model = load_model(args.model, backend=args.backend, threads=args.threads, kernels=args.kernels)
     sinks = []
     try:
         for url in args.sink or ["console"]:

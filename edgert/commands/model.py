@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from edgert.cli import emit
-from edgert.commands import non_negative_int, positive_int
+from edgert.commands import add_kernels_option, non_negative_int, positive_int
 
 __all__ = ["register"]
 
@@ -41,6 +41,7 @@ def _add_runtime_options(p, repeat_backend: bool = False) -> None:
         )
     else:
         p.add_argument("--backend", metavar="NAME", help="ai_edge_litert or tflite_runtime (default: $EDGERT_BACKEND or auto)")
+    add_kernels_option(p)
     p.add_argument("--threads", type=positive_int, help="interpreter threads (default: the backend's)")
     p.add_argument("--delegate", metavar="NAME|LIB", help="'edgetpu' (libedgetpu.so.1) or a delegate library path")
     p.add_argument(
@@ -81,6 +82,7 @@ def _predict(args) -> int:
         threads=args.threads,
         delegate=args.delegate,
         require_delegate=args.require_delegate,
+        kernels=args.kernels,
     )
     emit(args, predict_files(model, args.inputs), _predict_text)
     return 0
@@ -118,6 +120,7 @@ def _bench(args) -> int:
             warmup=args.warmup,
             delegate=args.delegate,
             require_delegate=args.require_delegate,
+            kernels=args.kernels,
         )
         for name in backends
     ]
@@ -130,7 +133,7 @@ def _bench(args) -> int:
 
 def _bench_text(result: dict) -> str:
     rows = result.get("backends") or [result]
-    lines = [f"{result['model']}: {rows[0]['runs']} runs after {rows[0]['warmup']} warm-up, threads {rows[0]['threads'] or 'default'}"]
+    lines = [f"{result['model']}: {rows[0]['runs']} runs after {rows[0]['warmup']} warm-up, threads {rows[0]['threads'] or 'default'}, {rows[0]['kernels']} kernels"]
     lines.append(f"  {'backend':<24} {'min':>9} {'p50':>9} {'p90':>9} {'p99':>9} {'fps':>9}")
     for r in rows:
         lat = r["latency_ms"]

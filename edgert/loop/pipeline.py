@@ -9,7 +9,7 @@ sources are resized by OpenCV where that gives Pillow's result (see
 
 Finite image sources (image folders, videos) are usually bound by decoding and
 resizing, not by the model: there the capture thread only reads, and
-``prepare_threads`` threads (default: one per core, at most 3) decode and
+``prepare_threads`` threads (default: one per core but one, at most 3) decode and
 prepare frames side by side (Pillow and OpenCV release the GIL). Frame ``i``
 goes to prepare thread ``i % n`` and the loop takes results back in the same
 rotation, so order is kept without sorting.
@@ -140,18 +140,18 @@ def _fmt(v: float | None) -> str:
 
 
 def default_prepare_threads(source: Source) -> int:
-    """Prepare threads for ``source`` when the caller does not say: one per core, at most 3; none on one core.
+    """Prepare threads for ``source`` when the caller does not say: one per core but one, at most 3.
 
     Only finite sources with :attr:`~edgert.loop.Source.heavy_frames` get them
     (image folders, video files: decoding or resizing a picture can cost more
     than invoking a small model). Live sources, and light frames (npy rows,
     sensor windows: a hand-off to another thread costs more than preparing
-    them), are prepared on the capture thread. When the model is the
-    bottleneck the prepare threads sleep on full queues, so one per core
-    (rather than leaving a core to the model) costs nothing there and wins
-    where decoding is the bottleneck: on 2 cores, 2 threads prepare 1.2x (PNG
-    folder) to 1.5x (MJPG video) more frames per second than 1
-    (``benchmarks/loop_throughput.py``).
+    them), are prepared on the capture thread. One core is left to the model:
+    measured on 2 cores with VWW int8 (``benchmarks/loop_throughput.py``), one
+    prepare thread beats none by 8-17 % where decoding is the bottleneck
+    (XNNPACK kernels, 66 us per invoke) and by 3 % where the model is (builtin
+    kernels, 330 us), while a second thread wins another 11 % in the first case
+    but loses 2-9 % in the second, by taking the model's core.
     """
     if source.live or not source.heavy_frames:
         return 0
@@ -159,7 +159,7 @@ def default_prepare_threads(source: Source) -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return 0 if cores < 2 else min(cores, 3)
+    return max(0, min(cores - 1, 3))
 
 
 class FrameQueue:
@@ -325,21 +325,15 @@ class Pipeline:
                 self.sinks.append(sink)
                 opened.append(sink)
             self._setup(task, top_k, threshold, labels, opencv_shrink)
+            self.prepare_threads = self._check_prepare_threads(prepare_threads)
         except BaseException:
             for thing in opened:
                 thing.close()
             raise
+        prepare_threads = self.prepare_threads
         self.max_frames = max_frames
         live = self.source.live
         size = queue_size or self.source.queue_size
-        if prepare_threads is None:
-            prepare_threads = default_prepare_threads(self.source)
-        if not isinstance(prepare_threads, int) or prepare_threads < 0:
-            raise InputDataError(f"prepare_threads must be 0 or more, got {prepare_threads!r}")
-        if prepare_threads and live:
-            raise InputDataError(f"{self.source.describe()} is live: its frames are prepared on the capture thread",
-                                 "drop --prepare-threads (it applies to video files, image folders, npy and stdin)")
-        self.prepare_threads = prepare_threads
         if prepare_threads:
             # Frame i travels inbox[i % n] -> prepare thread -> outbox[i % n]; together they buffer ~``size`` frames.
             per_thread = max(1, -(-size // (2 * prepare_threads)))
@@ -391,8 +385,18 @@ class Pipeline:
                                   labels=labels, model_file=getattr(model, "file", None))
         self._input_dtype = np.dtype(spec.dtype)
 
+    def _check_prepare_threads(self, requested: int | None) -> int:
+        if requested is None:
+            return default_prepare_threads(self.source)
+        if not isinstance(requested, int) or requested < 0:
+            raise InputDataError(f"prepare_threads must be 0 or more, got {requested!r}")
+        if requested and self.source.live:
+            raise InputDataError(f"{self.source.describe()} is live: its frames are prepared on the capture thread",
+                                 "drop --prepare-threads (it applies to video files, image folders, npy and stdin)")
+        return requested
+
     def _prepare(self, frame: Frame) -> None:
-        """Fill ``frame.tensor`` (capture thread)."""
+        """Fill ``frame.tensor`` (capture or prepare thread)."""
         if frame.kind == "image":
             pixels = frame.data if self._resize is None else self._resize(frame.data)
             frame.tensor = self.plan(pixels, frame.color)  # type: ignore[misc]

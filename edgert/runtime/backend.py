@@ -21,6 +21,7 @@ from edgert.errors import BackendError, InvalidModelError
 
 __all__ = [
     "BACKENDS",
+    "KERNELS",
     "Backend",
     "available_backends",
     "backend_names",
@@ -33,6 +34,16 @@ log = logging.getLogger("edgert.runtime")
 BACKENDS: dict[str, tuple[str, str, str]] = {
     "ai_edge_litert": ("ai_edge_litert.interpreter", "ai-edge-litert", "pip install ai-edge-litert"),
     "tflite_runtime": ("tflite_runtime.interpreter", "tflite-runtime", 'pip install tflite-runtime "numpy<2"'),
+}
+
+#: Kernel sets an interpreter can run with -> the backends' ``OpResolverType`` member.
+KERNELS: dict[str, str] = {
+    # The backend's default: builtin kernels, with the XNNPACK delegate applied to float and int8 graphs.
+    "auto": "AUTO",
+    # The optimized builtin kernels alone: the same results on ai-edge-litert and tflite-runtime.
+    "builtin": "BUILTIN_WITHOUT_DEFAULT_DELEGATES",
+    # TFLite's reference kernels: the readable definition of each op; slow (VWW int8: ~50x auto).
+    "reference": "BUILTIN_REF",
 }
 
 _ALIASES = {"litert": "ai_edge_litert", "ai-edge-litert": "ai_edge_litert", "tflite-runtime": "tflite_runtime"}
@@ -62,23 +73,37 @@ class Backend:
         version: The installed distribution's version.
         interpreter_class: The backend's ``Interpreter`` class.
         load_delegate: The backend's ``load_delegate`` function.
+        op_resolver_type: The backend's ``OpResolverType`` enum (None when it has none).
     """
 
     name: str
     version: str
     interpreter_class: Any
     load_delegate: Callable[..., Any]
+    op_resolver_type: Any = None
 
-    def make_interpreter(self, model_content: bytes, num_threads: int | None = None, delegates: list | None = None):
+    def make_interpreter(self, model_content: bytes, num_threads: int | None = None, delegates: list | None = None,
+                         kernels: str = "auto"):
         """Create an interpreter over ``model_content`` (not yet allocated).
 
+        Args:
+            kernels: A :data:`KERNELS` name.
+
         Raises:
-            BackendError: The backend's native module cannot work here (tflite-runtime under numpy 2).
+            BackendError: The backend's native module cannot work here (tflite-runtime under numpy 2),
+                or it cannot choose ``kernels``.
             InvalidModelError: The interpreter refused the model.
         """
+        options: dict[str, Any] = {}
+        if kernels != "auto":
+            member = getattr(self.op_resolver_type, KERNELS[kernels], None)
+            if member is None:
+                raise BackendError(f"backend {self.name} {self.version} cannot choose {kernels} kernels",
+                                   "use --kernels auto, or ai-edge-litert")
+            options["experimental_op_resolver_type"] = member
         try:
             return self.interpreter_class(
-                model_content=model_content, num_threads=num_threads, experimental_delegates=delegates or None
+                model_content=model_content, num_threads=num_threads, experimental_delegates=delegates or None, **options
             )
         except SystemError as e:
             # tflite-runtime's extension fails to import numpy's C API lazily, on the first
@@ -148,7 +173,7 @@ def _import(name: str) -> Backend:
         raise BackendError(f"backend {name} is not installed ({e})", fix) from None
     except (SystemError, OSError, AttributeError) as e:  # a broken native install fails in many ways
         raise BackendError(f"backend {name} is installed but broken: {type(e).__name__}: {_first_line(e)}", fix) from None
-    backend = Backend(name, ver, mod.Interpreter, mod.load_delegate)
+    backend = Backend(name, ver, mod.Interpreter, mod.load_delegate, getattr(mod, "OpResolverType", None))
     _cache[name] = backend
     log.debug("backend %s %s from %s", name, ver, mod.__file__)
     return backend

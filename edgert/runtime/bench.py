@@ -20,6 +20,7 @@ def bench(
     delegate: str | None = None,
     require_delegate: bool = False,
     seed: int = 0,
+    kernels: str | None = None,
 ) -> dict[str, Any]:
     """Time ``invoke()`` of one backend on random inputs (set once, outside the timing).
 
@@ -32,9 +33,10 @@ def bench(
         delegate: ``"edgetpu"`` or a delegate library path.
         require_delegate: Fail when the delegate is unavailable instead of using the CPU.
         seed: Seed of the random input.
+        kernels: ``"auto"``, ``"builtin"`` or ``"reference"`` (see :func:`~edgert.runtime.load_model`).
 
     Returns:
-        ``{"backend", "backend_version", "delegate", "threads", "runs", "warmup",
+        ``{"backend", "backend_version", "delegate", "kernels", "threads", "runs", "warmup",
         "latency_ms": {min, p50, p90, p99, mean}, "fps"}`` (fps from the mean latency).
 
     Raises:
@@ -47,7 +49,8 @@ def bench(
 
     if runs < 1 or warmup < 0:
         raise InputDataError(f"runs must be >= 1 and warmup >= 0 (got runs={runs}, warmup={warmup})")
-    model = load_model(source, backend=backend, threads=threads, delegate=delegate, require_delegate=require_delegate)
+    model = load_model(source, backend=backend, threads=threads, delegate=delegate, require_delegate=require_delegate,
+                       kernels=kernels)
     rng = np.random.default_rng(seed)
     for i, spec in enumerate(model.inputs):
         model.set_input(i, random_input(spec, rng))
@@ -66,6 +69,7 @@ def bench(
         "backend": model.backend.name,
         "backend_version": model.backend.version,
         "delegate": model.delegate,
+        "kernels": model.kernels,
         "threads": threads,
         "runs": runs,
         "warmup": warmup,

@@ -25,7 +25,7 @@ import numpy as np
 
 from edgert.errors import DelegateError, InputDataError, InvalidModelError
 from edgert.model.reader import ModelFile, ModelSource, TensorSpec, read_model
-from edgert.runtime.backend import Backend, select_backend
+from edgert.runtime.backend import KERNELS, Backend, select_backend
 from edgert.runtime.io import dequantize, to_input_dtype
 
 __all__ = ["EDGETPU_LIBRARY", "Model", "load_model"]
@@ -62,6 +62,8 @@ class Model:
         backend: The :class:`~edgert.runtime.Backend` in use.
         threads: Interpreter threads requested (None = backend default).
         delegate: The active delegate (``"edgetpu"`` or a library path), None on plain CPU.
+        kernels: The kernel set (``"auto"``, ``"builtin"``, ``"reference"``; see
+            :data:`~edgert.runtime.backend.KERNELS`).
     """
 
     def __init__(
@@ -72,11 +74,13 @@ class Model:
         *,
         threads: int | None = None,
         delegate: str | None = None,
+        kernels: str = "auto",
     ) -> None:
         self.file = file
         self.backend = backend
         self.threads = threads
         self.delegate = delegate
+        self.kernels = kernels
         self._interp = interpreter
         self.inputs: tuple[TensorSpec, ...] = file.inputs
         self.outputs: tuple[TensorSpec, ...] = file.outputs
@@ -290,6 +294,7 @@ def load_model(
     trusted: bool = False,
     delegate: str | None = None,
     require_delegate: bool = False,
+    kernels: str | None = None,
 ) -> Model:
     """Load a model for inference.
 
@@ -306,6 +311,10 @@ def load_model(
         delegate: ``"edgetpu"`` (loads ``libedgetpu.so.1``) or a delegate library path.
         require_delegate: Fail with :class:`~edgert.errors.DelegateError` instead of
             falling back to the CPU when the delegate cannot be loaded.
+        kernels: ``"auto"`` (default: the backend's kernels with XNNPACK),
+            ``"builtin"`` (without XNNPACK: the same results on every backend) or
+            ``"reference"`` (TFLite's reference kernels: slow, for checking a
+            suspect kernel or timing a device-class CPU).
 
     Raises:
         InvalidModelError: The file is not a valid model or crashes the interpreter.
@@ -315,6 +324,9 @@ def load_model(
     """
     if threads is not None and (not isinstance(threads, int) or threads < 1):
         raise InputDataError(f"threads must be a positive integer, got {threads!r}")
+    kernels = kernels or "auto"
+    if kernels not in KERNELS:
+        raise InputDataError(f"unknown kernels {kernels!r}", f"use one of: {', '.join(KERNELS)}")
     file = read_model(source)
     be = backend if isinstance(backend, Backend) else select_backend(backend)
     if not trusted:
@@ -328,13 +340,13 @@ def load_model(
             delegates.append(loaded)
     name = file.path or "model"
     try:
-        interp = be.make_interpreter(file.data, num_threads=threads, delegates=delegates)
+        interp = be.make_interpreter(file.data, num_threads=threads, delegates=delegates, kernels=kernels)
         interp.allocate_tensors()
     except InvalidModelError as e:
         raise _rejected(file, name, e.message.removeprefix("the interpreter rejected the model: "), delegates) from None
     except (ValueError, RuntimeError) as e:
         raise _rejected(file, name, _first_line(e), delegates) from None
-    return Model(file, be, interp, threads=threads, delegate=delegate if delegates else None)
+    return Model(file, be, interp, threads=threads, delegate=delegate if delegates else None, kernels=kernels)
 
 
 def _rejected(file: ModelFile, name: str, reason: str, delegates: list) -> InvalidModelError:

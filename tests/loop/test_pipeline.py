@@ -100,8 +100,11 @@ def test_prepare_threads_only_for_finite_sources(vww_model, monkeypatch):
     from edgert.loop.urls import parse_url
 
     url = parse_url("test-burst:", frozenset())
+    camera = _Burst(url)
+    camera.close = lambda: setattr(camera, "closed", True)
     with pytest.raises(InputDataError, match="is live"):
-        Pipeline(vww_model, _Burst(url), prepare_threads=2)
+        Pipeline(vww_model, camera, prepare_threads=2)
+    assert camera.closed  # the pipeline owned it: closed on the way out
     with pytest.raises(InputDataError, match="0 or more"):
         Pipeline(vww_model, _Burst(url), prepare_threads=-1)
     folder, rows = Source(url), Source(url)
@@ -111,6 +114,8 @@ def test_prepare_threads_only_for_finite_sources(vww_model, monkeypatch):
     camera.heavy_frames = True  # heavy, but live: frames stay on the capture thread to stay fresh
     assert default_prepare_threads(folder) == 3 and default_prepare_threads(camera) == 0
     assert default_prepare_threads(rows) == 0
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
+    assert default_prepare_threads(folder) == 1
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
     assert default_prepare_threads(folder) == 0
 

@@ -39,8 +39,6 @@ def pattern_input(spec) -> np.ndarray:
 
 def write_reference(corpus: Path, out: Path = REFERENCE) -> dict:
     """Record ai-edge-litert's raw outputs (one thread) on :func:`pattern_input` for every model."""
-    from ai_edge_litert.interpreter import OpResolverType
-
     from edgert.runtime import load_model
 
     arrays, info = {}, {}
@@ -48,18 +46,10 @@ def write_reference(corpus: Path, out: Path = REFERENCE) -> dict:
         model = load_model(path, backend="ai_edge_litert", threads=1)
         inputs = [pattern_input(s) for s in model.inputs]
         outputs = model.predict(*inputs, dequantize_output=False)
-        builtin = model.backend.interpreter_class(
-            model_content=model.file.data,
-            num_threads=1,
-            experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
-        )
-        builtin.allocate_tensors()
-        for detail, x in zip(builtin.get_input_details(), inputs):
-            builtin.set_tensor(detail["index"], x)
-        builtin.invoke()
-        for i, (o, detail) in enumerate(zip(outputs, builtin.get_output_details())):
+        builtin = load_model(path, backend="ai_edge_litert", threads=1, kernels="builtin")
+        for i, (o, b) in enumerate(zip(outputs, builtin.predict(*inputs, dequantize_output=False))):
             arrays[f"{path.stem}/{i}"] = o
-            arrays[f"{path.stem}/{i}/builtin"] = builtin.get_tensor(detail["index"])
+            arrays[f"{path.stem}/{i}/builtin"] = b
         info[path.stem] = {"sha256": model.file.sha256, "outputs": len(outputs)}
         backend = model.backend
     arrays["__info__"] = np.frombuffer(
