@@ -1,11 +1,17 @@
-"""Detection end to end on a real TFLite model: a video written by OpenCV, the loop, boxes out.
+"""Detection end to end on real TFLite models: a video written by OpenCV, the loop, boxes out.
 
-The corpus holds no detection model, so the test converts one: a small graph
-with SSD-style outputs (boxes ``[1,N,4]`` ymin/xmin/ymax/xmax, classes, scores,
-count) that "detects" the brightest 8x8 cells of its 64x64 input with real
-TFLite ops (mean, average pool, top-k, gather). A white square moves across a
-dark clip; the loop must report a box around it on every frame, and the
-snapshots sink must draw that box.
+The corpus holds no detection model, so the tests convert two, each "detecting"
+the bright 8x8 cells of its 64x64 input with real TFLite ops:
+
+- SSD-style outputs computed by the graph itself (boxes ``[1,N,4]`` ymin/xmin/
+  ymax/xmax, classes, scores, count: mean, average pool, top-k, gather);
+- the real ``TFLite_Detection_PostProcess`` custom op (anchor decoding and NMS
+  in TFLite's kernel), fused by the converter from a function that declares it
+  with ``experimental_implements``, the way the TF Object Detection API exports
+  SSD models.
+
+A square moves across a dark clip; the loop must report boxes inside it on every
+frame, and the snapshots sink must draw them.
 """
 
 from __future__ import annotations
@@ -52,22 +58,75 @@ def detector(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def moving_square(tmp_path_factory):
-    """A 128x128 MJPG clip: a 32x32 white square stepping right and down over dark noise."""
-    rng = np.random.default_rng(3)
     path = tmp_path_factory.mktemp("square") / "square.avi"
+    return path, _write_square_clip(path, [(255, 255, 255)])
+
+
+def _detection_postprocess_op_model(tmp_path) -> bytes:
+    """Bright cells scored as background / white / red, then TFLite_Detection_PostProcess (5 detections)."""
+    grid = SIZE // CELL
+    n = grid * grid
+    anchors = np.array([[(r + 0.5) / grid, (c + 0.5) / grid, 1 / grid, 1 / grid] for r in range(grid) for c in range(grid)], np.float32)
+    attrs = {"max_detections": "i: 5", "max_classes_per_detection": "i: 1", "use_regular_nms": "b: false",
+             "nms_score_threshold": "f: 0.3", "nms_iou_threshold": "f: 0.5", "y_scale": "f: 10.0", "x_scale": "f: 10.0",
+             "h_scale": "f: 5.0", "w_scale": "f: 5.0", "num_classes": "i: 2"}
+    signature = 'name: "TFLite_Detection_PostProcess" ' + " ".join(f'attr {{ key: "{k}" value {{ {v} }} }}' for k, v in attrs.items())
+
+    @tf.function(experimental_implements=signature)
+    def postprocess(box_encodings, class_predictions, anchor_boxes):  # the converter puts the op in its place
+        return tuple(tf.constant(0.0, tf.float32, name=name) for name in ("boxes", "classes", "scores", "num_detections"))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, SIZE, SIZE, 3], tf.uint8, name="image")])
+    def detect(image):
+        x = tf.cast(image, tf.float32) / 255.0
+        bright = tf.reshape(tf.nn.avg_pool2d(tf.reduce_max(x, axis=-1, keepdims=True), CELL, CELL, "VALID"), [1, n, 1])
+        red = tf.reshape(tf.nn.avg_pool2d(tf.clip_by_value((x[..., :1] - x[..., 1:2]) * 2.0, 0.0, 1.0), CELL, CELL, "VALID"), [1, n, 1])
+        scores = tf.concat([1.0 - bright, bright * (1.0 - red), bright * red], axis=-1)  # background, white, red
+        return postprocess(tf.zeros([1, n, 4]), scores, tf.constant(anchors))  # zero encodings: each box is its anchor
+
+    module = tf.Module()
+    module.detect = detect
+    tf.saved_model.save(module, str(tmp_path / "saved_model"), signatures=detect.get_concrete_function())
+    return tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "saved_model")).convert()
+
+
+def _write_square_clip(path, colors) -> list[tuple[float, float, float, float]]:
+    """128x128 MJPG: a 32x32 square (``colors[i % len]``) stepping right and down over dark noise; its xyxy per frame."""
+    rng = np.random.default_rng(3)
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (128, 128))
     squares = []
     for i in range(FRAMES):
         frame = rng.integers(0, 40, (128, 128, 3), dtype=np.uint8)
         top, left = 16 * (i % 6), 16 * (i % 7)  # on the model's 8x8 cell grid once shrunk to 64x64
-        frame[top:top + 32, left:left + 32] = 255
+        frame[top:top + 32, left:left + 32] = colors[i % len(colors)][::-1]  # BGR
         writer.write(frame)
         squares.append((left / 128, top / 128, (left + 32) / 128, (top + 32) / 128))
     writer.release()
-    return path, squares
+    return squares
 
 
-def test_real_detection_model_on_a_video_boxes_follow_the_square(detector, moving_square, tmp_path):
+def _inside(box, square) -> bool:
+    xmin, ymin, xmax, ymax = square
+    return xmin - 1e-6 <= box.xmin < box.xmax <= xmax + 1e-6 and ymin - 1e-6 <= box.ymin < box.ymax <= ymax + 1e-6
+
+
+def test_tflite_detection_postprocess_op_on_a_video(tmp_path):
+    path = tmp_path / "ssd_op.tflite"
+    path.write_bytes(_detection_postprocess_op_model(tmp_path))
+    model = load_model(path)
+    assert "TFLite_Detection_PostProcess" in [op.name for op in model.file.operators()]
+    squares = _write_square_clip(tmp_path / "squares.avi", [(255, 255, 255), (255, 0, 0)])
+    results = []
+    summary = Pipeline(model, f"video:{tmp_path / 'squares.avi'}", labels=["white", "red"], on_result=results.append).run()
+    assert summary.task == "detection" and summary.frames == FRAMES and summary.stopped_by == "end"
+    for i, (result, square) in enumerate(zip(results, squares)):
+        # The square covers 2x2 cells of the model's grid: the op keeps exactly those four.
+        assert len(result.objects) == 4
+        assert {o.label for o in result.objects} == {"white" if i % 2 == 0 else "red"}
+        assert all(_inside(o.bbox, square) and o.score > 0.9 for o in result.objects)
+
+
+def test_ssd_style_outputs_on_a_video_boxes_follow_the_square_and_are_drawn(detector, moving_square, tmp_path):
     path, squares = moving_square
     model = load_model(detector)
     results = []
@@ -79,8 +138,7 @@ def test_real_detection_model_on_a_video_boxes_follow_the_square(detector, movin
         assert 1 <= len(result.objects) <= TOP
         for obj in result.objects:  # every reported cell lies inside the square (8x8 cells of 64: 1/8 each)
             b = obj.bbox
-            assert obj.label == "white" and obj.score > 0.5
-            assert xmin - 1e-6 <= b.xmin < b.xmax <= xmax + 1e-6 and ymin - 1e-6 <= b.ymin < b.ymax <= ymax + 1e-6
+            assert obj.label == "white" and obj.score > 0.5 and _inside(b, (xmin, ymin, xmax, ymax))
             assert b.xmax - b.xmin == pytest.approx(1 / 8) and b.ymax - b.ymin == pytest.approx(1 / 8)
     # The snapshot of the first frame has the red outline drawn on the top object's box.
     from PIL import Image
