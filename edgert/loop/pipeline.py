@@ -218,20 +218,39 @@ class FrameQueue:
         """The oldest item, or None after ``timeout`` seconds without one."""
         with self._not_empty:
             items = self._items
-            if not items:
-                if self._closed:
-                    return None
-                self._getters += 1
-                try:
-                    self._not_empty.wait(timeout)
-                finally:
-                    self._getters -= 1
-                if not items:
-                    return None
+            if not items and not self._wait_for_items(timeout):
+                return None
             item = items.popleft()
             if self._putters and len(items) <= self._low_water:
                 self._not_full.notify()
             return item
+
+    def get_all(self, timeout: float) -> list:
+        """Every queued item, oldest first (one lock round for many frames); [] after ``timeout`` without one.
+
+        Only for a queue that never drops (finite sources): items taken out can no
+        longer be replaced by fresher ones.
+        """
+        with self._not_empty:
+            items = self._items
+            if not items and not self._wait_for_items(timeout):
+                return []
+            taken = list(items)
+            items.clear()
+            if self._putters:
+                self._not_full.notify()
+            return taken
+
+    def _wait_for_items(self, timeout: float) -> bool:
+        """(Lock held, queue empty) wait up to ``timeout``; True when an item arrived."""
+        if self._closed:
+            return False
+        self._getters += 1
+        try:
+            self._not_empty.wait(timeout)
+        finally:
+            self._getters -= 1
+        return bool(self._items)
 
     @property
     def finished(self) -> bool:
@@ -550,6 +569,8 @@ class Pipeline:
         need_float_input = post.task == "anomaly"
         outboxes = self._outboxes
         turn = 0  # frame i comes out of outboxes[i % n]
+        # Finite sources: frames already taken out of outboxes[k], in order (drained a whole queue at a time).
+        taken: list[collections.deque] | None = None if self.source.live else [collections.deque() for _ in outboxes]
         self._thread = threading.Thread(target=self._capture_loop, name="edgert-capture", daemon=True)
         self._preparers = [
             threading.Thread(target=self._prepare_loop, args=(inbox, outbox, stats), name=f"edgert-prepare-{k}", daemon=True)
@@ -569,7 +590,13 @@ class Pipeline:
                     break
                 t_wait = time.perf_counter()
                 queue = outboxes[turn % len(outboxes)]
-                frame = queue.get(_POLL)
+                if taken is None:
+                    frame = queue.get(_POLL)
+                else:
+                    mine = taken[turn % len(outboxes)]
+                    if not mine:
+                        mine.extend(queue.get_all(_POLL))
+                    frame = mine.popleft() if mine else None
                 if frame is None:
                     if self._stop.is_set():
                         stopped_by = "stop"

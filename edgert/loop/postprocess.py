@@ -138,7 +138,7 @@ def get_classes(scores: np.ndarray, top_k: int = 1, threshold: float | None = No
     flat = np.asarray(scores, np.float32).reshape(-1)
     k = max(1, min(top_k, flat.size))
     if k == 1:
-        order = [int(np.argmax(flat))]
+        order = [int(flat.argmax())]
     else:
         part = np.argpartition(-flat, k - 1)[:k]
         order = part[np.argsort(-flat[part], kind="stable")].tolist()

@@ -343,3 +343,23 @@ def test_frame_queue_live_mode_drops_oldest_and_close_releases_a_blocked_put():
     finite.close()
     blocked.join(2.0)
     assert result == [False] and finite.get(0) == "a"
+
+
+def test_frame_queue_get_all_drains_in_order_and_wakes_the_reader():
+    from edgert.loop.pipeline import FrameQueue
+
+    queue, stop = FrameQueue(4, drop_oldest=False), threading.Event()
+    for i in range(4):
+        assert queue.put(i, stop)
+    done = threading.Event()
+    reader = threading.Thread(target=lambda: queue.put(4, stop) and done.set())
+    reader.start()
+    assert queue.get_all(0) == [0, 1, 2, 3]  # one lock round for the whole queue ...
+    assert done.wait(5.0)  # ... and the blocked reader refills at once
+    reader.join()
+    assert queue.get_all(0) == [4]
+    started = time.monotonic()
+    assert queue.get_all(0.2) == [] and time.monotonic() - started >= 0.15  # waited for the timeout
+    queue.close()
+    started = time.monotonic()
+    assert queue.get_all(5.0) == [] and queue.finished and time.monotonic() - started < 1.0  # closed: no wait
