@@ -72,7 +72,8 @@ class Frame:
     """One unit of input.
 
     Attributes:
-        data: ``"image"`` frames: a Pillow image or an ``HxW[x3]`` uint8 array;
+        data: ``"image"`` frames: a Pillow image or an ``HxW[x3]`` uint8 array
+            (or the file's bytes, until :meth:`Source.decode` has run);
             ``"tensor"`` frames: a float32/integer array of model input values.
         kind: ``"image"`` or ``"tensor"``.
         color: Channel order of an array image (``"rgb"`` or ``"bgr"``).

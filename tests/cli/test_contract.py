@@ -54,6 +54,8 @@ def test_unknown_option_is_one_line(command, capsys):
         (["flash", MISSING, "--port", "loop://", "--baud", "0"], "--baud: must be at least 1"),
         (["device", "simulate", "--baud", "-1"], "--baud: must be 0 or more"),
         (["export-c", MISSING, "-o", "out", "--arena", "-5"], "--arena: must be at least 1"),
+        (["run", MISSING, "--source", "video:x.mp4", "--prepare-threads", "-1"], "--prepare-threads: must be 0 or more"),
+        (["bench", MISSING, "--kernels", "fast"], "invalid choice: 'fast' (choose from 'auto', 'builtin', 'reference')"),
     ],
 )
 def test_usage_errors_are_one_line(argv, says, capsys):
@@ -73,3 +75,13 @@ def test_json_default_covers_result_types():
 
     value = {"n": np.int8(-3), "f": np.float32(0.5), "a": np.arange(3, dtype=np.uint8), "r": Result(), "p": Path("a/b")}
     assert json.loads(json.dumps(value, default=json_default)) == {"n": -3, "f": 0.5, "a": [0, 1, 2], "r": {"ok": True}, "p": "a/b"}
+
+
+@pytest.mark.parametrize("command", ["predict", "bench", "run"])
+def test_kernels_option_offers_exactly_the_runtime_kernel_sets(command):
+    # The CLI spells the choices out (importing edgert.runtime at start-up would load numpy).
+    from edgert.runtime.backend import KERNELS
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices[command]
+    kernels = next(a for a in sub._actions if a.dest == "kernels")
+    assert list(kernels.choices) == list(KERNELS) and kernels.default == "auto"
