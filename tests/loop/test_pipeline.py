@@ -308,7 +308,8 @@ def test_custom_finite_source_back_pressure_keeps_every_frame(vww_model, scene_i
     assert [r.name for r in results] == [str(i) for i in range(40)]
 
 
-def test_frame_queue_back_pressure_keeps_order_and_refills_from_half():
+def _full_queue_with_a_blocked_reader():
+    """A finite FrameQueue holding 0..3 and a reader thread blocked putting 4 (``done`` is set once it got in)."""
     from edgert.loop.pipeline import FrameQueue
 
     queue, stop = FrameQueue(4, drop_oldest=False), threading.Event()
@@ -317,6 +318,11 @@ def test_frame_queue_back_pressure_keeps_order_and_refills_from_half():
     done = threading.Event()
     reader = threading.Thread(target=lambda: queue.put(4, stop) and done.set())
     reader.start()
+    return queue, done, reader
+
+
+def test_frame_queue_back_pressure_keeps_order_and_refills_from_half():
+    queue, done, reader = _full_queue_with_a_blocked_reader()
     assert queue.get(0) == 0
     # One free slot does not wake the reader (no thread switch per frame) ...
     assert not done.wait(0.3) and len(queue) == 3
@@ -346,14 +352,7 @@ def test_frame_queue_live_mode_drops_oldest_and_close_releases_a_blocked_put():
 
 
 def test_frame_queue_get_all_drains_in_order_and_wakes_the_reader():
-    from edgert.loop.pipeline import FrameQueue
-
-    queue, stop = FrameQueue(4, drop_oldest=False), threading.Event()
-    for i in range(4):
-        assert queue.put(i, stop)
-    done = threading.Event()
-    reader = threading.Thread(target=lambda: queue.put(4, stop) and done.set())
-    reader.start()
+    queue, done, reader = _full_queue_with_a_blocked_reader()
     assert queue.get_all(0) == [0, 1, 2, 3]  # one lock round for the whole queue ...
     assert done.wait(5.0)  # ... and the blocked reader refills at once
     reader.join()
