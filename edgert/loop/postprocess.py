@@ -6,14 +6,23 @@ output shapes:
 - ``detection``: the four outputs of ``TFLite_Detection_PostProcess`` (boxes,
   classes, scores, count), or raw ``boxes [1,N,4]`` + ``scores [1,N,C]``, or
   (with ``task: detection`` in the metadata or ``--task detection``) one YOLO-style
-  ``[1, N, 4+C]`` / ``[1, 4+C, N]`` output (``cx, cy, w, h`` then class scores);
-  raw boxes are decoded here with per-class non-maximum suppression;
+  ``[1, N, 4+C]`` / ``[1, 4+C, N]`` output (``cx, cy, w, h`` then class scores,
+  YOLOv8), or ``[1, N, 5+C]`` with an objectness column before the class scores
+  (YOLOv5, metadata ``postprocessing.objectness: true``; confidence = objectness x
+  class score); raw boxes are decoded here with per-class non-maximum suppression.
+  YOLO boxes may be normalised or in pixels of the model input (told apart per
+  inference by their centres);
 - ``anomaly``: one output shaped like the input (an autoencoder, e.g. MLPerf
   Tiny ad01): the score is the reconstruction mean squared error;
 - ``classification``: one ``[1, C]`` output with C >= 2;
 - ``regression``: anything else (values passed through).
 
 Boxes are normalised to [0, 1] of the model input, ``xmin, ymin, xmax, ymax``.
+
+Metadata ``postprocessing`` keys read here: ``top_k``, ``output`` (``probabilities``
+or ``logits``), ``score_threshold``, ``anomaly_threshold``, and for raw boxes
+``box_format`` (:data:`BOX_FORMATS`; default ``yxyx``, ``cxcywh`` for YOLO),
+``iou_threshold`` (default 0.5) and ``objectness`` (default false).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ __all__ = [
     "Anomaly",
     "Postprocessor",
     "TASKS",
+    "BOX_FORMATS",
     "infer_task",
     "get_classes",
     "get_objects",
@@ -43,6 +53,10 @@ __all__ = [
 
 #: Tasks the loop understands.
 TASKS = ("classification", "detection", "anomaly", "regression")
+#: Raw box layouts: TFLite/SSD ``ymin, xmin, ymax, xmax``; ``xmin, ymin, xmax, ymax``; YOLO ``cx, cy, w, h``.
+BOX_FORMATS = ("yxyx", "xyxy", "cxcywh")
+# Normalised box centres stay near [0, 1]; pixel ones lie beyond this on any real input.
+_PIXEL_CENTRE = 1.5
 
 
 @dataclass(frozen=True)
@@ -204,7 +218,7 @@ def decode_boxes(
         cx, cy, w, h = b.T
         b = np.stack([cy - h / 2, cx - w / 2, cy + h / 2, cx + w / 2], axis=1)
     elif box_format != "yxyx":
-        raise InputDataError(f"unknown box format {box_format!r}", "use yxyx, xyxy or cxcywh")
+        raise InputDataError(f"unknown box format {box_format!r}", f"use one of: {', '.join(BOX_FORMATS)}")
     ids = np.argmax(s, axis=1)
     best = s[np.arange(s.shape[0]), ids]
     mask = best >= threshold
@@ -322,6 +336,41 @@ def _input_hw(inputs) -> tuple[int, int]:
     return 1, 1
 
 
+def _pixel_scale(box_format: str, height: int, width: int) -> np.ndarray:
+    """Divisors taking boxes in ``box_format`` from pixels to [0, 1] of a ``height`` x ``width`` input."""
+    return np.array([height, width] * 2 if box_format == "yxyx" else [width, height] * 2, np.float32)
+
+
+def _in_pixels(boxes: np.ndarray, box_format: str) -> bool:
+    """Whether ``[N, 4]`` boxes are in pixels of the model input, judged by their centres.
+
+    Sizes would mislead: YOLOv5 grows a box up to 4x its anchor, so a low-score
+    candidate can be wider than the image in normalised units.
+    """
+    if not boxes.size:
+        return False
+    centres = boxes[:, :2] if box_format == "cxcywh" else (boxes[:, :2] + boxes[:, 2:]) / 2
+    return float(np.max(centres)) > _PIXEL_CENTRE
+
+
+def _postprocessing(metadata: dict) -> dict:
+    """The metadata's ``postprocessing`` object ({} when absent)."""
+    post = metadata.get("postprocessing") or {}
+    if not isinstance(post, dict):
+        raise InputDataError("metadata postprocessing is not an object", "re-embed the metadata with edgert")
+    return post
+
+
+def _number(post: dict, key: str, default: float | None = None) -> float | None:
+    """``postprocessing[key]`` as a float, ``default`` when absent."""
+    value = post.get(key, default)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InputDataError(f"metadata postprocessing.{key} is {value!r}, not a number", "re-embed the metadata with a number there")
+    return float(value)
+
+
 class Postprocessor:
     """Turns one inference's outputs into task results, configured once per model.
 
@@ -334,48 +383,83 @@ class Postprocessor:
         threshold: Score threshold (classification/detection) or anomaly threshold.
         labels: Class names (else the metadata's ``labels``).
         model_file: The :class:`~edgert.model.ModelFile` (finds TFLite_Detection_PostProcess).
+
+    Raises:
+        InputDataError: Unknown task, malformed ``postprocessing`` metadata, or
+            detection outputs of no layout this module decodes.
     """
 
     def __init__(self, inputs, outputs, metadata: dict | None = None, *, task: str | None = None, top_k: int | None = None,
                  threshold: float | None = None, labels: Sequence[str] | None = None, model_file=None) -> None:
         md = metadata or {}
-        post = md.get("postprocessing") or {}
+        post = _postprocessing(md)
         if task is not None and task not in TASKS:
             raise InputDataError(f"unknown task {task!r}", f"use one of: {', '.join(TASKS)}")
         self.task = task or infer_task(inputs, outputs, md, model_file)
         if labels is None:
             labels = md.get("labels")
         self.labels = [str(x) for x in labels] if isinstance(labels, (list, tuple)) else None
-        self.top_k = int(top_k if top_k is not None else post.get("top_k", 1))
+        self.top_k = int(top_k if top_k is not None else _number(post, "top_k", 1))
         self.logits = post.get("output") == "logits"
-        self.box_format = post.get("box_format", "yxyx")
-        self.iou_threshold = float(post.get("iou_threshold", 0.5))
+        self.box_format = "yxyx"
+        self.iou_threshold = 0.5
+        self.objectness = False
         if self.task == "anomaly":
-            default = post.get("anomaly_threshold")
+            default = _number(post, "anomaly_threshold")
         elif self.task == "detection":
-            default = post.get("score_threshold", 0.5)
+            default = _number(post, "score_threshold", 0.5)
         else:
-            default = post.get("score_threshold")
-        self.threshold = threshold if threshold is not None else (float(default) if default is not None else None)
+            default = _number(post, "score_threshold")
+        self.threshold = threshold if threshold is not None else default
         self._inputs, self._outputs = inputs, outputs
         self._order: list[int] | None = None
         self._raw: tuple[int, int] | None = None
-        self._yolo: bool | None = None  # single [1, N, 4+C] output; True when stored as [1, 4+C, N]
+        self._yolo: bool | None = None  # single YOLO-style output; True when stored channels first [1, 4+C, N]
         if self.task == "detection":
-            self._order = _detection_postprocess_order(model_file, outputs) or _ssd_shapes(outputs)
-            self._raw = None if self._order else _raw_box_shapes(outputs)
-            if self._order is None and self._raw is None and len(outputs) == 1 and len(outputs[0].shape) == 3:
-                n, m = outputs[0].shape[1:]
-                if min(n, m) > 4:
-                    self._yolo = n < m  # YOLOv8 exports (1, 84, 8400): channels first
-                    self.box_format = post.get("box_format", "cxcywh")
-                    h, w = _input_hw(inputs)
-                    self._box_scale = np.array([w, h, w, h], np.float32)
-            if self._order is None and self._raw is None and self._yolo is None:
-                raise InputDataError(
-                    f"detection model outputs {[list(o.shape) for o in outputs]} are not SSD-style or boxes+scores",
-                    "use --task classification/regression, or export with TFLite_Detection_PostProcess",
-                )
+            self._setup_detection(inputs, outputs, post, model_file)
+
+    def _setup_detection(self, inputs, outputs, post: dict, model_file) -> None:
+        """Read the raw-box keys and find the layout: TFLite_Detection_PostProcess / SSD outputs, boxes + scores, or one YOLO output."""
+        self.iou_threshold = _number(post, "iou_threshold", 0.5)
+        self.objectness = post.get("objectness", False)
+        if not isinstance(self.objectness, bool):
+            raise InputDataError(f"metadata postprocessing.objectness is {self.objectness!r}, not true or false",
+                                 "re-embed the metadata with a JSON boolean there")
+        self.box_format = post.get("box_format", "yxyx")
+        self._order = _detection_postprocess_order(model_file, outputs) or _ssd_shapes(outputs)
+        self._raw = None if self._order else _raw_box_shapes(outputs)
+        shapes = [list(o.shape) for o in outputs]
+        columns = 5 if self.objectness else 4  # box (and objectness) values before the class scores
+        if self._order is None and self._raw is None and len(outputs) == 1 and len(outputs[0].shape) == 3:
+            n, m = outputs[0].shape[1:]
+            if min(n, m) > columns:
+                self._yolo = n < m  # YOLOv8 exports (1, 84, 8400): channels first
+                self.box_format = post.get("box_format", "cxcywh")
+                self._box_scale = _pixel_scale(self.box_format, *_input_hw(inputs))
+        if self.objectness and self._yolo is None:
+            raise InputDataError(f"metadata postprocessing.objectness needs one YOLO-style [1, N, 5+C] output; this model has {shapes}",
+                                 "remove objectness from the metadata")
+        if self._order is None and self._raw is None and self._yolo is None:
+            raise InputDataError(
+                f"detection model outputs {shapes} are not SSD-style, boxes+scores or YOLO-style",
+                "use --task classification/regression, or export with TFLite_Detection_PostProcess",
+            )
+        if self._order is None and self.box_format not in BOX_FORMATS:
+            raise InputDataError(f"metadata postprocessing.box_format {self.box_format!r} is unknown", f"use one of: {', '.join(BOX_FORMATS)}")
+
+    def _boxes_and_scores(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Raw boxes ``[N, 4]`` (normalised) and class scores ``[N, C]`` from boxes+scores or YOLO outputs."""
+        if self._yolo is None:
+            bi, si = self._raw  # type: ignore[misc]
+            return outputs[bi], outputs[si]
+        out = np.asarray(outputs[0], np.float32)[0]
+        rows = out.T if self._yolo else out
+        boxes = rows[:, :4]
+        if _in_pixels(boxes, self.box_format):
+            boxes = boxes / self._box_scale
+        if self.objectness:
+            return boxes, rows[:, 5:] * rows[:, 4:5]
+        return boxes, rows[:, 4:]
 
     def __call__(self, outputs: list[np.ndarray], model_input: np.ndarray | None = None) -> dict[str, Any]:
         """Results for one inference.
@@ -397,16 +481,8 @@ class Postprocessor:
             if self._order is not None:
                 b, c, s, n = (outputs[i] for i in self._order)
                 return {"objects": get_objects(b, c, s, n, threshold=thr, labels=self.labels)}
-            if self._yolo is not None:
-                out = np.asarray(outputs[0], np.float32)[0]
-                rows = out.T if self._yolo else out
-                boxes = rows[:, :4]
-                if boxes.size and float(np.max(boxes)) > 1.5:  # pixel coordinates of the model input
-                    boxes = boxes / self._box_scale
-                return {"objects": decode_boxes(boxes, rows[:, 4:], threshold=thr, iou_threshold=self.iou_threshold,
-                                                box_format=self.box_format, labels=self.labels)}
-            bi, si = self._raw  # type: ignore[misc]
-            return {"objects": decode_boxes(outputs[bi], outputs[si], threshold=thr, iou_threshold=self.iou_threshold,
+            boxes, scores = self._boxes_and_scores(outputs)
+            return {"objects": decode_boxes(boxes, scores, threshold=thr, iou_threshold=self.iou_threshold,
                                             box_format=self.box_format, labels=self.labels)}
         if self.task == "anomaly":
             out = outputs[0]

@@ -15,7 +15,10 @@ points at a buffer holding a UTF-8 JSON object::
         "mean": float | [per-channel], "std": float | [per-channel]
       },                      # model float input = (pixel_0_255 - mean) / std
       "postprocessing": {"top_k": 3, "score_threshold": 0.0,
-                         "anomaly_threshold": float, "output": "probabilities" | "logits"},
+                         "anomaly_threshold": float, "output": "probabilities" | "logits",
+                         # raw-box detection (see edgert.loop.postprocess):
+                         "box_format": "yxyx" | "xyxy" | "cxcywh", "iou_threshold": 0.5,
+                         "objectness": false},
       "target": "cortex-m4-256k",
       "source": {"sha256": "...", "format": "keras" | "h5" | "saved_model" | "memory"},
       "converter": {"edgert": "0.1.0", "tensorflow": "2.21.0", "mode": "int8"},

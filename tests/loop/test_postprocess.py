@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from edgert.errors import InputDataError
 from edgert.model import TensorSpec, read_model
 from edgert.loop.postprocess import (
     BBox,
@@ -104,3 +105,33 @@ def test_yolo_style_single_output_channels_first_in_pixels():
     objects = post([rows.T[None]])["objects"]
     assert [(o.label, round(o.score, 2)) for o in objects] == [("cat", 0.9), ("dog", 0.7)]
     assert objects[0].bbox.to_dict() == {"xmin": 0.375, "ymin": 0.375, "xmax": 0.625, "ymax": 0.625}
+
+
+@pytest.mark.parametrize("box_format,row", [("cxcywh", [32, 8, 16, 8]), ("xyxy", [24, 4, 40, 12]), ("yxyx", [4, 24, 12, 40])])
+def test_yolo_pixel_boxes_are_normalised_per_axis_in_their_format(box_format, row):
+    inp = [_t("images", (1, 32, 64, 3))]  # 32 high, 64 wide: x and y scale differently
+    post = Postprocessor(inp, [_t("output0", (1, 8, 6))], {"postprocessing": {"box_format": box_format}}, task="detection")
+    rows = np.array([row + [0.9, 0.1]] + [[0, 0, 0, 0, 0.0, 0.0]] * 7, np.float32)
+    (obj,) = post([rows[None]])["objects"]
+    assert obj.bbox.to_dict() == {"xmin": 0.375, "ymin": 0.125, "xmax": 0.625, "ymax": 0.375}
+
+
+_BOXES_SCORES = [_t("boxes", (1, 10, 4)), _t("scores", (1, 10, 3))]
+
+
+@pytest.mark.parametrize(
+    "postprocessing,outputs,message",
+    [
+        (["top_k", 3], _BOXES_SCORES, "postprocessing is not an object"),
+        ({"iou_threshold": "high"}, _BOXES_SCORES, "iou_threshold is 'high', not a number"),
+        ({"score_threshold": True}, _BOXES_SCORES, "score_threshold is True, not a number"),
+        ({"box_format": "ltrb"}, _BOXES_SCORES, "box_format 'ltrb' is unknown"),
+        ({"objectness": "yes"}, [_t("output0", (1, 10, 7))], "objectness is 'yes', not true or false"),
+        ({"objectness": True}, _BOXES_SCORES, r"objectness needs one YOLO-style \[1, N, 5\+C\] output"),
+        ({"objectness": True}, [_t("output0", (1, 10, 5))], r"objectness needs one YOLO-style"),  # no class column left
+    ],
+)
+def test_malformed_detection_metadata_is_refused_when_the_loop_is_set_up(postprocessing, outputs, message):
+    """A typed one-line error before the first frame, not a ValueError/AttributeError or a failure mid-run."""
+    with pytest.raises(InputDataError, match=message):
+        Postprocessor([_t("images", (1, 64, 64, 3))], outputs, {"task": "detection", "postprocessing": postprocessing})
