@@ -102,6 +102,14 @@ def _missing_extra(error: ModuleNotFoundError) -> str | None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``edgert`` console script. Returns the exit code."""
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while the command line is still being read (imports)
+        sys.stderr.write("edgert: interrupted\n")
+        return 130
+
+
+def _main(argv: list[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

@@ -192,7 +192,7 @@ def _raw(name_or_path: str | Path, depth: int = 0) -> tuple[dict[str, Any], str]
     else:
         raise TargetError(
             f"unknown target {text_name!r}",
-            f"use one of {', '.join(sorted(builtin))} or a path to a .toml file (edgert targets lists them)",
+            f"use one of {', '.join(sorted(builtin))}, listed by edgert targets, or a path to a .toml file",
         )
     table = _parse(text, where)
     parent = table.get("inherits")

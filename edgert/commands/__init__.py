@@ -11,8 +11,19 @@ bad number is the same one-line usage error (exit 2) on every subcommand.
 from __future__ import annotations
 
 import argparse
+import math
 
-__all__ = ["add_kernels_option", "float_list", "positive_int", "non_negative_int"]
+__all__ = [
+    "add_kernels_option",
+    "float_list",
+    "positive_int",
+    "non_negative_int",
+    "finite_float",
+    "positive_float",
+    "non_negative_float",
+    "open_fraction",
+    "unit_fraction",
+]
 
 
 def _int(text: str) -> int:
@@ -35,6 +46,49 @@ def non_negative_int(text: str) -> int:
     value = _int(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    """``type=`` for a number that may take any finite value (not nan, not inf)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """``type=`` for durations, capacities, temperatures: above 0."""
+    value = finite_float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
+    return value
+
+
+def non_negative_float(text: str) -> float:
+    """``type=`` for budgets where 0 means none allowed."""
+    value = finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
+    return value
+
+
+def open_fraction(text: str) -> float:
+    """``type=`` for a share strictly between 0 and 1 (a held-out part of the data)."""
+    value = finite_float(text)
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
+    return value
+
+
+def unit_fraction(text: str) -> float:
+    """``type=`` for a weight from 0 to 1 inclusive."""
+    value = finite_float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
     return value
 
 

@@ -7,7 +7,7 @@ import sys
 from contextlib import contextmanager
 
 from edgert.cli import emit
-from edgert.commands import add_kernels_option, non_negative_int, positive_int
+from edgert.commands import add_kernels_option, finite_float, non_negative_int, positive_float, positive_int
 
 __all__ = ["register"]
 
@@ -18,6 +18,7 @@ sources: camera:0  camera:/dev/video0?width=640&height=480&fps=30  picamera2  vi
 sinks:   console[?rate=10]  jsonl:preds.jsonl  csv:out.csv  snapshots:shots/[?every=100]
          serial:/dev/ttyACM0?baud=115200
 on exit (also on SIGINT/SIGTERM) prints: frames, dropped, fps, latency_ms{p50,p99}
+exit status: 0 done; 1 the run stopped on an error or a sink lost results; 2 bad model, source, sink or option
 """
 
 
@@ -36,7 +37,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--sink", action="append", default=[], metavar="URL", help="where results go (repeatable; default: console)")
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop after N predictions")
     p.add_argument("--top-k", type=positive_int, default=None, metavar="K", help="classes per result (classification)")
-    p.add_argument("--threshold", type=float, default=None, metavar="T", help="score threshold, or the anomaly threshold for anomaly models")
+    p.add_argument("--threshold", type=finite_float, default=None, metavar="T", help="score threshold, or the anomaly threshold for anomaly models")
     p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line (for models without edgert metadata)")
     p.add_argument("--task", choices=("classification", "detection", "anomaly", "regression"), default=None,
                    help="postprocessing (default: from metadata, else from output shapes)")
@@ -48,7 +49,7 @@ def register(sub, add_common) -> None:
                    help="shrink camera/video frames with OpenCV INTER_AREA (faster; not bit-equal to edgert predict)")
     p.add_argument("--prepare-threads", type=non_negative_int, default=None, metavar="N",
                    help="threads decoding/preparing frames of a video or image folder side by side (default: one per core but one, at most 3; 0: on the capture thread)")
-    p.add_argument("--stall-timeout", type=float, default=5.0, metavar="S", help="seconds without a frame before a live source is reopened")
+    p.add_argument("--stall-timeout", type=positive_float, default=5.0, metavar="S", help="seconds without a frame before a live source is reopened")
     add_common(p)
     p.set_defaults(handler=_run)
 
@@ -100,4 +101,5 @@ def _run(args) -> int:
     with _stop_on_signals(pipeline.stop):
         summary = pipeline.run()
     emit(args, summary.to_dict(), lambda _: summary.text())
-    return 1 if summary.stopped_by == "error" else 0
+    # Lost results are a failure, so a supervisor (systemd Restart=on-failure) sees it.
+    return 1 if summary.stopped_by == "error" or summary.sink_errors else 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 
 from edgert.cli import emit, progress_bar
-from edgert.commands import float_list
+from edgert.commands import float_list, non_negative_float, open_fraction, positive_float, positive_int, unit_fraction
 from edgert.errors import InputDataError
 
 __all__ = ["register"]
@@ -23,7 +23,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--target", "-t", required=True, help="target profile name or .toml path (see `edgert targets`)")
     p.add_argument("--data", "-d", required=True,
                    help=".npz with model-ready x and integer labels y, or a folder of class sub-folders of images")
-    p.add_argument("--max-accuracy-drop", type=float, required=True, metavar="POINTS",
+    p.add_argument("--max-accuracy-drop", type=non_negative_float, required=True, metavar="POINTS",
                    help="allowed top-1 loss against the float model, in percentage points")
     p.add_argument("--output", "-o", required=True, help="output directory (candidates.json, pareto.png, best/)")
     p.add_argument("--sparsity", type=float_list, default=None, metavar="LIST",
@@ -32,8 +32,8 @@ def register(sub, add_common) -> None:
                    help="structured pruning: fractions of filters to remove, e.g. 0.5 (default: search 0.25,0.5,0.75)")
     p.add_argument("--students", type=float_list, default=None, metavar="LIST",
                    help="width multipliers of distilled students (default: 0.5; 'none' = no distillation)")
-    p.add_argument("--temperature", type=float, default=2.0, help="distillation softmax temperature (default 2)")
-    p.add_argument("--alpha", type=float, default=0.5,
+    p.add_argument("--temperature", type=positive_float, default=2.0, help="distillation softmax temperature (default 2)")
+    p.add_argument("--alpha", type=unit_fraction, default=0.5,
                    help="distillation weight of the hard labels vs the teacher's soft targets (default 0.5)")
     p.add_argument("--formats", default=None, metavar="LIST",
                    help="formats to consider: float16,dynamic,int8,int16x8 (default: all the target can run)")
@@ -41,8 +41,8 @@ def register(sub, add_common) -> None:
     p.add_argument("--prefer", choices=("auto", "size", "latency"), default="auto",
                    help="among passing candidates, pick the smallest file or the lowest estimated latency on the "
                    "target (auto: size on MCUs/Edge TPU, latency on CPUs/GPUs)")
-    p.add_argument("--test-fraction", type=float, default=0.3, help="share of the data held out for accuracy (default 0.3)")
-    p.add_argument("--batch-size", type=int, default=32, help="fine-tuning batch size (default 32)")
+    p.add_argument("--test-fraction", type=open_fraction, default=0.3, help="share of the data held out for accuracy (default 0.3)")
+    p.add_argument("--batch-size", type=positive_int, default=32, help="fine-tuning batch size (default 32)")
     add_common(p)
     p.set_defaults(handler=_optimize)
 
@@ -55,8 +55,8 @@ def register(sub, add_common) -> None:
     )
     d.add_argument("--output", "-o", default="edgert-demo", help="artifact directory (default ./edgert-demo)")
     d.add_argument("--targets", default=None, metavar="LIST", help="comma-separated target profiles (default: the four demo devices)")
-    d.add_argument("--max-accuracy-drop", type=float, default=1.0, metavar="POINTS", help="accuracy budget (default 1.0)")
-    d.add_argument("--frames", type=int, default=60, help="held-out digits shown to the loop as video frames (default 60)")
+    d.add_argument("--max-accuracy-drop", type=non_negative_float, default=1.0, metavar="POINTS", help="accuracy budget (default 1.0)")
+    d.add_argument("--frames", type=positive_int, default=60, help="held-out digits shown to the loop as video frames (default 60)")
     d.add_argument("--retrain", action="store_true", help="train the teacher again even if edgert-demo/ has one")
     add_common(d)
     d.set_defaults(handler=_demo)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from edgert.cli import emit
+from edgert.commands import positive_float
 
 __all__ = ["register"]
 
@@ -17,8 +18,8 @@ def register(sub, add_common) -> None:
     p.add_argument("model", help="path to a .tflite file")
     p.add_argument("--target", "-t", required=True, help="profile name (see `edgert targets`) or path to a .toml")
     p.add_argument("--rate", help="inferences per time for average power, e.g. 1/s, 5/s, 10/min, 0.2")
-    p.add_argument("--battery-mah", type=float, help="battery capacity in mAh (needs --rate)")
-    p.add_argument("--battery-v", type=float, default=3.7, help="battery voltage (default 3.7 V)")
+    p.add_argument("--battery-mah", type=positive_float, help="battery capacity in mAh (needs --rate)")
+    p.add_argument("--battery-v", type=positive_float, default=3.7, help="battery voltage (default 3.7 V)")
     p.add_argument("--no-micro", action="store_true", help="do not load the model in TFLite Micro to measure the real arena")
     add_common(p)
     p.set_defaults(handler=_fit)

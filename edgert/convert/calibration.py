@@ -15,6 +15,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from edgert.errors import InputDataError
+from edgert.files import load_numpy
 from edgert.model.metadata import read_labels  # re-exported: convert reads labels with the same rules as run
 from edgert.progress import report
 
@@ -120,7 +121,7 @@ def _fit_shape(arr: np.ndarray, input_shape: tuple[int, ...], where: str) -> np.
 
 def _npz_array(path: Path, key_order: tuple[str, ...]) -> tuple[np.ndarray, Any]:
     try:
-        with np.load(path, allow_pickle=False) as z:
+        with load_numpy(path, ".npz") as z:
             names = list(z.files)
             if not names:
                 raise InputDataError(f"{path}: .npz holds no arrays")
@@ -171,10 +172,7 @@ def load_calibration(
             return _load_images(files, plan, progress, "calibration images")
         suffix = p.suffix.lower()
         if suffix == ".npy":
-            try:
-                arr = np.load(p, allow_pickle=False)
-            except (ValueError, OSError) as e:
-                raise InputDataError(f"{p}: not a readable .npy ({str(e).splitlines()[0]})") from None
+            arr = load_numpy(p, ".npy")
         elif suffix == ".npz":
             arr, _ = _npz_array(p, ("x", "calibration", "images", "inputs"))
         elif suffix in IMAGE_SUFFIXES:

@@ -45,7 +45,7 @@ from edgert.loop.resize import opencv_resizer
 from edgert.loop.sinks import Sink, open_sink
 from edgert.loop.sources import EndOfSource, Frame, Source, SourceLost, open_source
 from edgert.loop.systemd import SystemdNotifier
-from edgert.runtime.io import dequantize, quantize
+from edgert.runtime.io import dequantize, to_input_dtype
 from edgert.runtime.preprocess import ImagePreprocess, image_preprocess_for
 
 __all__ = ["Pipeline", "RunSummary", "FrameQueue", "default_prepare_threads", "RETRY_DELAYS", "LATENCY_WINDOW"]
@@ -70,7 +70,11 @@ class RunSummary:
         frames: Frames predicted.
         dropped: Live frames replaced by newer ones before inference.
         fps: Frames predicted per second of run time.
-        latency_ms: ``{"p50", "p99"}`` capture -> result, milliseconds.
+        latency_ms: ``{"p50", "p99"}`` milliseconds per result. Live sources:
+            capture -> result, queue wait included (how old a prediction is).
+            Finite sources (files), which are read ahead of the model: the
+            frame's own work (read, decode, preprocess, inference, postprocess,
+            sinks), without the time it waited in a queue for its turn.
         skipped: Frames the source could not read (corrupt files) or prepare.
         malformed: Malformed sensor lines skipped.
         reopens: Times a live source was reopened.
@@ -402,7 +406,6 @@ class Pipeline:
         self._resize = opencv_resizer(plan, shrink=opencv_shrink) if use_cv2 else None
         self.post = Postprocessor(model.inputs, model.outputs, metadata, task=task, top_k=top_k, threshold=threshold,
                                   labels=labels, model_file=getattr(model, "file", None))
-        self._input_dtype = np.dtype(spec.dtype)
 
     def _check_prepare_threads(self, requested: int | None) -> int:
         if requested is None:
@@ -423,11 +426,8 @@ class Pipeline:
         values = np.asarray(frame.data)
         if values.size != self.spec.num_elements:
             raise InputDataError(f"frame has {values.size} values, the model input takes {self.spec.num_elements}")
-        values = values.reshape(self.spec.shape)
-        if self.spec.quantized and values.dtype.kind == "f":
-            frame.tensor = quantize(values, self.spec)
-        else:
-            frame.tensor = values.astype(self._input_dtype, copy=False)
+        # The same rules as edgert predict: floats quantized, integers cast only when they fit.
+        frame.tensor = to_input_dtype(values.reshape(self.spec.shape), self.spec, frame.name or f"frame {frame.index}")
 
     # -- control --------------------------------------------------------------------------
     def stop(self) -> None:
@@ -463,7 +463,8 @@ class Pipeline:
                 if frame is None:
                     continue
                 frame.timestamp = self._heartbeat
-                stats["read"] += time.perf_counter() - t0
+                frame.work = time.perf_counter() - t0
+                stats["read"] += frame.work
                 frame.index = self._captured
                 self._captured += 1
                 if inboxes:
@@ -523,8 +524,10 @@ class Pipeline:
             stats["skipped"] += 1
             log.warning("skipping frame %s: %s", frame.name or frame.index, e)
             return False
+        t2 = time.perf_counter()
         stats["decode"] += t1 - t0
-        stats["preprocess"] += time.perf_counter() - t1
+        stats["preprocess"] += t2 - t1
+        frame.work += t2 - t0
         return True
 
     def _reopen(self, reason: Exception) -> bool:
@@ -567,6 +570,7 @@ class Pipeline:
         frames = max_lag = 0
         stopped_by = "end"
         need_float_input = post.task == "anomaly"
+        live = self.source.live
         outboxes = self._outboxes
         turn = 0  # frame i comes out of outboxes[i % n]
         # Finite sources: frames already taken out of outboxes[k], in order (drained a whole queue at a time).
@@ -620,7 +624,10 @@ class Pipeline:
                 if need_float_input:
                     model_input = frame.data if frame.kind == "tensor" and np.asarray(frame.data).dtype.kind == "f" else dequantize(frame.tensor, spec)
                 fields = post(outputs, model_input)
-                latency = (time.monotonic() - frame.timestamp) * 1000.0
+                if live:  # how old the prediction is: capture -> now
+                    latency = (time.monotonic() - frame.timestamp) * 1000.0
+                else:  # read ahead: the frame's own work, not its wait for a turn
+                    latency = (frame.work + time.perf_counter() - t0) * 1000.0
                 result = Result(frame.index, frame.name, post.task, latency, time=time.time(), **fields)
                 t4 = time.perf_counter()
                 for sink in self.sinks:
@@ -677,7 +684,7 @@ class Pipeline:
             max_lag=max_lag,
             stages_ms={**per_capture, **per_frame},
         )
-        log.info("summary: %s", summary.text())
+        log.debug("summary: %s", summary.text())  # the caller prints it (edgert run does)
         return summary
 
     def _watchdog(self) -> None:

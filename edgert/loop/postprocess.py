@@ -27,6 +27,7 @@ or ``logits``), ``score_threshold``, ``anomaly_threshold``, and for raw boxes
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any, Sequence
 
@@ -50,6 +51,8 @@ __all__ = [
     "reconstruction_error",
     "Result",
 ]
+
+log = logging.getLogger(__name__)
 
 #: Tasks the loop understands.
 TASKS = ("classification", "detection", "anomaly", "regression")
@@ -399,6 +402,9 @@ class Postprocessor:
         if labels is None:
             labels = md.get("labels")
         self.labels = [str(x) for x in labels] if isinstance(labels, (list, tuple)) else None
+        if self.task == "classification" and self.labels and outputs and len(self.labels) != outputs[0].num_elements:
+            log.warning("%d labels for %d classes: results are named by position, check the labels file",
+                        len(self.labels), outputs[0].num_elements)
         self.top_k = int(top_k if top_k is not None else _number(post, "top_k", 1))
         self.logits = post.get("output") == "logits"
         self.box_format = "yxyx"
@@ -504,7 +510,9 @@ class Result:
             frames; a frame dropped (live source) or skipped (undecodable) leaves a gap.
         name: Where the frame came from (file name, ``clip.mp4#12``, ``window 7``).
         task: The model's task.
-        latency_ms: Capture -> result, in milliseconds.
+        latency_ms: Milliseconds: capture -> result for live sources; for finite
+            sources (read ahead), the frame's own read, decode, preprocess and
+            inference time, without its wait in a queue (see ``RunSummary``).
         classes: Classification results, best first.
         objects: Detected objects, best first.
         anomaly: Anomaly score, for anomaly models.

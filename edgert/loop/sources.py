@@ -34,6 +34,8 @@ from typing import Any, ClassVar
 import numpy as np
 
 from edgert.errors import DeviceError, InputDataError
+from edgert.files import load_numpy
+from edgert.runtime.io import to_input_dtype
 from edgert.loop.urls import ParsedUrl, choice_option, float_option, int_option, open_serial, parse_url
 from edgert.loop.windows import BINARY_DTYPES, WindowAssembler
 
@@ -81,6 +83,8 @@ class Frame:
         index: Sequence number given by the pipeline (0, 1, ... in reading order).
         timestamp: ``time.monotonic()`` when it was captured.
         tensor: The prepared model input (set by the pipeline).
+        work: Seconds spent on this frame before inference: read, decode,
+            preprocess (set by the pipeline; queue waits not included).
     """
 
     data: Any
@@ -90,6 +94,7 @@ class Frame:
     index: int = -1
     timestamp: float = 0.0
     tensor: np.ndarray | None = field(default=None, repr=False)
+    work: float = 0.0
 
 
 class Source:
@@ -519,10 +524,7 @@ class NpySource(Source):
         self._frame_kind = "tensor"
 
     def open(self) -> None:
-        try:
-            self._array = np.load(self.path, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError, EOFError) as e:
-            raise InputDataError(f"npy: {self.path} is not a readable .npy array: {e}") from None
+        self._array = load_numpy(self.path, ".npy", mmap=True)
         if self._array.dtype.kind not in "fiub" or self._array.size == 0:
             raise InputDataError(f"npy: {self.path} holds {self._array.dtype} data of shape {list(self._array.shape)}, not numbers")
 
@@ -545,6 +547,9 @@ class NpySource(Source):
                 f"npy: {self.path.name} has shape {list(arr.shape)}; the model input {spec.name!r} takes {list(spec.shape)} ({n} values)",
                 "save one input per row: shape (N, ...) with the model's input size",
             )
+        if arr.dtype.kind in "biu" and np.dtype(spec.dtype).kind in "iu" and arr.dtype != np.dtype(spec.dtype):
+            # Integers of another type: cast once here, refused (before the first frame) if any does not fit.
+            self._frames = to_input_dtype(self._frames, spec, f"npy: {self.path.name}")
 
     @property
     def frame_kind(self) -> str:
@@ -594,7 +599,7 @@ class _StreamSource(Source):
         elif self.window != n:
             raise InputDataError(
                 f"{self.url.scheme}: window={self.window} but the model input {spec.name!r} takes {n} values {list(spec.shape)}",
-                f"use window={n} (or leave it out)",
+                f"use window={n}, or leave window out",
             )
         self.assembler = self._make_assembler(self.window)
 

@@ -5,10 +5,16 @@ little-endian samples. The model wants fixed windows of ``window`` values,
 taken every ``hop`` values. :class:`WindowAssembler` turns arbitrary chunks of
 bytes (however the serial driver splits them) into those windows; it never
 raises on bad data: malformed lines are skipped and counted.
+
+A port opened while the board is printing delivers the tail of a line first,
+so a column count learned from the data is only adopted once two consecutive
+lines agree on it.
 """
 
 from __future__ import annotations
 
+import collections
+import logging
 import math
 import re
 from dataclasses import dataclass
@@ -17,12 +23,17 @@ import numpy as np
 
 from edgert.errors import InputDataError
 
-__all__ = ["WindowAssembler", "WindowStats", "parse_csv_line", "MAX_LINE_BYTES", "BINARY_DTYPES"]
+__all__ = ["WindowAssembler", "WindowStats", "parse_csv_line", "MAX_LINE_BYTES", "BINARY_DTYPES", "RELEARN_AFTER"]
+
+log = logging.getLogger("edgert.loop.windows")
 
 #: A "line" longer than this without a newline is noise (wrong baud rate, binary garbage): dropped.
 MAX_LINE_BYTES = 65536
 #: Sample types a ``format=binary`` stream may carry (little endian).
 BINARY_DTYPES = ("float32", "int8", "uint8", "int16", "int32")
+#: Consecutive lines of one other column count (and no good line between) after which
+#: a learned count gives way to it: the board's firmware changed its line format.
+RELEARN_AFTER = 8
 
 _SEPARATORS = re.compile(rb"[,;\s]+")
 
@@ -35,11 +46,13 @@ class WindowStats:
         lines: Lines (csv) or samples (binary) accepted.
         malformed: Lines skipped: not numbers, wrong number of columns, not finite, too long.
         windows: Windows produced.
+        values: Values accepted (the lines' values; the samples of a binary stream).
     """
 
     lines: int = 0
     malformed: int = 0
     windows: int = 0
+    values: int = 0
 
 
 def parse_csv_line(line: bytes) -> list[float] | None:
@@ -68,7 +81,9 @@ class WindowAssembler:
         hop: Values between the starts of consecutive windows (default: ``window``,
             no overlap; ``hop < window`` slides, e.g. one sensor frame at a time).
         fmt: ``"csv"`` (one reading per line) or ``"binary"`` (raw samples).
-        columns: Values per csv line; None = learn it from the first good line.
+        columns: Values per csv line; None = learn it from the first two
+            consecutive lines that agree (a lone first line of another count,
+            a line torn by opening the port mid-way, is malformed).
         dtype: Sample type of a binary stream.
     """
 
@@ -85,7 +100,11 @@ class WindowAssembler:
         self.window = window
         self.hop = hop
         self.fmt = fmt
-        self.columns = columns
+        self.columns = columns  # in force: given, or learned once confirmed
+        self._given_columns = columns
+        self._held: list[float] | None = None  # a first line waiting for a second to confirm its count
+        self._other_count = self._other_run = 0  # a run of lines of one other count than a learned one
+        self._wrong_counts: collections.Counter[int] = collections.Counter()  # value counts of rejected lines
         self.dtype = np.dtype(dtype).newbyteorder("<")
         self.stats = WindowStats()
         # Ring of pending values; capacity covers one window plus one worst-case line.
@@ -96,11 +115,14 @@ class WindowAssembler:
         self._resync = False
 
     def reset(self) -> None:
-        """Forget partial data (after a reconnect the first bytes are a torn line)."""
+        """Forget partial data and a learned column count (after a reconnect the first bytes are a torn line)."""
         self._count = 0
         self._skip = 0
         self._pending.clear()
         self._resync = True
+        self.columns = self._given_columns
+        self._held = None
+        self._other_run = 0
 
     def feed(self, chunk: bytes) -> list[np.ndarray]:
         """Add bytes; return the windows (float32, length ``window``) they completed."""
@@ -110,6 +132,47 @@ class WindowAssembler:
         else:
             self._feed_binary()
         return self._take_windows()
+
+    def finish(self) -> list[np.ndarray]:
+        """End of the stream: use an unterminated last line and a lone first line; return the windows they complete.
+
+        A single line that nothing contradicted is a whole input (``echo 1,2,3 | ...``), not a torn one.
+        """
+        windows = self.feed(b"\n") if self.fmt == "csv" else []
+        if self._held is not None:
+            held, self._held = self._held, None
+            self.columns = len(held)
+            self._take_line(held)
+            windows += self._take_windows()
+        return windows
+
+    def diagnosis(self, ended: bool = False) -> str | None:
+        """Why the stream gave no window, in one line that says the likely fix; None once it gave one.
+
+        Args:
+            ended: The stream is over: also explain one too short for a window.
+        """
+        stats = self.stats
+        if stats.windows:
+            return None
+        if stats.malformed:
+            total = stats.lines + stats.malformed
+            head = f"{stats.malformed} of {total} lines were malformed" if stats.lines else f"all {total} lines were malformed"
+            return f"{head}: {self._why_malformed()}"
+        if ended:
+            return f"ended after {stats.values} values, a window needs {self.window}; send at least one whole model input"
+        return None
+
+    def _why_malformed(self) -> str:
+        wrong = sum(self._wrong_counts.values())
+        if 2 * wrong < self.stats.malformed:
+            return "most are not numbers; check baud= (a wrong rate garbles text) and format= (binary for raw samples)"
+        if self.columns is None:
+            counts = ", ".join(str(n) for n in sorted(self._wrong_counts)[:6])
+            return f"lines have {counts} values, never one count twice in a row; check baud= and format=, or set columns="
+        n = self._wrong_counts.most_common(1)[0][0]
+        expected = f"not columns={self.columns}" if self._given_columns else f"earlier lines had {self.columns}"
+        return f"lines have {n} values, {expected}; set columns={n} or check baud= and format="
 
     def _feed_lines(self) -> None:
         buf = self._pending
@@ -129,23 +192,55 @@ class WindowAssembler:
         if len(buf) > MAX_LINE_BYTES:
             self.stats.malformed += 1
             buf.clear()
+            self._resync = True  # the rest of that line, up to its newline, is more of the same noise
 
     def _accept_line(self, line: bytes) -> None:
-        if len(line) > MAX_LINE_BYTES:
-            self.stats.malformed += 1
-            return
-        values = parse_csv_line(line)
+        values = parse_csv_line(line) if len(line) <= MAX_LINE_BYTES else None
         if values is None:
             self.stats.malformed += 1
+        elif not values:
             return
-        if not values:
+        elif self.columns is None:
+            self._learn(values)
+        elif len(values) == self.columns:
+            self._other_run = 0
+            self._take_line(values)
+        else:
+            self._reject(values)
+
+    def _learn(self, values: list[float]) -> None:
+        """Adopt a column count once two consecutive lines have it; the first line is held, then kept."""
+        held, self._held = self._held, values
+        if held is None:
             return
-        if self.columns is None:
-            self.columns = len(values)
-        if len(values) != self.columns:
+        if len(held) != len(values):
+            self._wrong_counts[len(held)] += 1  # a torn first line, or noise
             self.stats.malformed += 1
             return
+        self._held = None
+        self.columns = len(values)
+        self._take_line(held)
+        self._take_line(values)
+
+    def _reject(self, values: list[float]) -> None:
+        """Count a line of the wrong column count; a learned count gives way to a long run of another one."""
+        n = len(values)
+        if self._given_columns is None:
+            self._other_run = self._other_run + 1 if n == self._other_count else 1
+            self._other_count = n
+            if self._other_run >= RELEARN_AFTER:
+                log.warning("sensor lines now have %d values, not %d: windows restart from here (columns= pins a count)", n, self.columns)
+                self.columns = n
+                self._other_run = 0
+                self._count = self._skip = 0  # a window begun in the old layout is not finished in the new one
+                self._take_line(values)  # the first line of the new layout
+                return
+        self.stats.malformed += 1
+        self._wrong_counts[n] += 1
+
+    def _take_line(self, values: list[float]) -> None:
         self.stats.lines += 1
+        self.stats.values += len(values)
         self._append(np.asarray(values, np.float32))
 
     def _feed_binary(self) -> None:
@@ -155,6 +250,7 @@ class WindowAssembler:
             samples = np.frombuffer(bytes(self._pending[:usable]), self.dtype).astype(np.float32)
             del self._pending[:usable]
             self.stats.lines += samples.size
+            self.stats.values += samples.size
             for start in range(0, samples.size, self.window):
                 self._append(samples[start : start + self.window])
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from edgert.errors import InputDataError
+from edgert.files import load_numpy
 
 __all__ = ["Dataset", "load_dataset", "split_dataset", "digits_dataset", "digit_pixels", "IMAGE_SUFFIXES"]
 
@@ -84,7 +85,7 @@ def load_dataset(source: str | Path, input_shape: tuple, *, require_labels: bool
 
 def _load_npz(path: Path, input_shape: tuple) -> Dataset:
     try:
-        with np.load(path, allow_pickle=False) as npz:
+        with load_numpy(path, ".npz") as npz:
             arrays = {k: npz[k] for k in npz.files}
     except (OSError, ValueError) as e:
         raise InputDataError(f"{path}: not a readable .npz ({e})", "write it with numpy.savez(path, x=..., y=...)") from None

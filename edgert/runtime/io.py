@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from edgert.errors import InputDataError
+from edgert.files import load_numpy
 from edgert.model.reader import TensorSpec
 
 __all__ = [
@@ -64,10 +65,13 @@ def to_input_dtype(values: np.ndarray, spec: TensorSpec, what: str = "data") -> 
 
     Raises:
         InputDataError: The values cannot become the input's dtype without changing them
-            (floats for an unquantized integer input, integers out of the dtype's range).
+            (floats for an unquantized integer input, integers out of the dtype's range),
+            or floats that are NaN or infinite.
     """
     target = np.dtype(spec.dtype)
     arr = np.asarray(values)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputDataError(f"{what}: holds NaN or infinite values", "replace them first, e.g. with numpy.nan_to_num")
     if arr.dtype == target:
         return arr
     if spec.quantized and arr.dtype.kind == "f":
@@ -141,11 +145,7 @@ def _squeezed(shape: tuple[int, ...]) -> tuple[int, ...]:
 
 
 def _load_npy(p: Path, spec: TensorSpec) -> np.ndarray:
-    try:
-        # Pickled object arrays can run code on load: never allowed for user files.
-        arr = np.load(p, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as e:
-        raise InputDataError(f"{p}: not a readable .npy array ({e})") from None
+    arr = load_numpy(p, ".npy")
     shape = tuple(spec.shape)
     if arr.shape != shape:
         # (49, 10) for (1, 49, 10, 1) is the same tensor; anything else is a user mistake.

@@ -358,7 +358,7 @@ def image_preprocess_for(spec: TensorSpec, metadata: dict | None) -> ImagePrepro
         # Keyword-spotting style 49x10 feature maps look like images only by rank.
         raise InputDataError(
             f"input {spec.name!r} of shape {list(spec.shape)} looks like a feature map, not an image",
-            "feed it from an npy:, serial: or stdin source (or embed preprocessing metadata if it is an image model)",
+            "feed it from an npy:, serial: or stdin source; if it is an image model, embed preprocessing metadata",
         )
     if pre.get("input_size") and list(pre["input_size"]) != [height, width]:
         log.warning(

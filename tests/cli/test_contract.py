@@ -56,10 +56,29 @@ def test_unknown_option_is_one_line(command, capsys):
         (["export-c", MISSING, "-o", "out", "--arena", "-5"], "--arena: must be at least 1"),
         (["run", MISSING, "--source", "video:x.mp4", "--prepare-threads", "-1"], "--prepare-threads: must be 0 or more"),
         (["bench", MISSING, "--kernels", "fast"], "invalid choice: 'fast' (choose from 'auto', 'builtin', 'reference')"),
+        (["run", MISSING, "--source", "camera:0", "--stall-timeout", "0"], "--stall-timeout: must be above 0, got 0"),
+        (["run", MISSING, "--source", "camera:0", "--threshold", "nan"], "--threshold: expected a finite number, got 'nan'"),
+        (["fit", MISSING, "-t", "cortex-m4-256k", "--battery-mah", "-1"], "--battery-mah: must be above 0"),
+        (["optimize", MISSING, "-t", "x", "-d", "y", "-o", "z", "--max-accuracy-drop", "-1"], "--max-accuracy-drop: must be 0 or more"),
+        (["optimize", MISSING, "-t", "x", "-d", "y", "-o", "z", "--max-accuracy-drop", "1", "--test-fraction", "1"],
+         "--test-fraction: must be between 0 and 1 (exclusive), got 1"),
+        (["optimize", MISSING, "-t", "x", "-d", "y", "-o", "z", "--max-accuracy-drop", "1", "--alpha", "1.5"], "--alpha: must be from 0 to 1"),
+        (["demo", "--frames", "0"], "--frames: must be at least 1"),
     ],
 )
 def test_usage_errors_are_one_line(argv, says, capsys):
     assert says in _one_line_error(capsys, argv)
+
+
+def test_ctrl_c_while_the_command_line_is_read_is_one_line(monkeypatch, capsys):
+    import edgert.cli
+
+    def interrupted():  # what SIGINT does during the subcommand imports
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(edgert.cli, "build_parser", interrupted)
+    assert main(["run", MISSING, "--source", "camera:0"]) == 130
+    assert capsys.readouterr().err == "edgert: interrupted\n"
 
 
 @pytest.mark.parametrize("argv", [["inspect", MISSING, "--json"], ["fit", MISSING, "--target", "cortex-m4-256k", "--json"],

@@ -89,7 +89,7 @@ def test_calibration_arrays(tmp_path):
         (lambda p: (p / "empty").mkdir() or p / "empty", "no images"),
         (lambda p: p / "missing", "not found"),
         (lambda p: (p / "c.csv").write_text("1,2") and p / "c.csv", ".npy"),
-        (lambda p: (p / "bad.npy").write_bytes(b"garbage") and p / "bad.npy", "not a readable .npy"),
+        (lambda p: (p / "bad.npy").write_bytes(b"garbage") and p / "bad.npy", "not a NumPy .npy file"),
     ],
 )
 def test_bad_calibration_is_one_line(tmp_path, make, message):

@@ -72,6 +72,16 @@ def test_finite_run_prints_the_summary(vww_model, scene_images, tmp_path, capsys
     assert len((tmp_path / "o.csv").read_text().splitlines()) == 3
 
 
+def test_a_sink_that_lost_results_fails_the_run(scene_images, tmp_path, capsys):
+    from PIL import Image
+
+    Image.fromarray(scene_images[0]).save(tmp_path / "a.png")
+    rc = main(["run", str(VWW_INT8), "--source", f"images:{tmp_path}", "--sink", "jsonl:/dev/full", "--json"])
+    assert rc == 1
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["frames"] == 1 and summary["sink_errors"]["jsonl:/dev/full"]["count"] == 1
+
+
 @pytest.mark.parametrize(
     "model,source,message",
     [

@@ -308,6 +308,17 @@ def test_custom_finite_source_back_pressure_keeps_every_frame(vww_model, scene_i
     assert [r.name for r in results] == [str(i) for i in range(40)]
 
 
+def test_file_frames_read_ahead_report_their_own_latency_not_their_queue_wait(vww_model, photo_dir):
+    # A slow consumer (50 ms per result) and a deep queue: later files wait ~50 ms more each
+    # before their turn. Their latency is their own read, decode, preprocess and inference.
+    results = []
+    summary = Pipeline(vww_model, f"images:{photo_dir}", queue_size=8, prepare_threads=0,
+                       on_result=lambda r: (results.append(r), time.sleep(0.05))).run()
+    assert summary.frames == 6 and summary.max_queue >= 3  # the reader ran ahead
+    assert all(0 < r.latency_ms < 50 for r in results), [r.latency_ms for r in results]
+    assert summary.latency_ms["p99"] < 50
+
+
 def _full_queue_with_a_blocked_reader():
     """A finite FrameQueue holding 0..3 and a reader thread blocked putting 4 (``done`` is set once it got in)."""
     from edgert.loop.pipeline import FrameQueue

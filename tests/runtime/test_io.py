@@ -41,8 +41,18 @@ def test_npy_errors(tmp_path):
     with pytest.raises(InputDataError, match=r"shape \[1, 40, 10, 1\] does not fit input 'input_1' of shape \[1, 49, 10, 1\]"):
         load_input(tmp_path / "wrong.npy", KWS)
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    with pytest.raises(InputDataError, match="not a readable .npy"):
+    with pytest.raises(InputDataError, match=r"holds Python objects \(pickled\), which edgert never loads"):
         load_input(tmp_path / "obj.npy", KWS)  # pickles can run code: refused
+    (tmp_path / "text.npy").write_text("1,2,3\n")
+    with pytest.raises(InputDataError, match=r"not a NumPy .npy file \(no NumPy header\)"):
+        load_input(tmp_path / "text.npy", KWS)
+    with open(tmp_path / "zipped.npy", "wb") as f:
+        np.savez(f, x=np.zeros(3))
+    with pytest.raises(InputDataError, match=r"is a .npz file where a .npy is needed"):
+        load_input(tmp_path / "zipped.npy", KWS)
+    np.save(tmp_path / "nan.npy", np.full((1, 49, 10, 1), np.nan, np.float32))
+    with pytest.raises(InputDataError, match="holds NaN or infinite values"):
+        load_input(tmp_path / "nan.npy", KWS)
     with pytest.raises(InputDataError, match="no such file"):
         load_input(tmp_path / "absent.npy", KWS)
     (tmp_path / "x.csv").write_text("1,2")
