@@ -1,17 +1,19 @@
 """Reading and writing user files safely.
 
 Nothing a user had is lost or half-written: every report, model, cache record
-and generated source goes through :func:`atomic_write`. User arrays are read by
+and generated source goes through :func:`atomic_write`; files that must never
+replace another (snapshots of a loop that restarts) through :func:`write_new_file`. User arrays are read by
 :func:`load_numpy`, which never unpickles and names what is wrong with a file.
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["atomic_write", "load_numpy"]
+__all__ = ["atomic_write", "write_new_file", "load_numpy"]
 
 #: First bytes of the two NumPy file formats: .npy, and .npz (a zip archive).
 _NUMPY_MAGIC = {b"\x93NUMPY": ".npy", b"PK\x03\x04": ".npz"}
@@ -47,6 +49,61 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
             pass
         raise
     return path
+
+
+#: ``os.link`` errors of filesystems without hard links (vfat/exFAT USB sticks and SD cards, some FUSE).
+_NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
+#: Numbered variants (``-1``, ``-2``, ...) tried when a snapshot's name is taken.
+_MAX_VARIANTS = 1000
+
+
+def _claim(tmp: str, final: Path) -> bool:
+    """Give the complete file ``tmp`` the name ``final`` unless that name exists (then False); never replaces."""
+    try:
+        os.link(tmp, final)
+        return True
+    except FileExistsError:
+        return False
+    except OSError as e:
+        if e.errno not in _NO_HARD_LINKS:
+            raise
+    # No hard links here: reserve the name exclusively, then rename the complete file over our own
+    # reservation (the empty placeholder is visible only between these two calls).
+    try:
+        os.close(os.open(final, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644))
+    except FileExistsError:
+        return False
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        final.unlink(missing_ok=True)
+        raise
+    return True
+
+
+def write_new_file(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
+    """Write ``data`` to a new file ``folder/{stem}{suffix}`` (``{stem}-1{suffix}``, ... when taken); returns its path.
+
+    Unlike :func:`atomic_write` this never replaces a file: the
+    bytes go to a temporary file in ``folder`` that is then linked under the
+    first free name (``O_EXCL`` semantics), so neither an existing file nor a
+    concurrent writer is overwritten, and no reader sees a partial file. No
+    fsync: on an SD card it would stall the loop for every picture.
+
+    Raises:
+        OSError: ``folder`` cannot be written, or every variant of the name is taken.
+    """
+    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        for n in range(_MAX_VARIANTS):
+            final = folder / f"{stem}{f'-{n}' if n else ''}{suffix}"
+            if _claim(tmp, final):
+                return final
+        raise FileExistsError(errno.EEXIST, f"{stem}{suffix} and {_MAX_VARIANTS - 1} numbered variants exist", str(folder))
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def load_numpy(path: str | Path, expect: str, *, mmap: bool = False):

@@ -348,6 +348,8 @@ class Pipeline:
                 self.sinks.append(sink)
                 opened.append(sink)
             self._setup(task, top_k, threshold, labels, opencv_shrink)
+            for sink in self.sinks:  # e.g. a CSV file of another task's rows: refused before the first frame
+                sink.start(self.post.task)
             self.prepare_threads = self._check_prepare_threads(prepare_threads)
         except BaseException:
             for thing in opened:

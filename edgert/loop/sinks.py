@@ -1,18 +1,25 @@
 """Where results go, looked up by URL scheme.
 
-==============================  =========================================================
-URL                             writes
-==============================  =========================================================
-``console[?rate=10]``           one line per result, at most ``rate`` lines per second
-``jsonl:PATH``                  one JSON object per line (appended, one write per line)
-``csv:PATH``                    one row per result (per object for detectors), header once
-``snapshots:DIR[?every=N&change=1&format=jpg]``  annotated frames when the result changes / every N
-``serial:PORT[?baud=&format=csv|json]``  one line per result back to a microcontroller
-==============================  =========================================================
+=====================================================  ==================================================
+URL (options with their defaults)                      writes
+=====================================================  ==================================================
+``console[?rate=10]``                                  one line per result, at most ``rate`` lines per second
+``jsonl:PATH``                                         one JSON object per line (appended, one write per line)
+``csv:PATH``                                           one row per result (per object for detectors), header once
+``snapshots:[DIR][?change=1&every=0&format=jpg]``      annotated frames, new files only (``DIR``: ``./snapshots``)
+``serial:PORT[?baud=115200&format=csv]``               one line per result back to a microcontroller
+=====================================================  ==================================================
 
-Files are opened with ``O_APPEND`` and each record is one ``write`` call, so a
-crash never leaves half a buffer behind and another process can tail the file.
-A sink that fails (full disk, unplugged port) raises ``OSError`` from
+Nothing a user had is overwritten. Files are opened with ``O_APPEND`` and each
+record is one ``write`` call, so a crash never leaves half a buffer behind and
+another process can tail the file; a file whose last line was cut off gets a
+newline before the first new record. A CSV file that starts with any other
+header than the one this run writes is refused. Snapshots are new files named by
+the run's start and the frame number, created without replacing anything.
+
+Every file sink checks at :meth:`Sink.open` that it can write, and raises
+:class:`~edgert.errors.InputDataError` (one line) when it cannot. A sink that
+fails later (full disk, unplugged port) raises ``OSError`` from
 :meth:`Sink.write`; the pipeline counts it, logs it and keeps running.
 Add a sink with :func:`register_sink`.
 """
@@ -25,12 +32,15 @@ import io
 import json
 import logging
 import os
+import stat
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 from edgert.errors import DeviceError, InputDataError
+from edgert.files import write_new_file
 from edgert.loop.postprocess import Result
 from edgert.loop.sources import Frame
 from edgert.loop.urls import ParsedUrl, bool_option, choice_option, float_option, int_option, open_serial, parse_url
@@ -72,6 +82,13 @@ class Sink:
 
     def open(self) -> None:
         """Open the file/port. Raises InputDataError/DeviceError with a one-line message."""
+
+    def start(self, task: str) -> None:
+        """Check that this sink can take results of ``task`` (called before the first result of that task).
+
+        Raises:
+            InputDataError: The sink cannot take them (one line, as from :meth:`open`).
+        """
 
     def write(self, result: Result, frame: Frame) -> None:
         """Record one result (``frame`` holds the original image for annotating sinks)."""
@@ -144,31 +161,50 @@ class ConsoleSink(Sink):
 
 
 # ---- files ----------------------------------------------------------------------------
+def _cannot_write(scheme: str, path: Path, error: OSError, what: str = "path") -> InputDataError:
+    """The one-line error of a file sink that cannot write where it was told to."""
+    return InputDataError(f"{scheme}: cannot write {path}: {error.strerror or error}", f"choose a {what} you can write")
+
+
 class _AppendFile:
     """A file opened ``O_APPEND``; one ``os.write`` per record (no user-space buffer to lose)."""
+
+    #: Bytes of an existing file read at open (its first line, for the CSV header check).
+    HEAD_BYTES = 4096
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self.fd: int | None = None
+        self._prefix = b""  # written before the first record: a newline after a cut-off last line
 
-    def open(self, scheme: str) -> bool:
-        """Open; returns True when the file was empty (a header is due)."""
+    def open(self, scheme: str) -> bytes:
+        """Open; returns the first bytes the file already holds (``b""``: empty, or not a regular file)."""
         try:
-            if self.path.parent and not self.path.parent.exists():
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
             self.fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-            return os.fstat(self.fd).st_size == 0
+            info = os.fstat(self.fd)
+            if not stat.S_ISREG(info.st_mode) or info.st_size == 0:  # /dev/stdout, a FIFO, a new file
+                return b""
+            with open(self.path, "rb") as f:
+                head = f.read(self.HEAD_BYTES)
+                f.seek(-1, os.SEEK_END)
+                if f.read(1) != b"\n":
+                    # The last record was cut off (crash, full disk): ours start on a line of their own.
+                    self._prefix = b"\n"
+            return head
         except OSError as e:
-            raise InputDataError(f"{scheme}: cannot write {self.path}: {e.strerror}") from None
+            self.close()
+            raise _cannot_write(scheme, self.path, e) from None
 
     def write(self, text: str) -> None:
         if self.fd is None:
             raise OSError(errno.EBADF, "sink is closed")
-        data = text.encode("utf-8")
+        data = self._prefix + text.encode("utf-8")
         written = os.write(self.fd, data)
         if written != len(data):
             # A short write on a regular file means the disk filled up mid-line.
             raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
+        self._prefix = b""
 
     def close(self) -> None:
         fd, self.fd = self.fd, None
@@ -228,27 +264,57 @@ def csv_rows(result: Result) -> list[list[Any]]:
     return [head + [" ".join(f"{v:.6g}" for v in result.values or [])]]
 
 
+#: The header line of each task's CSV file.
+_CSV_HEADERS = {",".join(columns): task for task, columns in CSV_COLUMNS.items()}
+#: What to do about a CSV file that holds something else.
+_CSV_ELSEWHERE = "write to another csv: path, or move the old file away"
+
+
 class CsvSink(Sink):
-    """One CSV row per result appended to ``PATH``; the header is written when the file is new."""
+    """One CSV row per result appended to ``PATH``; the header is written when the file is new.
+
+    An existing file must start with the header this run writes (:data:`CSV_COLUMNS`
+    of the task): a file with any other first line is refused at :meth:`open`, and
+    one holding another task's rows at :meth:`start` (or the first result), so no
+    row ever lands under the wrong columns.
+    """
 
     scheme = "csv"
 
     def __init__(self, url: ParsedUrl) -> None:
         super().__init__(url)
         self._file = _AppendFile(_path(url))
-        self._header_due = False
+        self._header: str | None = None  # the file's first line; None while the file is empty
+        self._task: str | None = None  # the task checked against the header
 
     def open(self) -> None:
-        self._header_due = self._file.open(self.scheme)
+        head = self._file.open(self.scheme)
+        if not head:
+            return
+        self._header = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+        if self._header not in _CSV_HEADERS:
+            self._file.close()
+            shown = self._header if len(self._header) <= 60 else self._header[:57] + "..."
+            raise InputDataError(f"csv: {self._file.path} starts with {shown!r}, not an edgert results header", _CSV_ELSEWHERE)
+
+    def start(self, task: str) -> None:
+        header = ",".join(CSV_COLUMNS[task])
+        if self._header is not None and self._header != header:
+            raise InputDataError(f"csv: {self._file.path} holds {_CSV_HEADERS[self._header]} rows; this run writes {task} rows",
+                                 _CSV_ELSEWHERE)
+        self._task = task
 
     def write(self, result: Result, frame: Frame) -> None:
+        if result.task != self._task:
+            self.start(result.task)
         buf = io.StringIO()
         writer = csv.writer(buf, lineterminator="\n")
-        if self._header_due:
-            writer.writerow(CSV_COLUMNS[result.task])
+        columns = CSV_COLUMNS[result.task]
+        if self._header is None:
+            writer.writerow(columns)
         writer.writerows(csv_rows(result))
         self._file.write(buf.getvalue())
-        self._header_due = False
+        self._header = ",".join(columns)
 
     def close(self) -> None:
         self._file.close()
@@ -258,10 +324,18 @@ class CsvSink(Sink):
 class SnapshotSink(Sink):
     """Annotated frames (labels, boxes, scores) saved with Pillow into ``DIR``.
 
-    Options: ``change`` (save when the result changes: top class, set of object
-    classes or anomaly verdict; default 1), ``every`` (also save every N frames;
-    default 0 = off), ``format`` (``jpg`` or ``png``). Frames that are not
-    images (sensor windows) are not saved.
+    ``snapshots:`` without a folder saves into ``./snapshots`` (relative to the
+    working directory, created if missing). Options: ``change`` (save when the
+    result changes: top class, set of object classes or anomaly verdict;
+    default 1), ``every`` (also save every N-th frame; default 0 = off),
+    ``format`` (``jpg`` or ``png``; default ``jpg``).
+
+    Files are named ``RUN_frame_NNNNNNNN.jpg``, ``RUN`` being the run's start
+    in UTC (:attr:`run_id`, ``20261125-214300``), so names sort by run and then
+    frame. A file is never replaced: a name that is taken (another run started in
+    the same second, a clock set back) gets ``-1``, ``-2``, ... before the
+    extension. Frames that are not images (sensor windows) are not saved; the
+    first one logs a warning.
     """
 
     scheme = "snapshots"
@@ -274,32 +348,35 @@ class SnapshotSink(Sink):
         self.on_change = bool_option(url, "change", True)
         self.format = choice_option(url, "format", "jpg", ("jpg", "png"))
         self.saved = 0
+        self.run_id = ""
         self._last_key: tuple | None = None
+        self._warned = False
 
     def open(self) -> None:
+        # Create and remove a probe file: a folder that exists but takes no files fails now, not on every frame.
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
+            fd, probe = tempfile.mkstemp(prefix=".edgert-probe-", suffix=".tmp", dir=self.folder)
+            os.close(fd)
+            os.unlink(probe)
         except OSError as e:
-            raise InputDataError(f"snapshots: cannot create {self.folder}: {e.strerror}") from None
+            raise _cannot_write(self.scheme, self.folder, e, "folder") from None
+        self.run_id = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
 
     def write(self, result: Result, frame: Frame) -> None:
         if frame.kind != "image":
+            if not self._warned:
+                self._warned = True
+                log.warning("snapshots: frames from %s are not images; nothing will be saved", frame.name or "this source")
             return
         key = result.key()
         changed = self.on_change and key != self._last_key
         self._last_key = key
         if not (changed or (self.every and result.frame % self.every == 0)):
             return
-        image = annotate(frame, result)
-        final = self.folder / f"frame_{result.frame:08d}.{self.format}"
-        tmp = final.with_name("." + final.name + ".tmp")
-        # Write-then-rename: a viewer never sees half a JPEG, a full disk leaves no debris.
-        try:
-            image.save(tmp, format="JPEG" if self.format == "jpg" else "PNG", quality=90)
-            os.replace(tmp, final)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            raise
+        buf = io.BytesIO()
+        annotate(frame, result).save(buf, format="JPEG" if self.format == "jpg" else "PNG", quality=90)
+        write_new_file(self.folder, f"{self.run_id}_frame_{result.frame:08d}", f".{self.format}", buf.getvalue())
         self.saved += 1
 
 

@@ -227,7 +227,8 @@ def test_file_sinks_and_a_full_disk(vww_model, photo_dir, tmp_path):
     changes = sum(1 for i, r in enumerate(results) if i == 0 or r.classes[0].id != results[i - 1].classes[0].id)
     saved = sorted(p.name for p in shots.iterdir())
     expected = {r.frame for i, r in enumerate(results) if r.frame % 4 == 0 or i == 0 or r.classes[0].id != results[i - 1].classes[0].id}
-    assert saved == [f"frame_{i:08d}.jpg" for i in sorted(expected)] and len(saved) >= changes
+    run_id = saved[0].partition("_frame_")[0]  # the run's start, UTC: 20261125-214300
+    assert saved == [f"{run_id}_frame_{i:08d}.jpg" for i in sorted(expected)] and len(saved) >= changes
     with Image.open(shots / saved[0]) as img:
         assert img.size == (96, 96) and img.mode == "RGB"
 
