@@ -12,12 +12,20 @@ from edgert.commands import add_kernels_option, finite_float, non_negative_int, 
 __all__ = ["register"]
 
 _EPILOG = """\
-sources: camera:0  camera:/dev/video0?width=640&height=480&fps=30  picamera2  video:clip.mp4
-         images:photos/  npy:inputs.npy  serial:/dev/ttyUSB0?baud=115200&format=csv&window=640&hop=128
-         stdin?format=csv
-sinks:   console[?rate=10]  jsonl:preds.jsonl  csv:out.csv  snapshots:shots/[?every=100]
-         serial:/dev/ttyACM0?baud=115200
+sources (options with their defaults):
+  camera:0  camera:/dev/video0[?width=&height=&fps=&stale=50]   live (USB/V4L2 camera through OpenCV)
+  picamera2[:N][?width=640&height=480]                          live (Raspberry Pi CSI camera)
+  video:clip.mp4   images:photos/   npy:inputs.npy              finite, every frame once, in order
+  serial:/dev/ttyUSB0[?baud=115200&format=csv|binary&window=&hop=&columns=&dtype=float32&timeout=]
+  stdin[?format=csv|binary&window=&hop=&columns=&dtype=float32]
+  (window: values per model input, default the input's size; hop: values between windows, default window)
+sinks (options with their defaults):
+  console[?rate=10]   jsonl:PATH   csv:PATH   serial:PORT[?baud=115200&format=csv|json]
+  snapshots:[DIR][?change=1&every=0&format=jpg|png]   (DIR defaults to ./snapshots)
+  jsonl and csv append (a csv must start with this run's header); snapshots are saved when the
+  result changes and every N-th frame (every=N, 0 = off) as new files RUNSTART_frame_N.jpg (UTC)
 on exit (also on SIGINT/SIGTERM) prints: frames, dropped, fps, latency_ms{p50,p99}
+  latency: live sources capture -> result; files: each frame's own read, decode, inference
 exit status: 0 done; 1 the run stopped on an error or a sink lost results; 2 bad model, source, sink or option
 """
 
@@ -49,7 +57,7 @@ def register(sub, add_common) -> None:
                    help="shrink camera/video frames with OpenCV INTER_AREA (faster; not bit-equal to edgert predict)")
     p.add_argument("--prepare-threads", type=non_negative_int, default=None, metavar="N",
                    help="threads decoding/preparing frames of a video or image folder side by side (default: one per core but one, at most 3; 0: on the capture thread)")
-    p.add_argument("--stall-timeout", type=positive_float, default=5.0, metavar="S", help="seconds without a frame before a live source is reopened")
+    p.add_argument("--stall-timeout", type=positive_float, default=5.0, metavar="S", help="seconds without a frame before a live source is reopened (default 5)")
     add_common(p)
     p.set_defaults(handler=_run)
 

@@ -121,3 +121,18 @@ def test_stdin_pipe_through_the_command(ad01_frames):
     assert proc.returncode == 0, proc.stderr.decode()
     summary = json.loads(proc.stdout)
     assert summary["frames"] == 2 and summary["stopped_by"] == "end" and summary["task"] == "anomaly"
+
+
+def test_help_lists_every_source_and_sink_with_each_of_its_options():
+    from edgert.commands.loop import _EPILOG
+    from edgert.loop.sinks import _REGISTRY as SINKS
+    from edgert.loop.sources import _REGISTRY as SOURCES
+
+    lines = _EPILOG.splitlines()
+    for scheme, cls in [*SOURCES.items(), *SINKS.items()]:
+        if scheme.startswith("test-"):  # registered by other tests
+            continue
+        mentions = [line for line in lines if scheme in line]
+        assert mentions, f"{scheme} is not in edgert run --help"
+        for option in cls.options:
+            assert any(f"{option}=" in line for line in mentions), f"{scheme}?{option}= is not in edgert run --help"
