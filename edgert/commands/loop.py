@@ -19,6 +19,8 @@ sources (options with their defaults):
   serial:/dev/ttyUSB0[?baud=115200&format=csv|binary&window=&hop=&columns=&dtype=float32&timeout=]
   stdin[?format=csv|binary&window=&hop=&columns=&dtype=float32]
   (window: values per model input, default the input's size; hop: values between windows, default window)
+  a '?' or '%' in a path is written %3F / %25; serial:PORT takes only these options unless PORT is a
+  pyserial URL (rfc2217://, spy://, socket://, loop://)
 sinks (options with their defaults):
   console[?rate=10]   jsonl:PATH   csv:PATH   serial:PORT[?baud=115200&format=csv|json]
   snapshots:[DIR][?change=1&every=0&format=jpg|png]   (DIR defaults to ./snapshots)

@@ -138,8 +138,8 @@ class Source:
         return 0
 
     def describe(self) -> str:
-        """Short human name for logs."""
-        return self.url.url
+        """Short human name for logs: ``serial /dev/ttyUSB0 (baud=9600)``, ``stdin (format=csv, hop=128)``."""
+        return self.url.describe()
 
     def configure(self, spec, plan) -> None:
         """Adapt to the model before the first read.
@@ -584,6 +584,7 @@ class _StreamSource(Source):
         self.assembler = self._make_assembler(self.window or 1)
         self._ready: collections.deque[np.ndarray] = collections.deque()
         self._windows = 0
+        self._told: str | None = None
 
     def _make_assembler(self, window: int) -> WindowAssembler:
         return WindowAssembler(window, self.hop, self.fmt, self.columns, self.dtype)
@@ -610,19 +611,31 @@ class _StreamSource(Source):
         self._windows += 1
         return Frame(values, "tensor", name=f"window {self._windows - 1}")
 
+    def _tell_why_no_window(self, ended: bool = False) -> None:
+        """Log, once per new finding, why the stream gave no window (every line malformed, too short)."""
+        why = self.assembler.diagnosis(ended)
+        if why is not None and why != self._told:
+            self._told = why
+            log.warning("%s: %s", self.describe(), why)
+
+    def close(self) -> None:
+        self._tell_why_no_window()
+
 
 class SerialSource(_StreamSource):
     """A sensor on a serial port (``serial:/dev/ttyUSB0?baud=115200&format=csv&window=640&hop=128``).
 
     ``PORT`` is any pyserial URL (``/dev/ttyACM0``, ``COM3``, ``spy://...``,
-    ``socket://...``, ``rfc2217://...``); options pyserial knows stay on it. (The
-    last two are network transports: the only way the loop ever opens a socket
-    is a user asking for one here.)
+    ``socket://...``, ``rfc2217://...``); on a ``...://`` URL, options pyserial
+    knows stay on it, a plain device path takes only ours. (The last two are
+    network transports: the only way the loop ever opens a socket is a user
+    asking for one here.)
     ``window`` defaults to the model's input size, ``hop`` to ``window``.
     ``format=csv``: one reading per line, numbers separated by commas/spaces;
     ``format=binary``: raw little-endian samples of ``dtype``. Malformed lines are
-    skipped and counted. A port that disconnects raises :class:`SourceLost` and
-    is reopened by the pipeline.
+    skipped and counted (a port opened mid-line starts with a torn one); a run
+    where every line was malformed logs why when it ends. A port that disconnects
+    raises :class:`SourceLost` and is reopened by the pipeline.
     """
 
     scheme = "serial"
@@ -645,9 +658,6 @@ class SerialSource(_StreamSource):
         self.timeout = float_option(url, "timeout", self.READ_TIMEOUT, 0.001)
         self._ser = None
         self.opened = 0
-
-    def describe(self) -> str:
-        return f"serial {self.port}"
 
     def open(self) -> None:
         self._ser = open_serial(self.port, baudrate=self.baud, timeout=self.timeout)
@@ -677,6 +687,7 @@ class SerialSource(_StreamSource):
         ser, self._ser = self._ser, None
         if ser is not None:
             ser.close()
+        super().close()
 
 
 class StdinSource(_StreamSource):
@@ -700,11 +711,11 @@ class StdinSource(_StreamSource):
                 return frame
             chunk = self._stream.readline() if self.fmt == "csv" else self._stream.read1(65536)
             if not chunk:
-                tail = self.assembler.feed(b"\n") if self.fmt == "csv" else []
-                self._ready.extend(tail)
+                self._ready.extend(self.assembler.finish())
                 frame = self._next_ready()
                 if frame is not None:
                     return frame
+                self._tell_why_no_window(ended=True)
                 raise EndOfSource()
             self._ready.extend(self.assembler.feed(chunk))
 

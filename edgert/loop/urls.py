@@ -1,13 +1,18 @@
 """Source and sink URLs: ``scheme:target?option=value&...``.
 
-The target of a ``serial:`` URL is itself a pyserial URL, which may carry its
-own query (``spy:///dev/ttyUSB0?file=log.txt``). Only the option names the
-caller knows are taken out of the query; everything else stays on the target,
-so pyserial still sees its own options.
+A plain target (a path, a device) is percent-decoded: a ``?`` in a file name
+is written ``%3F`` and a ``%`` is written ``%25`` (``images:what%3F/``).
+
+The target of a ``serial:`` URL may itself be a pyserial URL, which may carry
+its own query (``spy:///dev/ttyUSB0?file=log.txt``). Only the option names the
+caller knows are taken out of the query; everything else stays on that URL, so
+pyserial still sees its own options. A URL target (``...://...``) is left as
+given: it is the URL's own business.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from urllib.parse import unquote
 
@@ -23,7 +28,8 @@ class ParsedUrl:
     Attributes:
         url: The URL as given.
         scheme: Lower-case scheme (``"camera"``, ``"serial"``, ...).
-        target: What follows ``scheme:`` minus our options (a path, a device, a pyserial URL).
+        target: What follows ``scheme:`` minus our options (a path or device, percent-decoded;
+            or a pyserial URL, as given).
         options: Our options from the query, as strings.
     """
 
@@ -32,6 +38,13 @@ class ParsedUrl:
     target: str
     options: dict[str, str] = field(default_factory=dict)
 
+    def describe(self) -> str:
+        """Readable name for logs: ``serial /dev/ttyUSB0 (baud=9600, hop=128)``, ``stdin (format=csv)``."""
+        text = f"{self.scheme} {self.target}" if self.target else self.scheme
+        if self.options:
+            text += " (" + ", ".join(f"{key}={value}" for key, value in self.options.items()) + ")"
+        return text
+
 
 def parse_url(url: str, known: frozenset[str] | set[str], *, passthrough: bool = False) -> ParsedUrl:
     """Split ``url`` into scheme, target and the options named in ``known``.
@@ -39,8 +52,9 @@ def parse_url(url: str, known: frozenset[str] | set[str], *, passthrough: bool =
     Args:
         url: ``scheme`` or ``scheme:target[?k=v&...]``.
         known: Option names this source/sink understands.
-        passthrough: Leave unknown ``k=v`` pairs on the target (serial ports
-            hand them to pyserial) instead of rejecting them.
+        passthrough: When the target is a URL (``rfc2217://host:port``, ``spy://...``),
+            leave unknown ``k=v`` pairs on it (serial ports hand them to pyserial)
+            instead of rejecting them. A plain device path still rejects them.
 
     Raises:
         InputDataError: Empty URL, or an option this scheme does not know.
@@ -50,22 +64,25 @@ def parse_url(url: str, known: frozenset[str] | set[str], *, passthrough: bool =
         raise InputDataError("empty source/sink URL", "give one like camera:0, video:clip.mp4, jsonl:out.jsonl")
     scheme, _, rest = text.partition(":")
     scheme = scheme.lower()
-    if "?" not in rest:
-        return ParsedUrl(text, scheme, rest, {})
-    base, _, query = rest.rpartition("?")
     # A pyserial URL keeps its own '?': split only the last query, where ours live.
+    base, _, query = rest.rpartition("?") if "?" in rest else (rest, "", "")
+    is_url = "://" in base
     ours: dict[str, str] = {}
     theirs: list[str] = []
     for pair in filter(None, query.split("&")):
         key, sep, value = pair.partition("=")
         if key in known:
             ours[key] = unquote(value) if sep else "1"
-        elif passthrough:
+        elif passthrough and is_url:
             theirs.append(pair)
         else:
             allowed = ", ".join(sorted(known)) or "none"
-            raise InputDataError(f"{scheme}: unknown option {key!r} in {url!r}", f"options for {scheme}: {allowed}")
-    target = base + ("?" + "&".join(theirs) if theirs else "")
+            raise InputDataError(f"{scheme}: unknown option {key!r} in {url!r}",
+                                 f"options for {scheme}: {allowed}; write a '?' in a path as %3F")
+    if is_url:
+        target = base + ("?" + "&".join(theirs) if theirs else "")
+    else:
+        target = unquote(base)
     return ParsedUrl(text, scheme, target, ours)
 
 
@@ -80,16 +97,18 @@ def float_option(parsed: ParsedUrl, name: str, default: float | None, minimum: f
 
 
 def _number_option(parsed: ParsedUrl, name: str, default, minimum, convert, kind: str):
-    """Parse option ``name`` with ``convert`` and check it against ``minimum``."""
+    """Parse option ``name`` with ``convert`` and check it against ``minimum`` (nan and infinity are no numbers here)."""
     if name not in parsed.options:
         return default
     raw = parsed.options[name]
     try:
         value = convert(raw)
     except ValueError:
-        raise InputDataError(f"{parsed.scheme}: option {name}={raw!r} is not {kind}") from None
+        raise InputDataError(f"{parsed.scheme}: option {name}={raw} is not {kind}") from None
+    if not math.isfinite(value):
+        raise InputDataError(f"{parsed.scheme}: option {name}={raw} is not a finite number")
     if minimum is not None and value < minimum:
-        raise InputDataError(f"{parsed.scheme}: option {name}={value} must be at least {minimum}")
+        raise InputDataError(f"{parsed.scheme}: option {name}={raw} must be at least {minimum}")
     return value
 
 

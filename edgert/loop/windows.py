@@ -83,7 +83,9 @@ class WindowAssembler:
         fmt: ``"csv"`` (one reading per line) or ``"binary"`` (raw samples).
         columns: Values per csv line; None = learn it from the first two
             consecutive lines that agree (a lone first line of another count,
-            a line torn by opening the port mid-way, is malformed).
+            a line torn by opening the port mid-way, is malformed). A learned
+            count gives way to :data:`RELEARN_AFTER` consecutive lines of one
+            other count (logged once); a given count never does.
         dtype: Sample type of a binary stream.
     """
 

@@ -137,3 +137,45 @@ def test_serial_anomaly_sample_runs_and_flags_the_noisy_stretch():
     normal = [line for line in proc.stdout.splitlines() if line.endswith("ms)") and " ok " in line]
     # The sample scrambles 10 frames in the middle of a normal recording: only windows touching them are flagged.
     assert 0 < len(flagged) <= 14 and len(normal) > 150
+
+
+def _stop_when(pipeline, condition, timeout: float = 30.0) -> threading.Timer:
+    """Stop ``pipeline`` once ``condition()`` holds, at the latest after ``timeout`` seconds (a safety deadline only)."""
+    def watch():
+        deadline = time.monotonic() + timeout
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        pipeline.stop()
+
+    return start_writer(watch)
+
+
+def test_port_opened_while_the_sensor_is_mid_line_still_gives_every_window(ad01_model, ad01_frames, pty_pair):
+    results = []
+    pipeline = Pipeline(ad01_model, f"serial:{pty_pair.name}?window=640&hop=128", on_result=results.append)
+    # The board was already printing when the port opened: the first bytes are the tail of a line (~30 values).
+    torn = csv_line(ad01_frames[199])[-300:]
+    start_writer(lambda: [pty_pair.write(data) for data in [torn] + [csv_line(row) for row in ad01_frames[:20]]])
+    _stop_when(pipeline, lambda: len(results) >= 6)
+    summary = pipeline.run()
+    assert summary.malformed == 1  # only the torn line
+    assert summary.frames >= 6
+    for r in results:
+        window = int(r.name.split()[1])
+        assert r.anomaly.score == pytest.approx(_expected_score(ad01_model, ad01_frames, window), rel=1e-5)
+
+
+@pytest.mark.parametrize("options, line, why", [
+    ("columns=128", b"0.5," * 119 + b"0.5\n",
+     "all 12 lines were malformed: lines have 120 values, not columns=128; set columns=120 or check baud= and format="),
+    ("baud=9600", b"\xf0\x8c\x11\xe0\x8c\x8c\n",  # what a 115200 baud board looks like at 9600
+     "all 12 lines were malformed: most are not numbers; check baud= (a wrong rate garbles text) and format= (binary for raw samples)"),
+], ids=["wrong-columns", "wrong-baud"])
+def test_a_run_where_every_line_is_malformed_says_why_once(options, line, why, ad01_model, pty_pair, caplog):
+    pipeline = Pipeline(ad01_model, f"serial:{pty_pair.name}?{options}")
+    start_writer(lambda: pty_pair.write(line * 12))
+    _stop_when(pipeline, lambda: pipeline.source.malformed >= 12)
+    summary = pipeline.run()
+    assert summary.frames == 0 and summary.malformed == 12
+    hints = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
+    assert hints == [f"serial {pty_pair.name} ({options}): {why}"]
