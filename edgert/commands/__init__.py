@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import math
+from typing import Any, Callable
 
 __all__ = [
     "add_kernels_option",
@@ -33,24 +34,7 @@ def _int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-def positive_int(text: str) -> int:
-    """``type=`` for counts and sizes that must be at least 1."""
-    value = _int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def non_negative_int(text: str) -> int:
-    """``type=`` for counts where 0 means none (or off)."""
-    value = _int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    """``type=`` for a number that may take any finite value (not nan, not inf)."""
+def _float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
@@ -60,36 +44,27 @@ def finite_float(text: str) -> float:
     return value
 
 
-def positive_float(text: str) -> float:
-    """``type=`` for durations, capacities, temperatures: above 0."""
-    value = finite_float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be above 0, got {text}")
-    return value
+def _checked(parse: Callable[[str], Any], ok: Callable[[Any], bool], rule: str, doc: str) -> Callable[[str], Any]:
+    """An argparse ``type=``: ``parse`` the text, then refuse values outside ``rule`` in one line."""
+
+    def check(text: str):
+        value = parse(text)
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"{rule}, got {text}")
+        return value
+
+    check.__doc__ = doc
+    return check
 
 
-def non_negative_float(text: str) -> float:
-    """``type=`` for budgets where 0 means none allowed."""
-    value = finite_float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text}")
-    return value
-
-
-def open_fraction(text: str) -> float:
-    """``type=`` for a share strictly between 0 and 1 (a held-out part of the data)."""
-    value = finite_float(text)
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1 (exclusive), got {text}")
-    return value
-
-
-def unit_fraction(text: str) -> float:
-    """``type=`` for a weight from 0 to 1 inclusive."""
-    value = finite_float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"must be from 0 to 1, got {text}")
-    return value
+positive_int = _checked(_int, lambda v: v >= 1, "must be at least 1", "``type=`` for counts and sizes that must be at least 1.")
+non_negative_int = _checked(_int, lambda v: v >= 0, "must be 0 or more", "``type=`` for counts where 0 means none (or off).")
+finite_float = _checked(_float, lambda v: True, "", "``type=`` for a number that may take any finite value (not nan, not inf).")
+positive_float = _checked(_float, lambda v: v > 0, "must be above 0", "``type=`` for durations, capacities, temperatures: above 0.")
+non_negative_float = _checked(_float, lambda v: v >= 0, "must be 0 or more", "``type=`` for budgets where 0 means none allowed.")
+open_fraction = _checked(_float, lambda v: 0 < v < 1, "must be between 0 and 1 (exclusive)",
+                         "``type=`` for a share strictly between 0 and 1 (a held-out part of the data).")
+unit_fraction = _checked(_float, lambda v: 0 <= v <= 1, "must be from 0 to 1", "``type=`` for a weight from 0 to 1 inclusive.")
 
 
 def float_list(text: str) -> list[float]:
