@@ -10,13 +10,28 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 __all__ = ["atomic_write", "write_new_file", "load_numpy"]
 
 #: First bytes of the two NumPy file formats: .npy, and .npz (a zip archive).
 _NUMPY_MAGIC = {b"\x93NUMPY": ".npy", b"PK\x03\x04": ".npz"}
+
+
+def _temporary_file(folder: Path, name: str) -> tuple[int, str]:
+    """A new hidden file ``folder/.name.XXXX.tmp`` opened for writing: ``(fd, path)``.
+
+    Unlike ``tempfile.mkstemp`` (always 0600) it gets the permissions any new
+    file gets (0666 less the umask), so what it becomes is readable as usual.
+    """
+    for _ in range(100):
+        tmp = os.path.join(folder, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(errno.EEXIST, "no free temporary name", str(folder))
 
 
 def atomic_write(path: str | Path, data: bytes | str) -> Path:
@@ -35,8 +50,12 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     raw = data.encode("utf-8") if isinstance(data, str) else bytes(data)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _temporary_file(path.parent, path.name)
     try:
+        try:  # a replaced file keeps its permissions
+            os.fchmod(fd, path.stat().st_mode & 0o7777)
+        except FileNotFoundError:
+            pass
         with os.fdopen(fd, "wb") as f:
             f.write(raw)
             f.flush()
@@ -93,7 +112,7 @@ def write_new_file(folder: Path, stem: str, suffix: str, data: bytes) -> Path:
     Raises:
         OSError: ``folder`` cannot be written, or every variant of the name is taken.
     """
-    fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp", dir=folder)
+    fd, tmp = _temporary_file(folder, stem)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

@@ -16,13 +16,15 @@ sources (options with their defaults):
   camera:0  camera:/dev/video0[?width=&height=&fps=&stale=50]   live (USB/V4L2 camera through OpenCV)
   picamera2[:N][?width=640&height=480]                          live (Raspberry Pi CSI camera)
   video:clip.mp4   images:photos/   npy:inputs.npy              finite, every frame once, in order
-  serial:/dev/ttyUSB0[?baud=115200&format=csv|binary&window=&hop=&columns=&dtype=float32&timeout=]
+  serial:/dev/ttyUSB0[?baud=115200&format=csv|binary&window=&hop=&columns=&dtype=float32&timeout=0.2]
   stdin[?format=csv|binary&window=&hop=&columns=&dtype=float32]
-  (window: values per model input, default the input's size; hop: values between windows, default window)
+  (window: values per model input, default the input's size; hop: values between windows, default window;
+   columns: values per csv line, default learned; dtype of binary samples: float32|int8|uint8|int16|int32;
+   timeout: seconds a serial read waits for bytes)
   a '?' or '%' in a path is written %3F / %25; serial:PORT takes only these options unless PORT is a
   pyserial URL (rfc2217://, spy://, socket://, loop://)
 sinks (options with their defaults):
-  console[?rate=10]   jsonl:PATH   csv:PATH   serial:PORT[?baud=115200&format=csv|json]
+  console[?rate=10 lines a second, 0 = all]   jsonl:PATH   csv:PATH   serial:PORT[?baud=115200&format=csv|json]
   snapshots:[DIR][?change=1&every=0&format=jpg|png]   (DIR defaults to ./snapshots)
   jsonl and csv append (a csv must start with this run's header); snapshots are saved when the
   result changes and every N-th frame (every=N, 0 = off) as new files RUNSTART_frame_N.jpg (UTC)
@@ -59,7 +61,8 @@ def register(sub, add_common) -> None:
                    help="shrink camera/video frames with OpenCV INTER_AREA (faster; not bit-equal to edgert predict)")
     p.add_argument("--prepare-threads", type=non_negative_int, default=None, metavar="N",
                    help="threads decoding/preparing frames of a video or image folder side by side (default: one per core but one, at most 3; 0: on the capture thread)")
-    p.add_argument("--stall-timeout", type=positive_float, default=5.0, metavar="S", help="seconds without a frame before a live source is reopened (default 5)")
+    p.add_argument("--stall-timeout", type=positive_float, default=5.0, metavar="S", help="seconds a live source's read may hang before the device is reset and reopened with back-off "
+                   "(default 5; a quiet serial sensor is simply waited for)")
     add_common(p)
     p.set_defaults(handler=_run)
 

@@ -403,8 +403,9 @@ class Postprocessor:
             labels = md.get("labels")
         self.labels = [str(x) for x in labels] if isinstance(labels, (list, tuple)) else None
         if self.task == "classification" and self.labels and outputs and len(self.labels) != outputs[0].num_elements:
-            log.warning("%d labels for %d classes: results are named by position, check the labels file",
-                        len(self.labels), outputs[0].num_elements)
+            n = len(self.labels)
+            log.warning("%d label%s for %d classes: results are named by position, check the labels file",
+                        n, "" if n == 1 else "s", outputs[0].num_elements)
         self.top_k = int(top_k if top_k is not None else _number(post, "top_k", 1))
         self.logits = post.get("output") == "logits"
         self.box_format = "yxyx"

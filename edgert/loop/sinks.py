@@ -291,7 +291,8 @@ class CsvSink(Sink):
         head = self._file.open(self.scheme)
         if not head:
             return
-        self._header = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace")
+        # A spreadsheet that saved the file may have added a byte-order mark and CRLF: same header.
+        self._header = head.split(b"\n", 1)[0].rstrip(b"\r").decode("utf-8", "replace").removeprefix("\ufeff")
         if self._header not in _CSV_HEADERS:
             self._file.close()
             shown = self._header if len(self._header) <= 60 else self._header[:57] + "..."
@@ -354,6 +355,8 @@ class SnapshotSink(Sink):
 
     def open(self) -> None:
         # Create and remove a probe file: a folder that exists but takes no files fails now, not on every frame.
+        if self.folder.exists() and not self.folder.is_dir():
+            raise InputDataError(f"snapshots: {self.folder} is a file, not a folder", "choose a folder for the snapshots")
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             fd, probe = tempfile.mkstemp(prefix=".edgert-probe-", suffix=".tmp", dir=self.folder)

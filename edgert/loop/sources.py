@@ -456,8 +456,10 @@ class ImagesSource(Source):
     def open(self) -> None:
         from PIL import Image
 
+        if not self.folder.exists():
+            raise InputDataError(f"images: {self.folder} does not exist", "give the folder that holds the pictures")
         if not self.folder.is_dir():
-            raise InputDataError(f"images: {self.folder} is not a folder")
+            raise InputDataError(f"images: {self.folder} is a file, not a folder", "give the folder that holds the pictures")
         extensions = {ext.lower() for ext in Image.registered_extensions()}
         try:
             self._files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in extensions and p.is_file())
@@ -568,6 +570,10 @@ class NpySource(Source):
 
 
 # ---- streams of numbers -----------------------------------------------------------
+#: Malformed lines without a window after which a stream first says why (then at twice as many).
+_FIRST_HINT_AT = 20
+
+
 class _StreamSource(Source):
     """Shared by serial and stdin: bytes -> :class:`WindowAssembler` -> tensor frames."""
 
@@ -585,6 +591,7 @@ class _StreamSource(Source):
         self._ready: collections.deque[np.ndarray] = collections.deque()
         self._windows = 0
         self._told: str | None = None
+        self._tell_at = _FIRST_HINT_AT
 
     def _make_assembler(self, window: int) -> WindowAssembler:
         return WindowAssembler(window, self.hop, self.fmt, self.columns, self.dtype)
@@ -618,6 +625,14 @@ class _StreamSource(Source):
             self._told = why
             log.warning("%s: %s", self.describe(), why)
 
+    def _feed(self, chunk: bytes) -> None:
+        """Assemble windows from ``chunk``; while none came, say why after 20, 40, 80, ... malformed lines."""
+        self._ready.extend(self.assembler.feed(chunk))
+        stats = self.assembler.stats
+        if not stats.windows and stats.malformed >= self._tell_at:
+            self._tell_at = 2 * stats.malformed  # a wrong baud= shows in the journal while it runs, without flooding it
+            self._tell_why_no_window()
+
     def close(self) -> None:
         self._tell_why_no_window()
 
@@ -633,8 +648,8 @@ class SerialSource(_StreamSource):
     ``window`` defaults to the model's input size, ``hop`` to ``window``.
     ``format=csv``: one reading per line, numbers separated by commas/spaces;
     ``format=binary``: raw little-endian samples of ``dtype``. Malformed lines are
-    skipped and counted (a port opened mid-line starts with a torn one); a run
-    where every line was malformed logs why when it ends. A port that disconnects
+    skipped and counted (a port opened mid-line starts with a torn one); while
+    every line is malformed, why is logged after 20, 40, 80, ... lines and at the end. A port that disconnects
     raises :class:`SourceLost` and is reopened by the pipeline.
     """
 
@@ -680,7 +695,7 @@ class SerialSource(_StreamSource):
             # TypeError/AttributeError: pyserial's posix read after close() from the watchdog.
             raise SourceLost(f"serial port {self.port} disconnected: {e}") from None
         if chunk:
-            self._ready.extend(self.assembler.feed(chunk))
+            self._feed(chunk)
         return self._next_ready()
 
     def close(self) -> None:
@@ -717,7 +732,7 @@ class StdinSource(_StreamSource):
                     return frame
                 self._tell_why_no_window(ended=True)
                 raise EndOfSource()
-            self._ready.extend(self.assembler.feed(chunk))
+            self._feed(chunk)
 
 
 for _cls in (CameraSource, Picamera2Source, VideoSource, ImagesSource, NpySource, SerialSource, StdinSource):

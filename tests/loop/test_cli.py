@@ -88,7 +88,7 @@ def test_a_sink_that_lost_results_fails_the_run(scene_images, tmp_path, capsys):
         (VWW_INT8, "serial:/dev/ttyEDGERT_MISSING", "could not be opened"),
         (VWW_INT8, "video:/nonexistent/clip.mp4", "does not exist"),
         (VWW_INT8, "rtsp://camera.local/stream", "unknown source"),
-        (VWW_INT8, "images:/nonexistent-folder", "not a folder"),
+        (VWW_INT8, "images:/nonexistent-folder", "does not exist"),
         (AD01_INT8, "serial:{pty}?window=100", "window=100"),
     ],
 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pty
+import re
 import threading
 import time
 
@@ -179,3 +180,25 @@ def test_a_run_where_every_line_is_malformed_says_why_once(options, line, why, a
     assert summary.frames == 0 and summary.malformed == 12
     hints = [r.getMessage() for r in caplog.records if "malformed" in r.getMessage()]
     assert hints == [f"serial {pty_pair.name} ({options}): {why}"]
+
+
+def test_a_sensor_that_only_sends_garbage_is_reported_while_the_loop_runs(ad01_model, pty_pair, caplog):
+    # A service with a wrong baud= must say so in the journal while it runs, not only when stopped.
+    pipeline = Pipeline(ad01_model, f"serial:{pty_pair.name}?baud=9600")
+    start_writer(lambda: pty_pair.write(b"\xf0\x8c\x11\xe0\x8c\x8c\n" * 25))
+
+    def hints():
+        return [r.getMessage() for r in caplog.records if "lines were malformed" in r.getMessage()]
+
+    said_while_running = []
+
+    def said() -> bool:
+        if hints():
+            said_while_running.append(True)
+        return bool(said_while_running)
+
+    _stop_when(pipeline, said, timeout=20)  # stops as soon as the loop has said it (or at the deadline)
+    summary = pipeline.run()
+    assert said_while_running and summary.frames == 0 and summary.stopped_by == "stop"
+    said = re.search(r"all (\d+) lines were malformed: most are not numbers; check baud=", hints()[0])
+    assert said and 20 <= int(said.group(1)) <= 25

@@ -216,3 +216,18 @@ def test_jsonl_append_to_a_complete_file_adds_no_blank_line(tmp_path):
     sink.close()
     lines = path.read_text().splitlines()
     assert len(lines) == 2 and json.loads(lines[1])["anomaly"]["score"] == 0.25
+
+
+def test_csv_saved_by_a_spreadsheet_with_bom_and_crlf_is_still_ours(tmp_path):
+    path = tmp_path / "out.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + CLASSIFICATION_HEADER.encode() + b"\r\n")
+    sink = open_sink(f"csv:{path}")
+    sink.write(_classified(3), _picture())
+    sink.close()
+    assert path.read_bytes().decode("utf-8-sig").splitlines()[1].startswith("3,pic.png,")
+
+
+def test_snapshots_into_a_file_says_it_is_not_a_folder(tmp_path):
+    (tmp_path / "shots").write_text("a file")
+    with pytest.raises(InputDataError, match=r"shots is a file, not a folder \(choose a folder"):
+        open_sink(f"snapshots:{tmp_path / 'shots'}")
