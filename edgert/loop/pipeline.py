@@ -73,8 +73,8 @@ class RunSummary:
         latency_ms: ``{"p50", "p99"}`` milliseconds per result. Live sources:
             capture -> result, queue wait included (how old a prediction is).
             Finite sources (files), which are read ahead of the model: the
-            frame's own work (read, decode, preprocess, inference, postprocess,
-            sinks), without the time it waited in a queue for its turn.
+            frame's own work (read, decode, preprocess, inference, postprocess),
+            without the time it waited in a queue for its turn.
         skipped: Frames the source could not read (corrupt files) or prepare.
         malformed: Malformed sensor lines skipped.
         reopens: Times a live source was reopened.
