@@ -60,19 +60,31 @@ def test_prepare_threads_keep_order_and_the_inline_answers(vww_model, photo_dir,
     assert not any(t.is_alive() for t in pipeline._preparers)
 
 
+class _Slides(Source):
+    """A finite image source of ``count`` frames named 0, 1, ...; frame i holds ``picture(i)``."""
+
+    live, kind, count = False, "image", 0
+
+    def __init__(self, url) -> None:
+        super().__init__(url)
+        self.i = 0
+
+    def picture(self, i: int):
+        raise NotImplementedError
+
+    def read(self):
+        if self.i >= self.count:
+            raise EndOfSource()
+        self.i += 1
+        return Frame(self.picture(self.i - 1), "image", "rgb", name=str(self.i - 1))
+
+
 def test_prepare_threads_stop_early_and_surface_a_decoder_crash(vww_model, scene_images):
-    class Slides(Source):
-        scheme, live, kind = "test-crashing-slides", False, "image"
+    class Slides(_Slides):
+        scheme, count = "test-crashing-slides", 1000
 
-        def __init__(self, url) -> None:
-            super().__init__(url)
-            self.i = 0
-
-        def read(self):
-            if self.i >= 1000:
-                raise EndOfSource()
-            self.i += 1
-            return Frame(self.i - 1, "image", "rgb", name=str(self.i - 1))
+        def picture(self, i: int):
+            return i  # decoded by decode(), on a prepare thread
 
         def decode(self, frame):
             if frame.data == 30:
@@ -289,18 +301,11 @@ def test_sd_notify_ready_watchdog_stopping(vww_model, photo_dir, tmp_path, monke
 
 
 def test_custom_finite_source_back_pressure_keeps_every_frame(vww_model, scene_images):
-    class Slides(Source):
-        scheme, live, kind, queue_size = "test-slides", False, "image", 2
+    class Slides(_Slides):
+        scheme, queue_size, count = "test-slides", 2, 40
 
-        def __init__(self, url) -> None:
-            super().__init__(url)
-            self.i = 0
-
-        def read(self):
-            if self.i >= 40:
-                raise EndOfSource()
-            self.i += 1
-            return Frame(scene_images[self.i % 2], "image", "rgb", name=str(self.i - 1))
+        def picture(self, i: int):
+            return scene_images[(i + 1) % 2]
 
     register_source("test-slides", Slides)
     results = []
