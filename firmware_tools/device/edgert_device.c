@@ -6,6 +6,7 @@
 #include "cbor.h"
 #include "edgert_hal.h"
 #include "edgert_protocol.h"
+#include "edgert_runner.h"
 #include "model_store.h"
 #include "smp_serial.h"
 
@@ -57,6 +58,16 @@ static int g_reset_requested;
 
 static smp_rx g_rx;
 static uint8_t g_rsp[SMP_PACKET_MAX];
+
+/* Most inputs a model may have for staged writes (a counter each); models with more run inline only. */
+#define EDGERT_MAX_STAGED_INPUTS 16u
+
+/* The runner's view of the active model; RAM state, rebuilt at boot, ACTIVATE and ROLLBACK. */
+static struct {
+    int loaded;                                   /* runner_load accepted the active model */
+    int outputs_valid;                            /* the last INVOKE succeeded: TENSOR_READ may read */
+    uint32_t held[EDGERT_MAX_STAGED_INPUTS];      /* input bytes staged by TENSOR_WRITE, from offset 0 */
+} g_run;
 
 /* Parse the request payload into fields: malformed CBOR and wrong types are both EINVAL. */
 static int parse(const smp_request *req, cbor_field *fields, size_t count)
@@ -295,10 +306,12 @@ static void put_model(cbor_writer *w, const store_model *m)
 
 static int edgert_info(const smp_request *req, cbor_writer *w)
 {
+    const char *kernels = runner_kernels();
+
     if (parse(req, NULL, 0) != 0) {
         return ERR_SMP(MGMT_ERR_EINVAL);
     }
-    cbor_put_map(w, 7);
+    cbor_put_map(w, kernels != NULL ? 10 : 9);
     cbor_put_tstr(w, "active");
     put_model(w, store_active());
     cbor_put_tstr(w, "previous");
@@ -310,10 +323,51 @@ static int edgert_info(const smp_request *req, cbor_writer *w)
     cbor_put_tstr(w, "target");
     cbor_put_tstr(w, g_config.target);
     cbor_put_tstr(w, "invoke");
-    cbor_put_bool(w, 0);
+    cbor_put_bool(w, runner_available());
     cbor_put_tstr(w, "sign");
     cbor_put_bool(w, 0);
+    /* TENSOR_WRITE/READ exist in this core; without a runner they answer NOT_SUPPORTED like INVOKE. */
+    cbor_put_tstr(w, "tensor_io");
+    cbor_put_bool(w, 1);
+    cbor_put_tstr(w, "arena_used");
+    cbor_put_uint(w, g_run.loaded ? runner_arena_used() : 0);
+    if (kernels != NULL) {
+        cbor_put_tstr(w, "kernels");
+        cbor_put_tstr(w, kernels);
+    }
     return 0;
+}
+
+/* Forget staged inputs and outputs: a stale tensor is never silently reused. */
+static void reset_tensors(void)
+{
+    memset(g_run.held, 0, sizeof(g_run.held));
+    g_run.outputs_valid = 0;
+}
+
+/* Hand the active model to the runner (boot, ACTIVATE, ROLLBACK). Without a mapping or a runner, nothing runs. */
+static void load_active(void)
+{
+    const store_model *m = store_active();
+    const uint8_t *bytes;
+
+    reset_tensors();
+    g_run.loaded = 0;
+    if (!runner_available() || !m->valid) {
+        return;
+    }
+    bytes = hal_flash_map(store_slot_offset(m->slot), m->size);
+    g_run.loaded = bytes != NULL && runner_load(bytes, m->size) == 0;
+}
+
+/* Called before anything may write the flash the runner executes from (the record switch of ACTIVATE/ROLLBACK). */
+static void unload_active(void)
+{
+    if (g_run.loaded) {
+        runner_unload();
+    }
+    g_run.loaded = 0;
+    reset_tensors();
 }
 
 static void put_active(cbor_writer *w)
@@ -342,7 +396,9 @@ static int edgert_activate(const smp_request *req, cbor_writer *w)
     if (!text_equals(&f[0], EDGERT_STAGED_NAME)) {
         return ERR_GROUP(EDGERT_ERR_NO_MODEL);
     }
+    unload_active();
     rc = store_activate((const char *)f[0].bytes, f[0].bytes_len, f[1].bytes);
+    load_active(); /* the new model, or the old one again when nothing changed */
     if (rc != EDGERT_OK) {
         return ERR_GROUP(rc);
     }
@@ -357,7 +413,9 @@ static int edgert_rollback(const smp_request *req, cbor_writer *w)
     if (parse(req, NULL, 0) != 0) {
         return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
     }
+    unload_active();
     rc = store_rollback();
+    load_active();
     if (rc != EDGERT_OK) {
         return ERR_GROUP(rc);
     }
@@ -365,11 +423,219 @@ static int edgert_rollback(const smp_request *req, cbor_writer *w)
     return 0;
 }
 
+/*
+ * What every tensor command checks first, in this order: an interpreter in this build, an active model,
+ * and a runner that accepted it (an op it lacks, an arena too small: it cannot run here).
+ */
+static int runner_ready(void)
+{
+    if (!runner_available()) {
+        return ERR_GROUP(EDGERT_ERR_NOT_SUPPORTED); /* INFO says "invoke": false */
+    }
+    if (!store_active()->valid) {
+        return ERR_GROUP(EDGERT_ERR_NO_MODEL);
+    }
+    return g_run.loaded ? 0 : ERR_GROUP(EDGERT_ERR_INVOKE_FAILED);
+}
+
+/*
+ * Copy the inline inputs of an INVOKE ({"inputs": [bstr, ...]}) into the runner's input tensors.
+ * Every element is checked before the first byte is copied, so a bad request changes nothing.
+ */
+static int copy_inline_inputs(const cbor_field *inputs)
+{
+    cbor_reader r;
+    cbor_item item;
+    edgert_tensor t;
+    uint32_t pass;
+    uint32_t i;
+
+    if (inputs->uint_value != runner_input_count()) {
+        return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
+    }
+    for (pass = 0; pass < 2; pass++) {
+        cbor_reader_init(&r, inputs->bytes, inputs->bytes_len);
+        if (cbor_read_head(&r, &item) != 0) { /* the array head; parse_map validated the whole array */
+            return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
+        }
+        for (i = 0; i < (uint32_t)inputs->uint_value; i++) {
+            if (cbor_read_head(&r, &item) != 0 || item.major != CBOR_MAJOR_BSTR || runner_input(i, &t) != 0 ||
+                item.arg != t.size) {
+                return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
+            }
+            if (pass == 1 && t.size > 0) {
+                memcpy(t.data, item.str, t.size);
+            }
+        }
+    }
+    return 0;
+}
+
+/* Staged INVOKE ({}): every input must have been written completely with TENSOR_WRITE. */
+static int check_staged_inputs(void)
+{
+    edgert_tensor t;
+    uint32_t i;
+    uint32_t n = runner_input_count();
+
+    if (n > EDGERT_MAX_STAGED_INPUTS) {
+        return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
+    }
+    for (i = 0; i < n; i++) {
+        if (runner_input(i, &t) != 0 || g_run.held[i] != t.size) {
+            return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
+        }
+    }
+    return 0;
+}
+
+/* The INVOKE reply; with_data includes "outputs" (the caller retries without when it overflows). */
+static void put_invoke_reply(cbor_writer *w, uint32_t us, uint64_t insns, int with_data)
+{
+    edgert_tensor t;
+    uint32_t n = runner_output_count();
+    uint32_t i;
+
+    cbor_put_map(w, 2u + (insns != 0) + (with_data != 0));
+    cbor_put_tstr(w, "us");
+    cbor_put_uint(w, us);
+    if (insns != 0) {
+        cbor_put_tstr(w, "insns");
+        cbor_put_uint(w, insns);
+    }
+    cbor_put_tstr(w, "sizes");
+    cbor_put_array(w, n);
+    for (i = 0; i < n; i++) {
+        cbor_put_uint(w, runner_output(i, &t) == 0 ? t.size : 0);
+    }
+    if (with_data) {
+        cbor_put_tstr(w, "outputs");
+        cbor_put_array(w, n);
+        for (i = 0; i < n; i++) {
+            if (runner_output(i, &t) == 0) {
+                cbor_put_bstr(w, t.data, t.size);
+            } else {
+                cbor_put_bstr(w, NULL, 0);
+            }
+        }
+    }
+}
+
 static int edgert_invoke(const smp_request *req, cbor_writer *w)
 {
-    (void)req;
-    (void)w;
-    return ERR_GROUP(EDGERT_ERR_NOT_SUPPORTED); /* no interpreter here: INFO says "invoke": false */
+    cbor_field f[] = {{"inputs", CBOR_FIELD_ARRAY, 0, 0, NULL, 0}};
+    uint32_t us = 0;
+    uint64_t insns = 0;
+    int rc = runner_ready();
+
+    if (rc != 0) {
+        return rc;
+    }
+    if (parse(req, f, 1) != 0) {
+        return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
+    }
+    rc = f[0].present ? copy_inline_inputs(&f[0]) : check_staged_inputs();
+    /* After any INVOKE the staged inputs start over and old outputs are gone, success or not. */
+    reset_tensors();
+    if (rc != 0) {
+        return rc;
+    }
+    if (runner_invoke(&us, &insns) != 0) {
+        return ERR_GROUP(EDGERT_ERR_INVOKE_FAILED);
+    }
+    g_run.outputs_valid = 1;
+    put_invoke_reply(w, us, insns, 1);
+    if (w->overflow) {
+        /* The outputs do not fit one reply: send sizes only, the host reads them with TENSOR_READ. */
+        cbor_writer_init(w, w->buf, w->cap);
+        put_invoke_reply(w, us, insns, 0);
+    }
+    return 0;
+}
+
+static int edgert_tensor_write(const smp_request *req, cbor_writer *w)
+{
+    cbor_field f[] = {
+        {"index", CBOR_FIELD_UINT, 0, 0, NULL, 0},
+        {"off", CBOR_FIELD_UINT, 0, 0, NULL, 0},
+        {"data", CBOR_FIELD_BSTR, 0, 0, NULL, 0},
+    };
+    edgert_tensor t;
+    uint32_t index;
+    uint64_t off;
+    int rc = runner_ready();
+
+    if (rc != 0) {
+        return rc;
+    }
+    if (parse(req, f, 3) != 0 || !f[0].present || !f[1].present || !f[2].present) {
+        return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
+    }
+    if (f[0].uint_value >= EDGERT_MAX_STAGED_INPUTS || runner_input((uint32_t)f[0].uint_value, &t) != 0) {
+        return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
+    }
+    index = (uint32_t)f[0].uint_value;
+    off = f[1].uint_value;
+    if (off == 0) {
+        g_run.held[index] = 0; /* offset 0 restarts this input, like an upload */
+    } else if (off != g_run.held[index]) {
+        /* Not where we are: store nothing and say what we hold, so the host re-syncs. */
+        return reply_uint(w, "off", g_run.held[index]);
+    }
+    if (f[2].bytes_len > t.size - g_run.held[index]) {
+        return ERR_GROUP(EDGERT_ERR_BAD_INPUT); /* past the tensor's end */
+    }
+    if (f[2].bytes_len > 0) {
+        memcpy(t.data + g_run.held[index], f[2].bytes, f[2].bytes_len);
+    }
+    g_run.held[index] += (uint32_t)f[2].bytes_len;
+    return reply_uint(w, "off", g_run.held[index]);
+}
+
+/* Bytes of a CBOR head for a length or value (what cbor_put_* will write). */
+static size_t cbor_head_size(uint64_t arg)
+{
+    return arg < 24 ? 1u : arg <= 0xffu ? 2u : arg <= 0xffffu ? 3u : arg <= 0xffffffffu ? 5u : 9u;
+}
+
+static int edgert_tensor_read(const smp_request *req, cbor_writer *w)
+{
+    cbor_field f[] = {
+        {"index", CBOR_FIELD_UINT, 0, 0, NULL, 0},
+        {"off", CBOR_FIELD_UINT, 0, 0, NULL, 0},
+    };
+    edgert_tensor t;
+    size_t room;
+    uint32_t off;
+    uint32_t n;
+    int rc = runner_ready();
+
+    if (rc != 0) {
+        return rc;
+    }
+    if (parse(req, f, 2) != 0 || !f[0].present) {
+        return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
+    }
+    if (!g_run.outputs_valid || f[0].uint_value >= runner_output_count() ||
+        runner_output((uint32_t)f[0].uint_value, &t) != 0 || f[1].uint_value > t.size) {
+        return ERR_GROUP(EDGERT_ERR_BAD_INPUT);
+    }
+    off = (uint32_t)f[1].uint_value;
+    cbor_put_map(w, 3);
+    cbor_put_tstr(w, "off");
+    cbor_put_uint(w, off);
+    cbor_put_tstr(w, "len");
+    cbor_put_uint(w, t.size);
+    cbor_put_tstr(w, "data");
+    /* As many bytes as this reply still holds, after the bstr head (sized for the largest count that fits). */
+    room = w->overflow ? 0 : w->cap - w->pos;
+    room = room > cbor_head_size(room) ? room - cbor_head_size(room) : 0;
+    n = t.size - off;
+    if (n > room) {
+        n = (uint32_t)room;
+    }
+    cbor_put_bstr(w, t.data + off, n);
+    return 0;
 }
 
 /* ---- dispatch ---------------------------------------------------------------------------- */
@@ -392,6 +658,8 @@ static const route g_routes[] = {
     {SMP_GROUP_EDGERT, EDGERT_ACTIVATE, SMP_OP_WRITE, edgert_activate},
     {SMP_GROUP_EDGERT, EDGERT_ROLLBACK, SMP_OP_WRITE, edgert_rollback},
     {SMP_GROUP_EDGERT, EDGERT_INVOKE, SMP_OP_WRITE, edgert_invoke},
+    {SMP_GROUP_EDGERT, EDGERT_TENSOR_WRITE, SMP_OP_WRITE, edgert_tensor_write},
+    {SMP_GROUP_EDGERT, EDGERT_TENSOR_READ, SMP_OP_READ, edgert_tensor_read},
 };
 
 static void put_error(cbor_writer *w, const smp_request *req, int err)
@@ -418,7 +686,12 @@ int edgert_device_init(const edgert_device_config *config)
     }
     g_reset_requested = 0;
     smp_rx_init(&g_rx);
-    return store_init(config->slot_size) == STORE_OK ? 0 : -1;
+    unload_active(); /* a soft reboot re-reads the records: the runner starts over too */
+    if (store_init(config->slot_size) != STORE_OK) {
+        return -1;
+    }
+    load_active();
+    return 0;
 }
 
 size_t edgert_device_handle(const uint8_t *req_buf, size_t req_len, uint8_t *rsp, size_t rsp_cap)

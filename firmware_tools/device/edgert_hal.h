@@ -24,6 +24,14 @@ int hal_flash_read(uint32_t off, void *buf, uint32_t len);
 int hal_flash_write(uint32_t off, const void *buf, uint32_t len);
 /* Erase [off, off + len); both sector-aligned. 0 on success, negative on error. */
 int hal_flash_erase(uint32_t off, uint32_t len);
+/*
+ * A read-only pointer to the flash bytes [off, off + len) when the flash is
+ * memory-mapped (or mirrored in RAM), NULL otherwise (or out of range). The
+ * core hands the active model to the runner through it; the pointer stays
+ * valid until the next hal_flash_write/erase of those bytes, and the core
+ * unloads the runner before it lets anything change them.
+ */
+const uint8_t *hal_flash_map(uint32_t off, uint32_t len);
 
 /*
  * Read up to cap bytes, waiting at most timeout_ms for the first one.

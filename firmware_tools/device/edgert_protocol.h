@@ -9,7 +9,14 @@ enum { SMP_OP_READ = 0, SMP_OP_READ_RSP = 1, SMP_OP_WRITE = 2, SMP_OP_WRITE_RSP 
 enum { SMP_GROUP_OS = 0, SMP_GROUP_FILE = 8, SMP_GROUP_EDGERT = 64 };
 enum { OS_ECHO = 0, OS_RESET = 5, OS_MCUMGR_PARAMS = 6 };
 enum { FILE_UPLOAD = 0, FILE_STATUS = 1, FILE_HASH = 2 };
-enum { EDGERT_INFO = 0, EDGERT_ACTIVATE = 1, EDGERT_ROLLBACK = 2, EDGERT_INVOKE = 3 };
+enum {
+    EDGERT_INFO = 0,
+    EDGERT_ACTIVATE = 1,
+    EDGERT_ROLLBACK = 2,
+    EDGERT_INVOKE = 3,
+    EDGERT_TENSOR_WRITE = 4, /* stage input bytes by offset (tensors larger than one SMP packet) */
+    EDGERT_TENSOR_READ = 5   /* read output bytes by offset */
+};
 
 /* SMP-level errors, answered as {"rc": N} (smp.error.MGMT_ERR). */
 enum {

@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <termios.h>
 #include <time.h>
@@ -42,7 +43,8 @@ static struct {
     uint32_t sector;
     unsigned long steps;         /* flash erases + writes so far */
     unsigned long power_loss_at; /* 0: never */
-} g_flash = {-1, 0, 4096, 0, 0};
+    const uint8_t *map;          /* the file mapped read-only: writes through pwrite show in it (one page cache) */
+} g_flash = {-1, 0, 4096, 0, 0, NULL};
 
 static int g_serial = -1;
 static int g_pty_slave = -1;
@@ -181,6 +183,14 @@ int hal_flash_erase(uint32_t off, uint32_t len)
     return fill_erased(off, len);
 }
 
+const uint8_t *hal_flash_map(uint32_t off, uint32_t len)
+{
+    if (g_flash.map == NULL || !in_region(off, len)) {
+        return NULL;
+    }
+    return g_flash.map + off;
+}
+
 static int open_flash(const char *path, uint32_t size)
 {
     struct stat st;
@@ -200,6 +210,11 @@ static int open_flash(const char *path, uint32_t size)
     if ((uint64_t)st.st_size < size && fill_erased((uint32_t)st.st_size, size - (uint32_t)st.st_size) != 0) {
         fprintf(stderr, "edgert-device: cannot size flash file %s: %s\n", path, strerror(errno));
         return -1;
+    }
+    /* Memory-mapped like a microcontroller's internal flash, so a runner can execute the model in place. */
+    if (size > 0) {
+        void *map = mmap(NULL, size, PROT_READ, MAP_SHARED, g_flash.fd, 0);
+        g_flash.map = map == MAP_FAILED ? NULL : (const uint8_t *)map;
     }
     return 0;
 }

@@ -50,6 +50,11 @@ static uint32_t slot_base(uint8_t slot)
     return 2u * g_store.sector + (uint32_t)slot * g_store.slot_size;
 }
 
+uint32_t store_slot_offset(uint8_t slot)
+{
+    return slot_base(slot);
+}
+
 static void encode_entry(uint8_t *p, const store_model *m)
 {
     memset(p, 0, ENTRY_SIZE);

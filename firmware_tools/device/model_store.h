@@ -34,6 +34,8 @@ enum { STORE_OK = 0, STORE_ERR_IO = -1, STORE_ERR_LAYOUT = -2, STORE_ERR_TOO_LAR
 /* Compute the layout (slot_size 0 = split the region evenly) and load the newest valid record. */
 int store_init(uint32_t slot_size);
 uint32_t store_slot_size(void);
+/* Flash offset of a model slot (what hal_flash_map takes to hand the active model to the runner). */
+uint32_t store_slot_offset(uint8_t slot);
 uint32_t store_sequence(void);
 const store_model *store_active(void);
 const store_model *store_previous(void);

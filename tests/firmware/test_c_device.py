@@ -43,6 +43,8 @@ from smpclient.transport.serial import SMPSerialTransport  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE_SRC = ROOT / "firmware_tools" / "device"
+#: A runner with known tensors that checks the core's side of edgert_runner.h (see the file).
+CONTRACT_RUNNER = Path(__file__).resolve().parent / "c" / "runner_contract.c"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 STAGED = "/edgert/staged.tflite"
@@ -51,7 +53,9 @@ EDGERT = 64
 OP_READ, OP_WRITE = 0, 2
 #: rc values the device answers with (smp.error.MGMT_ERR and the edgert group's codes, PROTOCOL.md).
 EINVAL, ENOMEM, ENOTSUP = 3, 2, 8
-NO_MODEL, HASH_MISMATCH, NO_PREVIOUS, NOT_SUPPORTED = 2, 3, 7, 8
+NO_MODEL, HASH_MISMATCH, BAD_INPUT, INVOKE_FAILED, NO_PREVIOUS, NOT_SUPPORTED = 2, 3, 5, 6, 7, 8
+#: edgert group command ids (PROTOCOL.md section 4).
+INVOKE, TENSOR_WRITE, TENSOR_READ = 3, 4, 5
 #: hal_posix.c exits with this status when --power-loss-at cuts the power.
 EXIT_POWER_LOSS = 75
 #: The device's reassembly buffer (SMP_SERIAL_BUF_SIZE), advertised as MCUmgr buf_size.
@@ -100,6 +104,9 @@ class _InfoResponse(smpmessage.ReadResponse):
     target: str
     invoke: bool
     sign: bool
+    tensor_io: bool
+    arena_used: int
+    kernels: str | None = None
 
 
 class _ActiveResponse(smpmessage.WriteResponse):
@@ -128,7 +135,7 @@ class EdgertActivate(smpmessage.WriteRequest, _EdgertBase):
 
 # ---- building -----------------------------------------------------------------------------
 
-def _build(out_dir: Path, sanitize: bool) -> Path:
+def _build(out_dir: Path, sanitize: bool, runner: Path | None = None) -> Path:
     cc = os.environ.get("CC", "cc")
     if shutil.which(cc) is None or shutil.which("make") is None:
         if IN_CI:
@@ -137,6 +144,8 @@ def _build(out_dir: Path, sanitize: bool) -> Path:
     cmd = ["make", "-s", "-C", str(DEVICE_SRC), f"O={out_dir}", f"CC={cc}"]
     if sanitize:
         cmd.append("SANITIZE=1")
+    if runner is not None:
+        cmd.append(f"RUNNER_SRCS={runner}")
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if proc.returncode != 0:
         if sanitize:
@@ -155,6 +164,12 @@ def device_binary(tmp_path_factory) -> Path:
 def asan_binary(tmp_path_factory) -> Path:
     """The device built with AddressSanitizer + UBSan, aborting on the first finding."""
     return _build(tmp_path_factory.mktemp("c-device-asan"), sanitize=True)
+
+
+@pytest.fixture(scope="module")
+def contract_binary(tmp_path_factory) -> Path:
+    """The device with the contract-test runner (tests/firmware/c/runner_contract.c), under ASan + UBSan."""
+    return _build(tmp_path_factory.mktemp("c-device-contract"), sanitize=True, runner=CONTRACT_RUNNER)
 
 
 # ---- the device process -------------------------------------------------------------------
@@ -811,5 +826,198 @@ def test_malformed_input_under_address_and_undefined_sanitizers(asan_binary, tmp
     _flash_with(asan_binary, flash_file, models["hello"])  # so ACTIVATE/hash paths have real data to chew on
     with Device(asan_binary, flash_file) as dev:
         _exercise_malformed(dev)
+        stderr = dev.stop()
+    assert "AddressSanitizer" not in stderr and "runtime error" not in stderr, stderr[-2000:]
+
+
+# ---- tensor I/O: INVOKE inline and staged, TENSOR_WRITE / TENSOR_READ (PROTOCOL.md section 4) ----------
+
+def test_tensor_commands_answer_not_supported_without_a_runner(device_binary, tmp_path, models):
+    """The POSIX build carries no interpreter: INVOKE and the tensor commands exist but refuse, model or not."""
+    with Device(device_binary, tmp_path / "flash.bin") as dev, RawSmp(dev.port) as smp:
+        for _ in range(2):
+            info = smp.info()
+            assert info["invoke"] is False and info["tensor_io"] is True and info["arena_used"] == 0
+            assert "kernels" not in info
+            assert _err(smp.request(OP_WRITE, EDGERT, INVOKE, {})) == (EDGERT, NOT_SUPPORTED)
+            assert _err(smp.request(OP_WRITE, EDGERT, TENSOR_WRITE, {"index": 0, "off": 0, "data": b"x"})) == \
+                (EDGERT, NOT_SUPPORTED)
+            assert _err(smp.request(OP_READ, EDGERT, TENSOR_READ, {"index": 0, "off": 0})) == (EDGERT, NOT_SUPPORTED)
+            smp.upload(models["hello"])
+            assert smp.activate(_sha(models["hello"]))["active"]["sha"] == _sha(models["hello"])
+
+
+def _contract_sizes(model: bytes) -> tuple[int, int]:
+    """Input/output 0 and input 1 sizes of runner_contract.c for ``model``."""
+    return min(len(model) // 2, 3000), 7
+
+
+def _contract_expect(model: bytes, in0: bytes, in1: bytes) -> list[bytes]:
+    """What runner_contract.c computes: in0 ^ in1 (cycled), then CRC32 of the model and the input byte sum."""
+    out0 = bytes(a ^ in1[i % len(in1)] for i, a in enumerate(in0))
+    out1 = zlib.crc32(model).to_bytes(4, "little") + ((sum(in0) + sum(in1)) & 0xFFFFFFFF).to_bytes(4, "little")
+    return [out0, out1]
+
+
+def _write_tensor(smp: RawSmp, index: int, data: bytes, chunk: int) -> None:
+    off = 0
+    while off < len(data):
+        reply = smp.request(OP_WRITE, EDGERT, TENSOR_WRITE, {"index": index, "off": off, "data": data[off:off + chunk]})
+        assert reply == {"off": min(off + chunk, len(data))}, reply
+        off = reply["off"]
+
+
+def _read_tensor(smp: RawSmp, index: int) -> bytes:
+    out = b""
+    while True:
+        reply = smp.request(OP_READ, EDGERT, TENSOR_READ, {"index": index, "off": len(out)})
+        assert reply["off"] == len(out), reply
+        out += reply["data"]
+        if len(out) == reply["len"]:
+            return out
+        assert reply["data"], "TENSOR_READ made no progress"
+
+
+def test_staged_and_inline_invoke_through_the_core(contract_binary, tmp_path, models):
+    """The core stages inputs by offset, answers sizes, reads outputs in chunks, runs the active slot's bytes."""
+    big, small = models["kws"], models["hello"]  # input 0 of 3000 bytes (larger than the buffer), and of 1352
+    rng = random.Random(12)
+    flash_file = tmp_path / "flash.bin"
+    with Device(contract_binary, flash_file) as dev, RawSmp(dev.port) as smp:
+        # No model yet: every tensor command says so.
+        assert smp.info()["invoke"] is True and smp.info()["arena_used"] == 0
+        assert _err(smp.request(OP_WRITE, EDGERT, INVOKE, {})) == (EDGERT, NO_MODEL)
+        assert _err(smp.request(OP_WRITE, EDGERT, TENSOR_WRITE, {"index": 0, "off": 0, "data": b"x"})) == (EDGERT, NO_MODEL)
+        assert _err(smp.request(OP_READ, EDGERT, TENSOR_READ, {"index": 0, "off": 0})) == (EDGERT, NO_MODEL)
+
+        smp.upload(big)
+        smp.activate(_sha(big))
+        n0, n1 = _contract_sizes(big)
+        info = smp.info()
+        assert info["kernels"] == "contract-test" and info["arena_used"] == 2 * n0 + n1 + 8
+        in0, in1 = bytes(rng.randrange(256) for _ in range(n0)), bytes(rng.randrange(256) for _ in range(n1))
+        # Nothing run yet: no output to read.
+        assert _err(smp.request(OP_READ, EDGERT, TENSOR_READ, {"index": 0, "off": 0})) == (EDGERT, BAD_INPUT)
+        # Incomplete inputs are refused, and the counters start over afterwards (a stale input is never reused).
+        _write_tensor(smp, 0, in0[:1000], 1000)
+        assert _err(smp.request(OP_WRITE, EDGERT, INVOKE, {})) == (EDGERT, BAD_INPUT)
+        assert smp.request(OP_WRITE, EDGERT, TENSOR_WRITE, {"index": 0, "off": 1000, "data": in0[1000:1010]}) == {"off": 0}
+
+        _write_tensor(smp, 0, in0, 1500)
+        _write_tensor(smp, 1, in1, 3)
+        reply = smp.request(OP_WRITE, EDGERT, INVOKE, {})
+        # 3000 output bytes do not fit a 2 KiB reply: sizes only, the host reads them.
+        assert "outputs" not in reply and reply["sizes"] == [n0, 8]
+        assert reply["us"] == 1 and reply["insns"] == 3 * n0
+        assert [_read_tensor(smp, 0), _read_tensor(smp, 1)] == _contract_expect(big, in0, in1)
+        # A read at the very end is empty; past the end, or a bad index, is BAD_INPUT.
+        assert smp.request(OP_READ, EDGERT, TENSOR_READ, {"index": 1, "off": 8}) == {"off": 8, "len": 8, "data": b""}
+        assert _err(smp.request(OP_READ, EDGERT, TENSOR_READ, {"index": 1, "off": 9})) == (EDGERT, BAD_INPUT)
+        assert _err(smp.request(OP_READ, EDGERT, TENSOR_READ, {"index": 2, "off": 0})) == (EDGERT, BAD_INPUT)
+        assert _err(smp.request(OP_READ, EDGERT, TENSOR_READ, {"off": 0})) == (EDGERT, BAD_INPUT)
+
+        # ACTIVATE another model: staged inputs and outputs are gone, the runner runs the new slot's bytes.
+        smp.upload(small)
+        smp.activate(_sha(small))
+        assert _err(smp.request(OP_READ, EDGERT, TENSOR_READ, {"index": 0, "off": 0})) == (EDGERT, BAD_INPUT)
+        n0, n1 = _contract_sizes(small)
+        in0, in1 = bytes(rng.randrange(256) for _ in range(n0)), bytes(rng.randrange(256) for _ in range(n1))
+        reply = smp.request(OP_WRITE, EDGERT, INVOKE, {"inputs": [in0, in1]})
+        assert reply["sizes"] == [n0, 8] and reply["outputs"] == _contract_expect(small, in0, in1)
+        # Inline inputs of the wrong count, size or type change nothing.
+        for bad in ([in0], [in0, in1, in1], [in0[:-1], in1], [in0, in1 + b"x"], [in0, "text"], [in0, 5]):
+            assert _err(smp.request(OP_WRITE, EDGERT, INVOKE, {"inputs": bad})) == (EDGERT, BAD_INPUT), bad
+
+        # ROLLBACK and a reboot load the model now active (its CRC is what the runner saw mapped).
+        assert smp.request(OP_WRITE, EDGERT, 2, {})["active"]["sha"] == _sha(big)
+        n0, _ = _contract_sizes(big)
+        _write_tensor(smp, 0, in0[:n0].ljust(n0, b"\1"), 2000)
+        _write_tensor(smp, 1, in1, 7)
+        assert smp.request(OP_WRITE, EDGERT, INVOKE, {})["sizes"] == [n0, 8]
+        assert _read_tensor(smp, 1)[:4] == zlib.crc32(big).to_bytes(4, "little")
+    with Device(contract_binary, flash_file) as dev, RawSmp(dev.port) as smp:
+        _write_tensor(smp, 0, bytes(n0), 2000)
+        _write_tensor(smp, 1, bytes(7), 7)
+        assert smp.request(OP_WRITE, EDGERT, INVOKE, {})["sizes"] == [n0, 8]
+        assert _read_tensor(smp, 1) == _contract_expect(big, bytes(n0), bytes(7))[1]
+        stderr = dev.stop()
+    assert "AddressSanitizer" not in stderr and "runtime error" not in stderr, stderr[-2000:]
+
+
+def test_tensor_write_error_paths(contract_binary, tmp_path, models):
+    """Bad index, offset mismatch (resume), data past the end, malformed fields: an error reply, nothing stored."""
+    model = models["kws"]
+    n0, _ = _contract_sizes(model)
+    with Device(contract_binary, tmp_path / "flash.bin") as dev, RawSmp(dev.port) as smp:
+        smp.upload(model)
+        smp.activate(_sha(model))
+
+        def write(body: dict) -> dict:
+            return smp.request(OP_WRITE, EDGERT, TENSOR_WRITE, body)
+
+        for index in (2, 15, 16, 2**32, 2**63):
+            assert _err(write({"index": index, "off": 0, "data": b"x"})) == (EDGERT, BAD_INPUT), index
+        for body in ({"off": 0, "data": b"x"}, {"index": 0, "data": b"x"}, {"index": 0, "off": 0},
+                     {"index": -1, "off": 0, "data": b"x"}, {"index": 0, "off": 0, "data": "text"}):
+            assert _err(write(body)) == (EDGERT, BAD_INPUT), body
+        assert write({"index": 0, "off": 0, "data": b"a" * 100}) == {"off": 100}
+        # Another offset stores nothing and answers what is held: the host resumes from there.
+        for off in (50, 101, 2**40):
+            assert write({"index": 0, "off": off, "data": b"b" * 10}) == {"off": 100}, off
+        assert write({"index": 0, "off": 100, "data": b"c" * 10}) == {"off": 110}
+        for off in range(110, n0 - 50, 1000):
+            end = min(off + 1000, n0 - 50)
+            assert write({"index": 0, "off": off, "data": b"d" * (end - off)}) == {"off": end}
+        # Data past the tensor's end is refused whole; what was held stays.
+        assert _err(write({"index": 0, "off": n0 - 50, "data": b"d" * 51})) == (EDGERT, BAD_INPUT)
+        assert _err(write({"index": 1, "off": 0, "data": b"e" * 8})) == (EDGERT, BAD_INPUT)
+        assert write({"index": 0, "off": n0 - 50, "data": b"d" * 50}) == {"off": n0}
+        # Offset 0 restarts an input.
+        assert write({"index": 0, "off": 0, "data": b""}) == {"off": 0}
+        assert _err(smp.request(OP_WRITE, EDGERT, INVOKE, {})) == (EDGERT, BAD_INPUT)
+
+        # A model the runner refuses (shorter than it accepts): INVOKE_FAILED, not a crash.
+        tiny = b"\x00" * 40
+        smp.upload(tiny)
+        smp.activate(_sha(tiny))
+        assert smp.info()["arena_used"] == 0
+        assert _err(smp.request(OP_WRITE, EDGERT, INVOKE, {})) == (EDGERT, INVOKE_FAILED)
+        assert _err(write({"index": 0, "off": 0, "data": b"x"})) == (EDGERT, INVOKE_FAILED)
+        stderr = dev.stop()
+    assert "AddressSanitizer" not in stderr and "runtime error" not in stderr, stderr[-2000:]
+
+
+def test_mutated_tensor_requests_never_crash_the_core(contract_binary, tmp_path, models):
+    """Random byte mutations of INVOKE / TENSOR_WRITE / TENSOR_READ under ASan + UBSan: always an answer."""
+    rng = random.Random(20261203)
+    model = models["hello"]
+    n0, n1 = _contract_sizes(model)
+    with Device(contract_binary, tmp_path / "flash.bin") as dev:
+        try:
+            with RawSmp(dev.port) as smp:
+                smp.upload(model)
+                smp.activate(_sha(model))
+                smp.request(OP_WRITE, EDGERT, INVOKE, {"inputs": [bytes(n0), bytes(n1)]})
+                bases = [
+                    (OP_WRITE, INVOKE, {"inputs": [bytes(range(256)) * (n0 // 256) + bytes(n0 % 256), bytes(n1)]}),
+                    (OP_WRITE, INVOKE, {}),
+                    (OP_WRITE, TENSOR_WRITE, {"index": 0, "off": 0, "data": bytes(300)}),
+                    (OP_WRITE, TENSOR_WRITE, {"index": 1, "off": 3, "data": bytes(4)}),
+                    (OP_READ, TENSOR_READ, {"index": 0, "off": 1000}),
+                    (OP_READ, TENSOR_READ, {"index": 1, "off": 0}),
+                ]
+                for i in range(600):
+                    op, cmd, body = bases[i % len(bases)]
+                    payload = bytearray(cbor2.dumps(body))
+                    for _ in range(rng.randint(1, 3)):
+                        payload[rng.randrange(len(payload))] = rng.randrange(256)
+                    head, _reply = smp.exchange(op, EDGERT, cmd, bytes(payload))
+                    assert head[0] & 0x07 == op + 1
+                for payload in _bad_cbor_payloads():
+                    for op, cmd in ((OP_WRITE, INVOKE), (OP_WRITE, TENSOR_WRITE), (OP_READ, TENSOR_READ)):
+                        assert _err(smp.exchange(op, EDGERT, cmd, payload)[1]) is not None
+                assert smp.echo("survived") == "survived"
+        except (AssertionError, TimeoutError, OSError, serial.SerialException, cbor2.CBORDecodeError) as e:
+            raise AssertionError(f"device failed: {e}\n--- device stderr ---\n{dev.stop()[-3000:]}") from e
         stderr = dev.stop()
     assert "AddressSanitizer" not in stderr and "runtime error" not in stderr, stderr[-2000:]
