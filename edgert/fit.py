@@ -179,21 +179,76 @@ def _options(model, op, cls_name: str):
     return opt
 
 
+#: Largest per-axis scale factor (output / input) of a RESIZE_* op the Edge TPU compiler maps.
+#: Evidence: movenet_single_pose_lightning_ptq's three 2x RESIZE_BILINEAR (6->12, 12->24, 24->48)
+#: and DeepLab-EdgeTPU's 33->33 one are inside its edgetpu-custom-op; DeepLab's 33->513 one
+#: (x15.5, x16 with align_corners) stays on the CPU. Coral documents the op as "might not be
+#: mapped depending on input/output size, to avoid loss in precision"; the bound is the largest
+#: power-of-two step between the two observed factors.
+EDGETPU_MAX_RESIZE_FACTOR = 8
+#: Largest SOFTMAX input the Edge TPU takes (Coral's supported-operations table).
+EDGETPU_MAX_SOFTMAX_ELEMENTS = 16000
+#: Activation dtypes the Edge TPU computes in (Coral: "tensor parameters are 8-bit").
+_EDGETPU_ACTIVATION_DTYPES = ("int8", "uint8")
+#: Dtypes of constant operands it accepts: 8-bit weights, int32 biases and shape/size operands.
+_EDGETPU_CONSTANT_DTYPES = ("int8", "uint8", "int32")
+_LSTM_OPS = ("LSTM", "UNIDIRECTIONAL_SEQUENCE_LSTM")
+
+
+def _edgetpu_tensor_problem(op, t) -> str | None:
+    """Why tensor ``t`` keeps ``op`` off the Edge TPU (None when the tensor is fine)."""
+    if t.is_constant:
+        if t.dtype not in _EDGETPU_CONSTANT_DTYPES:
+            return f"{t.dtype} tensors (the Edge TPU runs 8-bit quantized tensors only)"
+        return None
+    if t.dtype not in _EDGETPU_ACTIVATION_DTYPES:
+        # The int8 LSTM kernel keeps its cell state in an int16 variable tensor (TFLite's
+        # quantization spec); the real compiler maps such a UNIDIRECTIONAL_SEQUENCE_LSTM from a
+        # Keras LSTM (issue 13), so that state tensor is not a reason to stay on the CPU.
+        if not (op.name in _LSTM_OPS and t.is_variable and t.dtype == "int16"):
+            return f"{t.dtype} tensors (the Edge TPU runs 8-bit quantized tensors only)"
+    if _dynamic_dims(t):
+        return "dynamic tensor shape"
+    if len(t.shape) > 3 and any(d > 1 for d in t.shape[:-3]):
+        # Coral: "only the 3 innermost dimensions may have a size greater than 1".
+        return f"a {len(t.shape)}-D tensor {list(t.shape)} (only the 3 innermost dimensions may exceed 1)"
+    return None
+
+
+def _edgetpu_resize_problem(model, op, tensors) -> str | None:
+    """Scale-factor rule of RESIZE_BILINEAR / RESIZE_NEAREST_NEIGHBOR (see EDGETPU_MAX_RESIZE_FACTOR)."""
+    src, dst = tensors[op.inputs[0]], tensors[op.outputs[0]]
+    if len(src.shape) != 4 or len(dst.shape) != 4:
+        return None
+    factors = [dst.shape[a] / src.shape[a] for a in (1, 2) if src.shape[a] > 0]
+    worst = max(factors + [1.0 / f for f in factors if f > 0], default=1.0)
+    if worst > EDGETPU_MAX_RESIZE_FACTOR:
+        return (f"resize {src.shape[1]}x{src.shape[2]} -> {dst.shape[1]}x{dst.shape[2]} is a x{worst:.3g} step "
+                f"(the compiler keeps steps over x{EDGETPU_MAX_RESIZE_FACTOR} on the CPU for precision)")
+    return None
+
+
 def _edgetpu_problem(model, op, tensors) -> str | None:
-    """Why the Edge TPU compiler would not map ``op`` (None when it would)."""
+    """Why the Edge TPU compiler would not map ``op`` on its own (None when it would).
+
+    Where in the graph the op sits is :func:`_edgetpu_placement`'s business. Evidence for each
+    rule is the compiled twins in ``conformance/edgetpu/`` (google-coral/test_data).
+    """
     if op.custom:
+        # PosenetDecoderOp (posenet/bodypix) stays outside the edgetpu-custom-op in both twins.
         return "custom op"
     if op.name not in EDGETPU_OPS:
+        # ARG_MAX (DeepLab, MoveNet), CAST, DEQUANTIZE, GATHER_ND, FLOOR_DIV, SQRT, DIV, UNPACK (MoveNet).
         return "not in the Edge TPU op set"
-    idx = [i for i in (*op.inputs, *op.outputs) if 0 <= i < len(tensors)]
-    for i in idx:
-        t = tensors[i]
-        if t.dtype not in ("int8", "uint8", "int32"):
-            return f"{t.dtype} tensors (the Edge TPU runs 8-bit quantized tensors only)"
-        if _dynamic_dims(t):
-            return "dynamic tensor shape"
-        if not t.is_constant and len(t.shape) > 3 and any(d > 1 for d in t.shape[:-3]):
-            return f"a {len(t.shape)}-D tensor {list(t.shape)} (only the 3 innermost dimensions may exceed 1)"
+    if op.name == "QUANTIZE" and any(tensors[i].dtype.startswith("float") for i in op.inputs if 0 <= i < len(tensors)):
+        # MoveNet: every float->int8 QUANTIZE (after CAST, SQRT, DIV) runs on the CPU, while its
+        # int8->int8 requantize (op 104) and DeepLab's uint8->uint8 one (op 77) are mapped.
+        return "float input (only 8-bit requantization runs on the Edge TPU)"
+    for i in (*op.inputs, *op.outputs):
+        if 0 <= i < len(tensors):
+            why = _edgetpu_tensor_problem(op, tensors[i])
+            if why:
+                return why
     if op.name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
         opt = _options(model, op, "Conv2DOptions" if op.name == "CONV_2D" else "DepthwiseConv2DOptions")
         if opt is not None and opt.DilationHFactor() != opt.DilationWFactor():
@@ -202,6 +257,10 @@ def _edgetpu_problem(model, op, tensors) -> str | None:
         opt = _options(model, op, "Pool2DOptions" if "POOL" in op.name else "ConcatenationOptions")
         if opt is not None and opt.FusedActivationFunction() != 0:
             return "fused activation function"
+    if op.name in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
+        return _edgetpu_resize_problem(model, op, tensors)
+    if op.name == "SOFTMAX" and op.inputs and tensors[op.inputs[0]].num_elements > EDGETPU_MAX_SOFTMAX_ELEMENTS:
+        return f"softmax over more than {EDGETPU_MAX_SOFTMAX_ELEMENTS:,} elements"
     return None
 
 
@@ -278,26 +337,73 @@ def _edgetpu_boundary(model, op, tensors) -> bool:
     return False
 
 
-def _edgetpu_partition(model) -> dict[str, Any]:
-    """Predict the Edge TPU compiler's split: it maps ops in order up to the first unsupported
-    one; every later op runs on the CPU even when the Edge TPU could run it."""
+#: Reason given to a supported op that reads a result the CPU computed from Edge TPU outputs.
+_AFTER_CPU = "after the first unsupported op (reads a CPU result computed from Edge TPU outputs)"
+
+
+def _edgetpu_placement(model) -> dict[int, str | None]:
+    """Where the Edge TPU compiler puts each op of subgraph 0: ``{op index: None (Edge TPU) or why CPU}``.
+
+    The compiler builds one edgetpu-custom-op, so the mapped ops must be closed under "no path
+    Edge TPU -> CPU -> Edge TPU": an op is mapped when it is supported and none of its inputs
+    comes from a CPU op that itself depends on mapped ops. CPU ops that only feed the mapped
+    part (MoveNet's leading CAST and float QUANTIZE) do not stop anything. Evidence, MoveNet:
+    after ARG_MAX (op 89) goes to the CPU, everything reading its result stays there
+    (FLOOR_DIV, CAST, MUL, SUB, RESHAPE, PACK, GATHER_ND...), yet the supported heatmap and
+    offset branches (ops 100-111) that do not read it are inside the custom op; DeepLab: after
+    the 33->513 RESIZE_BILINEAR nothing is mapped (ARG_MAX). Ops are in execution order, so
+    every producer is placed before its consumers.
+    """
+    tensors = model.tensors(0)
+    producer: dict[int, int] = {}
+    placement: dict[int, str | None] = {}
+    # CPU ops whose result depends on Edge TPU outputs: reading one puts an op on the CPU too.
+    downstream_cpu: set[int] = set()
+    for op in model.operators(0):
+        sources = {producer[i] for i in op.inputs if i in producer}
+        after_tpu = any(placement[p] is None or p in downstream_cpu for p in sources)
+        why = _AFTER_CPU if sources & downstream_cpu else _edgetpu_problem(model, op, tensors)
+        placement[op.index] = why
+        if why is not None and after_tpu:
+            downstream_cpu.add(op.index)
+        for o in op.outputs:
+            producer[o] = op.index
+    return placement
+
+
+def _edgetpu_partition(model, placement: dict[int, str | None] | None = None) -> dict[str, Any]:
+    """Predict the Edge TPU compiler's split (``fit --json``'s ``edgetpu`` object).
+
+    ``cpu_ops`` counts every op outside the edgetpu-custom-op (graph-edge QUANTIZE/DEQUANTIZE
+    included, as in the compiled twins); ``subgraphs`` is 1 when anything is mapped: the
+    placement rule keeps the mapped ops in one edgetpu-custom-op.
+    """
+    if placement is None:
+        placement = _edgetpu_placement(model)
     tensors = model.tensors(0)
     mapped = 0
     cpu_ops: dict[str, int] = {}
-    first: dict[str, Any] | None = None
+    stop: dict[str, Any] | None = None
+    leading: dict[str, Any] | None = None
     param_bytes = 0
+    on_tpu_tensors: set[int] = set()
     for op in model.operators(0):
-        if _edgetpu_boundary(model, op, tensors):
-            cpu_ops[op.name] = cpu_ops.get(op.name, 0) + 1
-            continue
-        why = _edgetpu_problem(model, op, tensors) if first is None else "after the first unsupported op"
-        if first is None and why is None:
+        why = placement[op.index]
+        if why is None:
             mapped += 1
             param_bytes += sum(tensors[i].buffer_bytes for i in op.inputs if 0 <= i < len(tensors))
+            on_tpu_tensors.update(op.outputs)
             continue
-        if first is None:
-            first = {"index": op.index, "op": op.name, "reason": why}
         cpu_ops[op.name] = cpu_ops.get(op.name, 0) + 1
+        if why == _AFTER_CPU or _edgetpu_boundary(model, op, tensors):
+            continue
+        entry = {"index": op.index, "op": op.name, "reason": why}
+        if on_tpu_tensors.intersection(op.inputs):
+            stop = stop or entry
+        else:
+            leading = leading or entry
+    # Where mapping stops (the first op refused while reading Edge TPU results), else the first CPU op.
+    first = stop or leading
     other_sub = sum(len(model.operators(s)) for s in range(1, model.num_subgraphs))
     return {
         "mapped_ops": mapped,
@@ -420,7 +526,8 @@ def check_fit(
             if name not in unsupported and name in model.ops:
                 unsupported[name] = model.ops[name]
                 reasons.append(f"{name}: TFLite Micro refused it (see notes)")
-    edgetpu = _edgetpu_partition(model) if target.op_set == "edgetpu" else None
+    edgetpu_placement = _edgetpu_placement(model) if target.op_set == "edgetpu" else {}
+    edgetpu = _edgetpu_partition(model, edgetpu_placement) if target.op_set == "edgetpu" else None
     delegate = None
     n_ops = sum(model.ops.values())
     if unsupported:
@@ -511,14 +618,7 @@ def check_fit(
     costs = _op_costs(model)
     if target.kind == "edgetpu" and edgetpu is not None:
         host = load_target(HOST_FOR_EDGETPU)
-        cpu_ids = set()
-        mapped_left = edgetpu["mapped_ops"]
-        tensors0 = model.tensors(0)
-        for op in model.operators(0):
-            if _edgetpu_boundary(model, op, tensors0) or mapped_left <= 0:
-                cpu_ids.add((0, op.index))
-            else:
-                mapped_left -= 1
+        cpu_ids = {(0, i) for i, why in edgetpu_placement.items() if why is not None}
         cpu_ids |= {(s, op.index) for s in range(1, model.num_subgraphs) for op in model.operators(s)}
         latency = _latency_ms(model, target, costs, cpu_ids, host)
         over = max(0, edgetpu["param_bytes"] - (target.param_cache_bytes or 0))

@@ -6,7 +6,10 @@
   the Python package does not expose its resolver's list).
 * **Edge TPU**: the "Supported operations" table of Coral's
   "TensorFlow models on the Edge TPU" page (coral.ai/docs/edgetpu/models-intro),
-  with the constraints we can check from the flatbuffer alone.
+  with the constraints we can check from the flatbuffer alone, corrected where
+  the real compiler's output (the ``*_edgetpu.tflite`` twins in
+  ``conformance/edgetpu/``) shows otherwise; the per-op and graph-position rules
+  live in :mod:`edgert.fit` (``_edgetpu_problem``, ``_edgetpu_placement``).
 * **XNNPACK** and **GPU** delegates: what they take over; anything else falls
   back to TFLite's builtin CPU kernels, which run every builtin op.
 """
@@ -82,6 +85,9 @@ EDGETPU_OPS = {
     "SUB": "",
     "SUM": "no reduction in the batch dimension",
     "TANH": "",
+    # Not in Coral's table, but mapped by the real compiler: DeepLab-EdgeTPU's TILE
+    # ([1,1,1,128] -> [1,33,33,128], image-pooling branch) is inside its edgetpu-custom-op.
+    "TILE": "",
     "TRANSPOSE_CONV": "",
 }
 
