@@ -16,6 +16,10 @@ def import_tf():
     """Import TensorFlow on first use (it takes seconds and hundreds of MB).
 
     Its C++ INFO chatter is silenced unless the user configured TF_CPP_MIN_LOG_LEVEL.
+    Kernels are made deterministic: seeds alone are not enough on CPU, where some
+    kernels add float sums in whatever order their threads finish, so two runs of
+    one seeded training diverge and a pruned candidate passes its accuracy budget
+    in one run and loses it in the next. On models of this size it costs little.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from edgert.errors import ConversionError
@@ -26,6 +30,7 @@ def import_tf():
         raise ConversionError(
             f"TensorFlow is not installed ({e})", "install tensorflow-cpu to convert models (pip install tensorflow-cpu)"
         ) from None
+    tf.config.experimental.enable_op_determinism()
     return tf
 
 

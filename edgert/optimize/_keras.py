@@ -8,25 +8,56 @@ compiled for fine-tuning, how it is copied.
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
 
-__all__ = ["keras", "outputs_probabilities", "compile_for_training", "clone", "evaluate_keras", "parameter_count"]
+__all__ = ["keras", "outputs_probabilities", "compile_for_training", "clone", "evaluate_keras", "parameter_count",
+           "epoch_callback", "seed_training"]
 
 log = logging.getLogger("edgert.optimize")
 
 
 def keras():
-    """Import and return Keras 3 (quietening TensorFlow's C++ start-up chatter first)."""
-    # TensorFlow prints oneDNN/CPU-feature banners at import; users of a CLI do not need them.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras as _keras  # noqa: PLC0415 - lazy on purpose: TensorFlow is host-only
+    """Import and return Keras 3 (TensorFlow quietened and made deterministic first: see ``import_tf``)."""
+    from edgert.convert._tf import import_keras
 
     # tf.function retracing warnings are expected here: we train many small models in one process.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
-    return _keras
+    return import_keras()
+
+
+def seed_training(model: Any, seed: int) -> None:
+    """Seed everything a training run of ``model`` draws from, so the same seed gives the same weights.
+
+    ``keras.utils.set_random_seed`` seeds shuffling and new initialisers, but a
+    layer's dropout seed was drawn when the layer was built: a pruned or cloned
+    model built after other work would train differently with the same seed.
+    Each layer's seed generators are therefore reset from ``seed`` and the layer's position.
+    """
+    k = keras()
+    k.utils.set_random_seed(seed)
+    for index, layer in enumerate(model.layers):
+        for value in vars(layer).values():
+            if isinstance(value, k.random.SeedGenerator):
+                value.state.assign(np.array([seed * 1000 + index, 0], dtype=value.state.dtype))
+
+
+def epoch_callback(progress, epochs: int, label: str) -> Any:
+    """A Keras callback that reports each finished epoch and honours a pending Ctrl-C there.
+
+    The end of an epoch is plain Python between training steps: a safe point for
+    :func:`edgert.interrupt.checkpoint` (see :mod:`edgert.interrupt`).
+    """
+    from edgert.interrupt import checkpoint
+    from edgert.progress import report
+
+    class _EpochEnd(keras().callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            report(progress, epoch + 1, epochs, label)
+            checkpoint()
+
+    return _EpochEnd()
 
 
 def outputs_probabilities(model: Any) -> bool:

@@ -16,8 +16,14 @@ from typing import Any
 import numpy as np
 
 from edgert.errors import InputDataError
-from edgert.optimize._keras import evaluate_keras, keras, outputs_probabilities, parameter_count
-from edgert.optimize.pruning import _ProgressCallback
+from edgert.optimize._keras import (
+    epoch_callback,
+    evaluate_keras,
+    keras,
+    outputs_probabilities,
+    parameter_count,
+    seed_training,
+)
 from edgert.optimize.surgery import narrow_model
 
 __all__ = ["width_student", "distill", "DistillResult", "soft_targets"]
@@ -165,13 +171,13 @@ def distill(
     if labeled:
         hard[np.arange(len(x)), y] = 1.0
     a = alpha if labeled else 0.0
-    k.utils.set_random_seed(seed)
+    seed_training(student, seed)
     student.compile(
         optimizer=k.optimizers.Adam(learning_rate),
         loss=_distillation_loss(classes, float(temperature), float(a), outputs_probabilities(student)),
     )
     student.fit(x, np.concatenate([hard, soft], axis=1), epochs=epochs, batch_size=batch_size, verbose=0,
-                shuffle=True, callbacks=[_ProgressCallback.make(progress, epochs, "distill")])
+                shuffle=True, callbacks=[epoch_callback(progress, epochs, "distill")])
     t_acc = s_acc = None
     if eval_data is not None:
         t_acc = evaluate_keras(teacher, *eval_data)

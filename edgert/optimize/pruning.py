@@ -24,9 +24,8 @@ from typing import Any
 import numpy as np
 
 from edgert.errors import InputDataError
-from edgert.optimize._keras import clone, compile_for_training, keras, parameter_count
+from edgert.optimize._keras import clone, compile_for_training, epoch_callback, keras, parameter_count, seed_training
 from edgert.optimize.surgery import narrow_model, prunable_layers
-from edgert.progress import report
 
 __all__ = [
     "PolynomialSparsity",
@@ -125,20 +124,6 @@ def _check_data(x: np.ndarray, y: np.ndarray | None, batch_size: int) -> None:
         )
 
 
-class _ProgressCallback:
-    """Adapts Keras epochs to an edgert progress callback."""
-
-    @staticmethod
-    def make(progress, epochs: int, label: str):
-        k = keras()
-
-        class _Cb(k.callbacks.Callback):
-            def on_epoch_end(self, epoch, logs=None):
-                report(progress, epoch + 1, epochs, label)
-
-        return _Cb()
-
-
 def fine_tune(
     model: Any,
     x: np.ndarray,
@@ -154,9 +139,9 @@ def fine_tune(
 ) -> Any:
     """Train ``model`` in place on ``(x, y)`` with Adam and cross-entropy; returns it."""
     _check_data(x, y, batch_size)
-    keras().utils.set_random_seed(seed)
+    seed_training(model, seed)
     compile_for_training(model, learning_rate)
-    cbs = list(callbacks or []) + [_ProgressCallback.make(progress, epochs, label)]
+    cbs = list(callbacks or []) + [epoch_callback(progress, epochs, label)]
     model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True, callbacks=cbs)
     return model
 

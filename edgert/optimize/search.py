@@ -31,6 +31,7 @@ import numpy as np
 
 from edgert.errors import ConversionError, EdgertError, InputDataError
 from edgert.files import atomic_write
+from edgert.interrupt import checkpoint, deferred_interrupts
 from edgert.optimize.data import Dataset, load_dataset, split_dataset
 from edgert.runtime.micro import MicroError, micro_available
 from edgert.progress import report
@@ -456,6 +457,7 @@ class _Search:
         self.candidates.append(c)
         if on_candidate is not None:
             on_candidate(self)
+        checkpoint()  # a Ctrl-C stops the search here, with this candidate already on disk
         return c
 
     def measure(self, v: _Variant, model: Any, mode: str, on_candidate) -> Candidate:
@@ -538,6 +540,7 @@ class _Search:
         total = len(variants) * max(1, len(self.modes))
         done = 0
         for v in variants:
+            checkpoint()
             report(self.progress, done, total, f"optimize {self.target.name}")
             if v.base is not None and v.base not in models:
                 for m in self.modes:
@@ -683,7 +686,10 @@ def optimize(
             atomic_write(out / "candidates.json", json.dumps(snapshot(s).to_dict(), indent=2) + "\n")
 
     try:
-        search.run(on_candidate=write_progress)
+        # Ctrl-C is honoured between steps, never inside the converter's calibration callback where
+        # TensorFlow would turn it into a conversion error and the search would carry on (edgert.interrupt).
+        with deferred_interrupts():
+            search.run(on_candidate=write_progress)
     except KeyboardInterrupt:
         if out is not None and search.baseline:
             result = snapshot(search, interrupted=True)
