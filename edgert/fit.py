@@ -23,7 +23,7 @@ from edgert.fit_ops import EDGETPU_OPS, GPU_OPS, TFLITE_CUSTOM_OPS, TFLM_CUSTOM_
 from edgert.progress import report as report_progress
 from edgert.targets import Target, load_target
 
-__all__ = ["Check", "FitReport", "check_fit", "fit_markdown", "parse_rate", "HOST_FOR_EDGETPU"]
+__all__ = ["Check", "FitReport", "check_fit", "fit_markdown", "parse_rate", "target_runtime", "HOST_FOR_EDGETPU"]
 
 log = logging.getLogger("edgert.fit")
 
@@ -39,7 +39,7 @@ class Check:
     """One fit check.
 
     Attributes:
-        name: ``flash``, ``ram``, ``ops``, ``static_shapes``, ``full_int8``, ``io_dtype``, ``rate``.
+        name: ``flash``, ``loads``, ``ram``, ``ops``, ``static_shapes``, ``full_int8``, ``io_dtype``, ``rate``.
         ok: Whether the model passes.
         value: What the model needs (bytes, count, ...).
         limit: What the target allows.
@@ -80,6 +80,8 @@ class FitReport:
         battery_hours: Battery life at ``rate_hz`` on the given battery.
         model: Path (or None) and sha256 of the model.
         notes: Extra remarks (estimate caveats, TFLM messages).
+        warnings: Quirks of the file that one runtime refuses (``{runtime, message}``),
+            whatever the target; the ``loads`` check fails only when it is the target's runtime.
     """
 
     target: str
@@ -100,6 +102,7 @@ class FitReport:
     battery_hours: float | None = None
     model: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    warnings: list[dict[str, str]] = field(default_factory=list)
 
     def check(self, name: str) -> Check | None:
         """The check called ``name``, or None."""
@@ -125,6 +128,7 @@ class FitReport:
             "battery_hours": None if self.battery_hours is None else round(self.battery_hours, 3),
             "model": dict(self.model),
             "notes": list(self.notes),
+            "warnings": [dict(w) for w in self.warnings],
         }
         if self.edgetpu is not None:
             out["edgetpu"] = dict(self.edgetpu)
@@ -453,6 +457,30 @@ def _latency_ms(model, target: Target, costs, cpu_op_ids: set[tuple[int, int]] |
 
 
 # ---- the checks --------------------------------------------------------------------------------
+def target_runtime(target: Target) -> str:
+    """The runtime that loads models on ``target``: ``"tflm"`` on microcontrollers, else ``"litert"``
+    (CPU, GPU and XNNPACK delegates, and the Edge TPU's host side all go through LiteRT)."""
+    return "tflm" if target.op_set == "tflm" else "litert"
+
+
+def _loads_check(model, target: Target) -> Check:
+    """Whether the target's runtime accepts the file's quirks (:attr:`ModelFile.warnings`)."""
+    from edgert.model.validate import RUNTIME_NAMES
+
+    runtime = target_runtime(target)
+    refused = [w for w in model.warnings if w.runtime == runtime]
+    name = RUNTIME_NAMES[runtime]
+    if not refused:
+        others = [w for w in model.warnings if w.runtime != runtime]
+        detail = f"{name} loads this file" + (
+            f" (only {', '.join(sorted({RUNTIME_NAMES[w.runtime] for w in others}))} refuses it: see warnings)"
+            if others else "")
+        return Check("loads", True, 0, 0, detail)
+    return Check("loads", False, len(refused), 0,
+                 f"{name} refuses this file: " + "; ".join(w.message for w in refused)
+                 + " — re-export the model with a current converter")
+
+
 def _measure_micro(model, notes: list[str]) -> tuple[int | None, list[str]]:
     """Real TFLM arena, or None with a note; also returns op names TFLM refused."""
     from edgert.runtime import micro
@@ -514,6 +542,8 @@ def check_fit(
         + ("" if size <= target.flash_bytes else
            " — too big: quantize to int8 (edgert convert), prune or shrink the model, or pick a target with more flash"),
     ))
+
+    checks.append(_loads_check(model, target))
 
     # ops
     report_progress(progress, 1, steps, "op support")
@@ -671,6 +701,7 @@ def check_fit(
         battery_hours=battery_hours,
         model={"path": model.path, "sha256": model.sha256},
         notes=notes,
+        warnings=[w.to_dict() for w in model.warnings],
     )
     log.debug("fit %s on %s: fits=%s", model.path, target.name, result.fits)
     return result
@@ -728,4 +759,6 @@ def fit_markdown(report: FitReport | dict[str, Any]) -> str:
         lines.append(f"- {dlg['name']} delegate: {dlg['delegated_ops']} op(s) delegated; on the CPU: {cpu}")
     for n in d.get("notes", []):
         lines.append(f"- note: {n}")
+    for w in d.get("warnings", []):
+        lines.append(f"- warning: {w['message']}")
     return "\n".join(lines) + "\n"

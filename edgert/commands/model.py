@@ -66,6 +66,7 @@ def _inspect_text(info: dict) -> str:
     lines.append("  ops: " + ", ".join(f"{k}×{v}" for k, v in info["ops"].items()))
     lines.append(f"  parameters: {info['parameters']:,}  MACs: {info['macs']:,}")
     lines.append(f"  metadata: {'edgert' if info['metadata'] else 'none'}")
+    lines += [f"  warning: {w['message']}" for w in info.get("warnings", [])]
     return "\n".join(lines)
 
 

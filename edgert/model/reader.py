@@ -193,6 +193,13 @@ class ModelFile:
         """The ``tflite.Model`` root object, for code that needs the raw schema."""
         return self._model
 
+    @cached_property
+    def warnings(self) -> list:
+        """Quirks that one runtime refuses (:class:`~edgert.model.validate.RuntimeQuirk`), empty when clean."""
+        from edgert.model.validate import find_runtime_quirks
+
+        return find_runtime_quirks(self.data)
+
     # -- graph --------------------------------------------------------------------
     @property
     def num_subgraphs(self) -> int:
@@ -391,6 +398,7 @@ class ModelFile:
             "macs": self.macs,
             "subgraphs": self.num_subgraphs,
             "metadata": self.metadata,
+            "warnings": [w.to_dict() for w in self.warnings],
         }
 
     def __repr__(self) -> str:

@@ -24,6 +24,12 @@ naming the first problem:
    quantization parameters consistent with the shape, control-flow subgraph
    indices in range, signature defs in range, and :data:`MAX_MODEL_BYTES`.
 
+The validator refuses what is corrupt, truncated or crafted, not what one runtime
+dislikes: a sound file that LiteRT or TFLite Micro runs passes. Leftovers of real
+exports that one of them refuses (a stale per-channel axis on a rank-1 bias, an old
+schema version, ...) are reported by :func:`find_runtime_quirks` as
+:class:`RuntimeQuirk` warnings naming that runtime.
+
 Everything a file can make the pure-Python reader (:mod:`edgert.model.reader`)
 do is covered, so for a file that validates, ``read_model(...).to_dict()``
 raises nothing. The native interpreter is another matter: it is run in an
@@ -47,7 +53,10 @@ from edgert.model.reader import MAX_MODEL_BYTES, TFLITE_DTYPES, dtype_nbytes
 __all__ = [
     "MAX_RANK",
     "MAX_TENSOR_ELEMENTS",
+    "RUNTIME_NAMES",
+    "RuntimeQuirk",
     "SchemaField",
+    "find_runtime_quirks",
     "schema_fields",
     "validate_model_bytes",
 ]
@@ -469,8 +478,12 @@ def _check_tensor(t, index: int, s: int, n_buffers: int, buffer_bytes: list[int]
     if q is not None and q.ScaleLength() > 1:
         channels, zps, axis = q.ScaleLength(), q.ZeroPointLength(), q.QuantizedDimension()
         if not 0 <= axis < shape.size:
-            _fail(name, f"{what} is quantized per channel along axis {axis} but has rank {shape.size}")
-        if int(shape[axis]) != channels:
+            # A rank-1 tensor has one possible channel axis: a stale axis copied from the conv
+            # filter (TFLite Micro's person-detection model) is a quirk that TFLite Micro runs
+            # and LiteRT refuses (find_runtime_quirks), not corruption.
+            if not (shape.size == 1 and int(shape[0]) == channels):
+                _fail(name, f"{what} is quantized per channel along axis {axis} but has rank {shape.size}")
+        elif int(shape[axis]) != channels:
             _fail(name, f"{what} has {channels} scales but dimension {axis} of shape {shape.tolist()} "
                         f"is {int(shape[axis])}")
         if zps not in (0, 1, channels):
@@ -505,3 +518,100 @@ def _check_operator(
             if not 0 <= idx < n_subgraphs:
                 label = _snake(field).replace("_", " ")
                 _fail(name, f"{what} {label} is {idx} but the model has {n_subgraphs} subgraphs")
+
+
+# ---- quirks: sound files that one runtime refuses -------------------------------------------------
+
+#: Runtime keys of :class:`RuntimeQuirk` and how messages name them.
+RUNTIME_NAMES = {"litert": "LiteRT", "tflm": "TFLite Micro"}
+#: The schema version LiteRT's InterpreterBuilder accepts (``TFLITE_SCHEMA_VERSION``).
+_LITERT_SCHEMA_VERSION = 3
+#: BuiltinOperator code of custom ops (schema.fbs).
+_CUSTOM_CODE = 32
+
+
+class RuntimeQuirk(NamedTuple):
+    """A structurally sound file that one runtime refuses while the other runs it.
+
+    Real exports carry such leftovers (a stale per-channel axis, an old schema version);
+    they are warnings, not corruption, and ``fit`` fails only on targets of that runtime.
+    Each rule was checked against the runtimes themselves (tests/model/test_quirks.py).
+
+    Attributes:
+        runtime: The runtime that refuses the file: ``"litert"`` or ``"tflm"``.
+        message: One line: what is in the file, who refuses it and why.
+    """
+
+    runtime: str
+    message: str
+
+    def to_dict(self) -> dict[str, str]:
+        """The JSON form used in ``inspect --json`` and ``fit --json`` ``warnings``."""
+        return {"runtime": self.runtime, "message": self.message}
+
+
+def _first_and_more(items: list[str]) -> str:
+    return items[0] + (f" (and {len(items) - 1} more)" if len(items) > 1 else "")
+
+
+def find_runtime_quirks(data: bytes) -> list[RuntimeQuirk]:
+    """The quirks of a file that :func:`validate_model_bytes` accepted.
+
+    Args:
+        data: The whole, already validated file.
+
+    Returns:
+        One :class:`RuntimeQuirk` per kind of quirk found (empty for a clean file).
+    """
+    import tflite
+
+    m = tflite.Model.GetRootAs(data, 0)
+    quirks: list[RuntimeQuirk] = []
+    version = m.Version()
+    if version != _LITERT_SCHEMA_VERSION:
+        # InterpreterBuilder: "Model provided is schema version N not equal to supported version 3";
+        # TFLite Micro does not look at the field.
+        quirks.append(RuntimeQuirk("litert", f"schema version {version}: LiteRT loads only version "
+                                             f"{_LITERT_SCHEMA_VERSION} files (TFLite Micro runs it)"))
+    stale_axis: list[str] = []
+    empty_data: list[str] = []
+    empty_buffers = {i for i in range(m.BuffersLength())
+                     if not m.Buffers(i).DataIsNone() and m.Buffers(i).DataLength() == 0
+                     and m.Buffers(i).Offset() < _EXTERNAL_OFFSET_MIN}
+    for s in range(m.SubgraphsLength()):
+        sg = m.Subgraphs(s)
+        for i in range(sg.TensorsLength()):
+            t = sg.Tensors(i)
+            rank = t.ShapeLength()
+            q = t.Quantization()
+            if q is not None and q.ScaleLength() and rank and not 0 <= q.QuantizedDimension() < rank:
+                # LiteRT's ParseQuantization: "quantized_dimension must be in range [0, rank)";
+                # TFLite Micro takes the channel axis from the kernel, not from the tensor.
+                stale_axis.append(f"tensor {i} of subgraph {s} (rank {rank}, axis {q.QuantizedDimension()})")
+            if t.Buffer() in empty_buffers and _ints(t.ShapeLength, t.ShapeAsNumpy).prod() != 0:
+                # LiteRT reads a present data vector as constant data, even when it is empty,
+                # then finds 0 bytes for a tensor that needs more; TFLite Micro treats it as absent.
+                empty_data.append(f"tensor {i} of subgraph {s} (buffer {t.Buffer()})")
+    if stale_axis:
+        quirks.append(RuntimeQuirk("litert", "quantized_dimension outside the rank of " + _first_and_more(stale_axis)
+                                             + ": a stale per-channel axis that LiteRT refuses "
+                                             "(TFLite Micro runs it)"))
+    if empty_data:
+        quirks.append(RuntimeQuirk("litert", "empty data vector in the buffer of " + _first_and_more(empty_data)
+                                             + ": LiteRT reads it as 0 bytes of constant data and refuses the "
+                                             "tensor (TFLite Micro runs it)"))
+    builtin_with_options: list[str] = []
+    codes = [max(m.OperatorCodes(i).BuiltinCode(), m.OperatorCodes(i).DeprecatedBuiltinCode())
+             for i in range(m.OperatorCodesLength())]
+    for s in range(m.SubgraphsLength()):
+        sg = m.Subgraphs(s)
+        for o in range(sg.OperatorsLength()):
+            op = sg.Operators(o)
+            if codes[op.OpcodeIndex()] != _CUSTOM_CODE and not op.CustomOptionsIsNone():
+                builtin_with_options.append(f"operator {o} of subgraph {s}")
+    if builtin_with_options:
+        # TFLite Micro's allocator: "Unsupported behavior: found builtin operator X with custom options".
+        quirks.append(RuntimeQuirk("tflm", "custom options on builtin " + _first_and_more(builtin_with_options)
+                                           + ": TFLite Micro refuses builtin operators that carry custom "
+                                           "options (LiteRT runs it)"))
+    return quirks

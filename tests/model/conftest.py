@@ -23,3 +23,15 @@ def manifest():
     root = require_conformance(CONFORMANCE)
     with open(Path(root) / "MANIFEST.tsv", newline="") as f:
         return {row["file"]: row for row in csv.DictReader(f, delimiter="\t")}
+
+
+def edit_model(data: bytes, change) -> bytes:
+    """Unpack with the maintained schema's object API, apply ``change(model_t, schema)``, repack."""
+    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
+    import flatbuffers
+
+    model = schema.ModelT.InitFromPackedBuf(data, 0)
+    change(model, schema)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())

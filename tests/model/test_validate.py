@@ -23,6 +23,7 @@ from edgert.model import read_model, validate_model_bytes
 from edgert.model.macs import op_costs
 from edgert.model.validate import MAX_TENSOR_ELEMENTS, schema_fields
 from tests.conftest import conformance_models
+from tests.model.conftest import edit_model
 
 pytestmark = pytest.mark.runtime
 
@@ -359,16 +360,7 @@ def test_embed_metadata_keeps_external_buffers(model_bytes):
 # ---- edits through the object API (host schema) -------------------------------------------------
 
 
-def _edit(data: bytes, change) -> bytes:
-    """Unpack with the maintained schema's object API, apply ``change(model_t, schema)``, repack."""
-    schema = pytest.importorskip("ai_edge_litert.schema_py_generated")
-    import flatbuffers
-
-    model = schema.ModelT.InitFromPackedBuf(data, 0)
-    change(model, schema)
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+_edit = edit_model
 
 
 def test_object_api_round_trip_still_validates(model_bytes):

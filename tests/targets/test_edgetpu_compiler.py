@@ -49,7 +49,7 @@ def test_fit_json_matches_the_real_compiler(name, want, capsys):
     assert dict(twin_ops) == want["cpu_ops"]
     assert d["edgetpu"]["mapped_ops"] > 0
     assert set(d) >= {"target", "fits", "checks", "arena_bytes", "flash_bytes", "latency_ms", "energy_uj",
-                      "unsupported_ops"}
+                      "unsupported_ops", "warnings"}
 
 
 def _conformance_models() -> list:
