@@ -9,38 +9,16 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import logging
 import sys
 import traceback
-from typing import Any, Callable
-
 from edgert.errors import EdgertError
-from edgert.jsonutil import json_default
 
 __all__ = ["main", "build_parser"]
 
 log = logging.getLogger("edgert")
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_USAGE = 0, 1, 2
-
-
-def emit(args: argparse.Namespace, result: dict[str, Any], human: Callable[[dict[str, Any]], str]) -> None:
-    """Print ``result`` as one JSON object with ``--json``, else as ``human(result)``."""
-    if getattr(args, "json", False):
-        sys.stdout.write(json.dumps(result, default=json_default) + "\n")
-    else:
-        text = human(result)
-        if text:
-            sys.stdout.write(text.rstrip("\n") + "\n")
-    sys.stdout.flush()
-
-
-def progress_bar():
-    """The progress callback the CLI hands to long-running library calls."""
-    from edgert.progress import TerminalProgress
-
-    return TerminalProgress()
 
 
 def _add_common(p: argparse.ArgumentParser, json_flag: bool = True) -> None:

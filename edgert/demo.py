@@ -23,6 +23,7 @@ import numpy as np
 
 from edgert.errors import InputDataError
 from edgert.progress import report
+from edgert.units import format_bytes
 
 __all__ = ["DEMO_TARGETS", "demo_space", "prepare_demo", "run_demo_loop", "run_demo", "demo_text", "table_text",
            "write_digit_video"]
@@ -274,15 +275,14 @@ def table_text(result: dict) -> str:
     lines = [
         f"teacher: digits CNN, {t.get('parameters', '?')} parameters, top-1 {_pct(t.get('accuracy'))} on "
         f"{t['held_out_samples']} held-out digits ({'reused' if t.get('reused') else 'trained'})",
-        f"{'target':16} {'size':>8} {'arena':>8} {'top-1':>7} {'float':>7} {'drop':>6} {'host ms':>8}  technique chosen",
+        f"{'target':16} {'size':>10} {'arena':>10} {'top-1':>7} {'float':>7} {'drop':>6} {'host ms':>8}  technique chosen",
     ]
     for r in result["targets"]:
-        size = "-" if r["size_bytes"] is None else f"{r['size_bytes'] / 1024:.1f}K"
-        arena = "-" if r["arena_bytes"] is None else f"{r['arena_bytes'] / 1024:.1f}K"
+        size, arena = format_bytes(r["size_bytes"]), format_bytes(r["arena_bytes"])
         drop = "-" if r["accuracy_drop"] is None else f"{r['accuracy_drop']:+.2f}"
         host = "-" if r["host_latency_ms"] is None else f"{r['host_latency_ms']:.3f}"
         tech = (r["technique"] or "-") + ("" if r["chosen"] else "  (closest; FAILS the budget)")
-        lines.append(f"{r['target']:16} {size:>8} {arena:>8} {_pct(r['accuracy']):>7} {_pct(r['float_accuracy']):>7} "
+        lines.append(f"{r['target']:16} {size:>10} {arena:>10} {_pct(r['accuracy']):>7} {_pct(r['float_accuracy']):>7} "
                      f"{drop:>6} {host:>8}  {tech}")
         if "tflm" in r:
             lines.append(f"{'':16} TFLite Micro ran it: top-1 {_pct(r['tflm']['top1'])} on {r['tflm']['samples']} "

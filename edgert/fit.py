@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from edgert.errors import EdgertError, InputDataError
+from edgert.units import format_bytes
 from edgert.fit_ops import EDGETPU_OPS, GPU_OPS, TFLITE_CUSTOM_OPS, TFLM_CUSTOM_OPS, TFLM_OPS, XNNPACK_OPS
 from edgert.progress import report as report_progress
 from edgert.targets import Target, load_target
@@ -707,16 +708,6 @@ def check_fit(
     return result
 
 
-def _bytes(n) -> str:
-    if not isinstance(n, (int, float)):
-        return str(n)
-    if n >= 2**20:
-        return f"{n / 2**20:.2f} MiB"
-    if n >= 2**10:
-        return f"{n / 2**10:.1f} KiB"
-    return f"{n} B"
-
-
 def fit_markdown(report: FitReport | dict[str, Any]) -> str:
     """A human Markdown summary of a fit report (checks table, then estimates).
 
@@ -731,13 +722,13 @@ def fit_markdown(report: FitReport | dict[str, Any]) -> str:
         "|---|---|---|---|---|",
     ]
     for c in d["checks"]:
-        fmt = _bytes if c["name"] in ("flash", "ram") else str
+        fmt = format_bytes if c["name"] in ("flash", "ram") else str
         detail = str(c["detail"]).replace("|", "\\|")
         lines.append(f"| {c['name']} | {'yes' if c['ok'] else '**no**'} | {fmt(c['value'])} | {fmt(c['limit'])} | {detail} |")
-    lines += ["", f"- tensor arena (edgert plan): {_bytes(d['arena_bytes'])}"]
+    lines += ["", f"- tensor arena (edgert plan): {format_bytes(d['arena_bytes'])}"]
     if d.get("micro_arena_bytes") is not None:
-        lines.append(f"- tensor arena (TFLite Micro, measured): {_bytes(d['micro_arena_bytes'])}")
-    lines.append(f"- model file: {_bytes(d['flash_bytes'])}, {d.get('macs', 0):,} MACs")
+        lines.append(f"- tensor arena (TFLite Micro, measured): {format_bytes(d['micro_arena_bytes'])}")
+    lines.append(f"- model file: {format_bytes(d['flash_bytes'])}, {d.get('macs', 0):,} MACs")
     lines.append(f"- latency (estimate): {d['latency_ms']:.3g} ms, energy: {d['energy_uj']:.4g} µJ per inference")
     if d.get("rate_hz"):
         lines.append(f"- at {d['rate_hz']:g}/s: average power {d['average_power_mw']:.4g} mW")

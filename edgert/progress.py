@@ -25,16 +25,22 @@ class TerminalProgress:
     """Draws a one-line progress bar on stderr (a plain line per update when not a tty).
 
     Args:
-        stream: Where to draw (stderr by default; stdout is reserved for results).
+        stream: Where to draw; by default whatever ``sys.stderr`` is at each redraw (stdout is
+            reserved for results), so the bar stays on the terminal while native output is
+            captured (:mod:`edgert.native_output`).
         min_interval: Seconds between redraws, so a fast loop does not flood the terminal.
     """
 
     def __init__(self, stream: TextIO | None = None, min_interval: float = 0.1) -> None:
-        self.stream = stream or sys.stderr
+        self._stream = stream
         self.min_interval = min_interval
         self._last = 0.0
         self._label = None
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+
+    @property
+    def stream(self) -> TextIO:
+        return self._stream if self._stream is not None else sys.stderr
 
     def __call__(self, done: int, total: int, label: str = "") -> None:
         now = time.monotonic()

@@ -83,13 +83,13 @@ def _device_usage(parser) -> int:
 
 
 def _progress():
-    from edgert.cli import progress_bar
+    from edgert.commands.output import progress_bar
 
     return progress_bar()
 
 
 def _flash(args) -> int:
-    from edgert.cli import emit
+    from edgert.commands.output import emit
     from edgert.model import read_model
     from firmware_tools.flash import flash_many
 
@@ -123,7 +123,7 @@ def _flash_text(s: dict) -> str:
 
 
 def _info(args) -> int:
-    from edgert.cli import emit
+    from edgert.commands.output import emit
     from firmware_tools.flash import device_info
 
     info = device_info(args.port, baudrate=args.baud).to_dict()
@@ -146,7 +146,7 @@ def _info_text(i: dict) -> str:
 
 
 def _validate(args) -> int:
-    from edgert.cli import emit
+    from edgert.commands.output import emit
     from firmware_tools.validate import validate_on_device
 
     result = validate_on_device(args.port, args.model, args.data, limit=args.limit, progress=_progress(),
@@ -162,7 +162,7 @@ def _validate_text(r: dict) -> str:
 
 
 def _simulate(args) -> int:
-    from edgert.cli import emit
+    from edgert.commands.output import emit
     from firmware_tools.sim import run
 
     def announce(info: dict) -> None:
@@ -175,7 +175,7 @@ def _simulate(args) -> int:
 
 
 def _export_c(args) -> int:
-    from edgert.cli import emit
+    from edgert.commands.output import emit
     from edgert.model import read_model
     from edgert.model.c_source import write_c_source
 

@@ -44,6 +44,15 @@ def require_conformance(path) -> Path:
     return Path(path)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _private_edgert_cache(tmp_path_factory):
+    """One edgert cache (model verdicts) per test session: never the user's ~/.cache, each check runs once."""
+    patch = pytest.MonkeyPatch()
+    patch.setenv("EDGERT_CACHE_DIR", str(tmp_path_factory.mktemp("edgert-cache")))
+    yield
+    patch.undo()
+
+
 @pytest.fixture(scope="session")
 def conformance_dir() -> Path:
     """The conformance corpus directory (skips locally, fails in CI, when absent)."""

@@ -2,7 +2,7 @@
 
 Each module has ``register(subparsers, add_common)`` that adds its subcommands
 and sets ``handler`` to a function ``(args) -> exit code``. Handlers parse
-options, make one library call, and print through :func:`edgert.cli.emit`.
+options, make one library call, and print through :func:`edgert.commands.output.emit`.
 
 The argparse ``type=`` helpers below are shared by every area's options, so a
 bad number is the same one-line usage error (exit 2) on every subcommand.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from edgert.cli import emit, progress_bar
+from edgert.commands.output import emit, progress_bar
 from edgert.commands import float_list
 from edgert.errors import InputDataError
 

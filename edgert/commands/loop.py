@@ -6,7 +6,7 @@ import signal
 import sys
 from contextlib import contextmanager
 
-from edgert.cli import emit
+from edgert.commands.output import emit
 from edgert.commands import add_kernels_option, finite_float, non_negative_int, positive_float, positive_int
 
 __all__ = ["register"]

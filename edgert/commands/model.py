@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgert.cli import emit
+from edgert.commands.output import emit
 from edgert.commands import add_kernels_option, non_negative_int, positive_int
 
 __all__ = ["register"]

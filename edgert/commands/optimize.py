@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 
-from edgert.cli import emit, progress_bar
+from edgert.commands.output import emit, progress_bar
 from edgert.commands import float_list, non_negative_float, open_fraction, positive_float, positive_int, unit_fraction
 from edgert.errors import InputDataError
+from edgert.units import format_bytes
 
 __all__ = ["register"]
 
@@ -107,14 +108,10 @@ def _optimize(args) -> int:
     return 0
 
 
-def _kib(n) -> str:
-    return "-" if n is None else f"{n / 1024:.1f} KiB"
-
-
 def _optimize_text(r: dict) -> str:
     base = r["baseline"]
     lines = [
-        f"float teacher: top-1 {100 * base['accuracy']:.2f}%, {_kib(base['size_bytes'])}, "
+        f"float teacher: top-1 {100 * base['accuracy']:.2f}%, {format_bytes(base['size_bytes'])}, "
         f"host {base['host_latency_ms']:.3f} ms; budget −{r['budget_points']:g} points; target {r['target']}",
         f"{'candidate':34} {'status':8} {'size':>10} {'arena':>10} {'est ms':>8} {'host ms':>8} {'top-1':>7} {'drop':>6}",
     ]
@@ -127,7 +124,7 @@ def _optimize_text(r: dict) -> str:
         acc = "-" if c["accuracy"] is None else f"{100 * c['accuracy']:.2f}"
         drop = "-" if c["accuracy_drop"] is None else f"{c['accuracy_drop']:+.2f}"
         host = "-" if c["host_latency_ms"] is None else f"{c['host_latency_ms']:.3f}"
-        lines.append(f"{c['name'] + mark:34} {c['status']:8} {_kib(c['size_bytes']):>10} {_kib(c['arena_bytes']):>10} "
+        lines.append(f"{c['name'] + mark:34} {c['status']:8} {format_bytes(c['size_bytes']):>10} {format_bytes(c['arena_bytes']):>10} "
                      f"{est:>8} {host:>8} {acc:>7} {drop:>6}")
     if r["chosen"]:
         lines.append(f"chosen: {r['chosen']} → {r['output_dir']}/best/")

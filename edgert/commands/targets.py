@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from edgert.cli import emit
+from edgert.commands.output import emit
 from edgert.commands import positive_float
+from edgert.units import format_bytes
 
 __all__ = ["register"]
 
@@ -37,21 +38,14 @@ def _targets_text(result: dict) -> str:
     rows = [f"{'name':20} {'kind':8} {'RAM':>10} {'flash':>10} {'quant':8} {'I/O':14} description"]
     for t in result["targets"]:
         rows.append(
-            f"{t['name']:20} {t['kind']:8} {_size(t['ram_bytes']):>10} {_size(t['flash_bytes']):>10} "
+            f"{t['name']:20} {t['kind']:8} {format_bytes(t['ram_bytes'], exact=True):>10} {format_bytes(t['flash_bytes'], exact=True):>10} "
             f"{t['quantization']:8} {t['input_dtype'] + '/' + t['output_dtype']:14} {t['description']}"
         )
     return "\n".join(rows)
 
 
-def _size(n: int) -> str:
-    for unit, div in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n >= div:
-            return f"{n / div:g} {unit}"
-    return f"{n} B"
-
-
 def _fit(args) -> int:
-    from edgert.cli import progress_bar
+    from edgert.commands.output import progress_bar
     from edgert.errors import InputDataError
     from edgert.fit import check_fit, fit_markdown, parse_rate
 

@@ -9,6 +9,8 @@ import os
 import sys
 from typing import Iterator
 
+from edgert.native_output import native_chatter_to_debug
+
 __all__ = ["import_tf", "import_keras", "stdout_to_stderr"]
 
 
@@ -25,7 +27,8 @@ def import_tf():
     from edgert.errors import ConversionError
 
     try:
-        import tensorflow as tf
+        with native_chatter_to_debug():  # absl's and oneDNN's start-up lines
+            import tensorflow as tf
     except ImportError as e:
         raise ConversionError(
             f"TensorFlow is not installed ({e})", "install tensorflow-cpu to convert models (pip install tensorflow-cpu)"
@@ -51,12 +54,23 @@ def stdout_to_stderr(*, capture: bool = False) -> Iterator[None]:
     converter's C++ side prints its own lines.
 
     Args:
-        capture: Log Python-level prints at DEBUG (``--verbose`` shows them)
-            instead of copying them to stderr; the converter uses this for
-            Keras' export listing, which is noise to a user.
+        capture: Around one conversion: Python-level prints are logged at DEBUG
+            (``--verbose`` shows them) instead of copied to stderr (Keras' export
+            listing is noise to a user), and the converter's native log lines are
+            sorted by :func:`edgert.native_output.native_chatter_to_debug`: chatter
+            to DEBUG, real errors to stderr, everything when the conversion fails.
     """
+    if capture:
+        captured = io.StringIO()
+        try:
+            with native_chatter_to_debug(stdout=True), contextlib.redirect_stdout(captured):
+                yield
+        finally:
+            text = captured.getvalue().strip()
+            if text:
+                logging.getLogger("edgert.convert").debug("%s", text)
+        return
     sys.stdout.flush()
-    captured = io.StringIO() if capture else None
     try:
         saved = os.dup(1)
     except OSError:  # no fd 1 (embedded interpreters): the Python-level redirect is all we can do
@@ -65,13 +79,10 @@ def stdout_to_stderr(*, capture: bool = False) -> Iterator[None]:
         if saved is not None:
             sys.stderr.flush()
             os.dup2(2, 1)
-        with contextlib.redirect_stdout(captured if captured is not None else sys.stderr):
+        with contextlib.redirect_stdout(sys.stderr):
             yield
     finally:
         if saved is not None:
             sys.stdout.flush()
             os.dup2(saved, 1)
             os.close(saved)
-        text = captured.getvalue().strip() if captured is not None else ""
-        if text:
-            logging.getLogger("edgert.convert").debug("%s", text)

@@ -178,10 +178,12 @@ def _interpreter(data: bytes):
 
     from ai_edge_litert.interpreter import Interpreter
 
-    with warnings.catch_warnings():
+    from edgert.native_output import native_chatter_to_debug
+
+    with warnings.catch_warnings(), native_chatter_to_debug():
         warnings.simplefilter("ignore")  # "preserve_all_tensors is for debugging": that is what this is
         interp = Interpreter(model_content=data, experimental_preserve_all_tensors=True)
-    interp.allocate_tensors()
+        interp.allocate_tensors()
     return interp
 
 

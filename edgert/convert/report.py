@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from edgert.units import format_bytes
+
 __all__ = ["render_markdown"]
 
 
@@ -15,8 +17,8 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
-def _kib(n: Any) -> str:
-    return "–" if n is None else f"{int(n):,} B ({int(n) / 1024:.1f} KiB)"
+def _bytes_both(n: Any) -> str:
+    return "–" if n is None else f"{int(n):,} B ({format_bytes(int(n))})"
 
 
 def _accuracy_md(acc: dict[str, Any]) -> list[str]:
@@ -68,7 +70,7 @@ def _edgetpu_md(info: dict[str, Any]) -> list[str]:
         "| subgraphs | ops on Edge TPU | ops on CPU | on-chip cache | off-chip |",
         "|---:|---:|---:|---:|---:|",
         f"| {_fmt(info.get('subgraphs'))} | {_fmt(info.get('ops_on_edgetpu'))} | {_fmt(info.get('ops_on_cpu'))} | "
-        f"{_kib(info.get('on_chip_cache_bytes'))} | {_kib(info.get('off_chip_bytes'))} |",
+        f"{_bytes_both(info.get('on_chip_cache_bytes'))} | {_bytes_both(info.get('off_chip_bytes'))} |",
     ]
     if info.get("operators"):
         lines += ["", "| operator | count | status |", "|---|---:|---|"]
@@ -91,7 +93,7 @@ def render_markdown(report: dict[str, Any], fit: Any = None) -> str:
         f"| source | {report.get('source', {}).get('path') or 'in-memory model'} ({report.get('source', {}).get('format')}) |",
         f"| mode | {conv.get('mode')} (input {conv.get('input_dtype')}, output {conv.get('output_dtype')}) |",
         f"| op sets | {', '.join(conv.get('supported_ops', []))} |",
-        f"| size | {_kib(model.get('size_bytes'))} = {model.get('size_ratio', 0):.2f}× float32 ({_kib(model.get('float32_size_bytes'))}) |",
+        f"| size | {_bytes_both(model.get('size_bytes'))} = {model.get('size_ratio', 0):.2f}× float32 ({_bytes_both(model.get('float32_size_bytes'))}) |",
         f"| latency / inference | {_fmt(report.get('latency_ms'))} ms (estimate) |",
         f"| energy / inference | {_fmt(report.get('energy_uj'))} µJ (estimate) |",
         f"| TensorFlow | {conv.get('tensorflow')} |",

@@ -25,6 +25,7 @@ import numpy as np
 
 from edgert.errors import DelegateError, InputDataError, InvalidModelError
 from edgert.model.reader import ModelFile, ModelSource, TensorSpec, read_model
+from edgert.native_output import native_chatter_to_debug
 from edgert.runtime.backend import KERNELS, Backend, select_backend
 from edgert.runtime.io import dequantize, to_input_dtype
 
@@ -347,8 +348,9 @@ def load_model(
             delegates.append(loaded)
     name = file.path or "model"
     try:
-        interp = be.make_interpreter(file.data, num_threads=threads, delegates=delegates, kernels=kernels)
-        interp.allocate_tensors()
+        with native_chatter_to_debug():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." and the like
+            interp = be.make_interpreter(file.data, num_threads=threads, delegates=delegates, kernels=kernels)
+            interp.allocate_tensors()
     except InvalidModelError as e:
         raise _rejected(file, name, e.message.removeprefix("the interpreter rejected the model: "), delegates) from None
     except (ValueError, RuntimeError) as e:

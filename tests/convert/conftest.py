@@ -135,12 +135,3 @@ def converted(digits_workspace, tmp_path_factory):
             output_dir=out / target.name,
         )
     return results
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _private_cache(tmp_path_factory):
-    """Keep the runtime's trust cache (written by every conversion) out of the user's home."""
-    mp = pytest.MonkeyPatch()
-    mp.setenv("EDGERT_CACHE_DIR", str(tmp_path_factory.mktemp("edgert-cache")))
-    yield
-    mp.undo()

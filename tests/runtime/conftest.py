@@ -1,4 +1,4 @@
-"""Runtime test fixtures: a private verdict cache, crafted models derived from the corpus.
+"""Runtime test fixtures: an empty verdict cache, crafted models derived from the corpus.
 
 Everything here needs only numpy, the ``tflite`` schema package and an interpreter
 backend, so it also runs in the tflite-runtime venv (``make test-tflite-runtime``).
@@ -6,25 +6,12 @@ backend, so it also runs in the tflite-runtime venv (``make test-tflite-runtime`
 
 from __future__ import annotations
 
-import os
 import struct
 from pathlib import Path
 
 import pytest
 
 from edgert.model import read_model
-
-
-@pytest.fixture(scope="session", autouse=True)
-def _verdict_cache(tmp_path_factory):
-    """One verdict cache per test session: never the user's ~/.cache, conformance checks run once."""
-    old = os.environ.get("EDGERT_CACHE_DIR")
-    os.environ["EDGERT_CACHE_DIR"] = str(tmp_path_factory.mktemp("edgert-cache"))
-    yield
-    if old is None:
-        os.environ.pop("EDGERT_CACHE_DIR", None)
-    else:
-        os.environ["EDGERT_CACHE_DIR"] = old
 
 
 @pytest.fixture
