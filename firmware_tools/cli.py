@@ -142,6 +142,8 @@ def _info_text(i: dict) -> str:
         f"  previous:  {model(i['previous'])}",
         f"  slot size: {i['slot_size']} bytes, RAM for the arena: {i['ram']} bytes",
         f"  invoke: {'yes' if i['invoke'] else 'no'}, signed images required: {'yes' if i['sign'] else 'no'}",
+        f"  tensor I/O: {'yes' if i['tensor_io'] else 'no'}, kernels: {i['kernels'] or '-'}, "
+        f"arena used: {'-' if i['arena_used'] is None else i['arena_used']} bytes",
     ])
 
 
@@ -157,8 +159,11 @@ def _validate(args) -> int:
 
 def _validate_text(r: dict) -> str:
     verdict = "agree" if r["ok"] else "DISAGREE"
+    exact = {True: ", bit-exact with TFLite Micro", False: ", NOT bit-exact with TFLite Micro", None: ""}[r["bit_exact"]]
+    insns = f", {r['instructions_mean']:,.0f} instructions/invoke" if r["instructions_mean"] is not None else ""
     return (f"device and host {verdict}: top-1 equal on {round(r['top1_agreement'] * r['samples'])}/{r['samples']} samples, "
-            f"max abs error {r['max_abs_error']:.6g}, device {r['device_us_mean'] / 1000:.1f} ms/invoke")
+            f"max abs error {r['max_abs_error']:.6g}{exact}, device {r['device_us_mean'] / 1000:.1f} ms/invoke{insns} "
+            f"(inputs {r['input_transfer']})")
 
 
 def _simulate(args) -> int:

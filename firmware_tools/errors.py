@@ -17,22 +17,8 @@ __all__ = [
     "HashMismatchError",
     "ModelTooLargeError",
     "SignatureError",
-    "EDGERT_ERRORS",
+    "TensorTooLargeError",
 ]
-
-#: The edgert group's error codes (``{"err": {"group": 64, "rc": N}}``), see PROTOCOL.md.
-EDGERT_ERRORS = {
-    0: "OK",
-    1: "UNKNOWN",
-    2: "NO_MODEL",
-    3: "HASH_MISMATCH",
-    4: "TOO_LARGE",
-    5: "BAD_INPUT",
-    6: "INVOKE_FAILED",
-    7: "NO_PREVIOUS",
-    8: "NOT_SUPPORTED",
-    9: "SIGNATURE_INVALID",
-}
 
 
 class PortError(DeviceError):
@@ -71,3 +57,10 @@ class ModelTooLargeError(DeviceRejectedError):
 
 class SignatureError(DeviceRejectedError):
     """The device requires a signed image and rejected (or was not given) a valid signature."""
+
+
+class TensorTooLargeError(DeviceRejectedError):
+    """An INVOKE request is larger than the device's SMP buffer and the device cannot take tensors in chunks.
+
+    Raised by the host before anything is sent (PROTOCOL.md section 4: ``tensor_io``).
+    """

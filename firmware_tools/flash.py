@@ -45,17 +45,25 @@ from firmware_tools.errors import (
     ModelTooLargeError,
     ProtocolError,
     SignatureError,
+    TensorTooLargeError,
 )
 from firmware_tools.framing import encoded_size
 from firmware_tools.link import DEFAULT_BAUDRATE, PortLost, SmpLink, Timeouts
 from firmware_tools.protocol import (
+    ERR_HASH_MISMATCH,
+    ERR_SIGNATURE_INVALID,
+    ERR_TOO_LARGE,
     GROUP_EDGERT,
     IMAGE_STAGED_NAME,
+    OP_READ_RSP,
+    OP_WRITE_RSP,
     STAGED_NAME,
     ActivateRequest,
     InfoRequest,
     InvokeRequest,
     RollbackRequest,
+    TensorReadRequest,
+    TensorWriteRequest,
     parse_packet,
     raise_for_error,
 )
@@ -71,6 +79,11 @@ __all__ = [
     "device_info",
     "read_info",
     "invoke",
+    "InvokeResult",
+    "invoke_request_size",
+    "invoke_transfer",
+    "INLINE",
+    "STAGED",
     "INVOKE_SECONDS",
     "rollback",
     "connect",
@@ -112,6 +125,10 @@ class DeviceInfo:
         buf_size: SMP buffer size (decoded frame) the device accepts.
         buf_count: SMP buffers the device has (requests it can queue).
         params_reported: Whether buf_size/buf_count came from the device (else defaults).
+        tensor_io: Whether the device takes tensors in chunks (TENSOR_WRITE/TENSOR_READ), so an INVOKE
+            larger than ``buf_size`` can be sent.
+        kernels: The device's kernel set (``"cmsis-nn"``, ``"reference"``), or None when not reported.
+        arena_used: Tensor arena bytes the active model really uses on the device, or None when not reported.
     """
 
     active: dict[str, Any] | None
@@ -124,10 +141,16 @@ class DeviceInfo:
     buf_size: int = DEFAULT_BUF_SIZE
     buf_count: int = DEFAULT_BUF_COUNT
     params_reported: bool = False
+    tensor_io: bool = False
+    kernels: str | None = None
+    arena_used: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         return {
+            "tensor_io": self.tensor_io,
+            "kernels": self.kernels,
+            "arena_used": self.arena_used,
             "active": self.active,
             "previous": self.previous,
             "slot_size": self.slot_size,
@@ -226,6 +249,9 @@ def read_info(link: SmpLink) -> DeviceInfo:
         buf_size=int(params["buf_size"]) if reported else DEFAULT_BUF_SIZE,
         buf_count=max(1, int(params.get("buf_count", 1))) if reported else DEFAULT_BUF_COUNT,
         params_reported=reported,
+        tensor_io=body.get("tensor_io") is True,
+        kernels=body["kernels"] if isinstance(body.get("kernels"), str) else None,
+        arena_used=body["arena_used"] if isinstance(body.get("arena_used"), int) else None,
     )
 
 
@@ -260,7 +286,7 @@ def check_capacity(data: bytes, info: DeviceInfo, *, target: str | Any | None = 
         raise ModelTooLargeError(
             f"model is {size} bytes but the device's model slot holds {info.slot_size}",
             "shrink the model (edgert optimize / convert for this target) or use a board with more flash",
-            group=GROUP_EDGERT, rc=4)
+            group=GROUP_EDGERT, rc=ERR_TOO_LARGE)
     from edgert.model.memory import plan_arena
 
     if info.ram > 0:  # a device that does not run models may report 0
@@ -268,7 +294,7 @@ def check_capacity(data: bytes, info: DeviceInfo, *, target: str | Any | None = 
         if arena > info.ram:
             raise ModelTooLargeError(
                 f"model needs a {arena}-byte tensor arena but the device has {info.ram} bytes of RAM for it",
-                "use a smaller model or a board with more RAM", group=GROUP_EDGERT, rc=4)
+                "use a smaller model or a board with more RAM", group=GROUP_EDGERT, rc=ERR_TOO_LARGE)
     if target is not None:
         from edgert.fit import check_fit
 
@@ -277,7 +303,7 @@ def check_capacity(data: bytes, info: DeviceInfo, *, target: str | Any | None = 
             failed = ", ".join(c.name for c in fit.checks if not c.ok)
             name = getattr(target, "name", target)
             raise ModelTooLargeError(f"model does not fit target {name}: {failed}",
-                                     f"see: edgert fit MODEL --target {name}", group=GROUP_EDGERT, rc=4)
+                                     f"see: edgert fit MODEL --target {name}", group=GROUP_EDGERT, rc=ERR_TOO_LARGE)
 
 
 # ---- the upload engine ---------------------------------------------------------------------
@@ -302,12 +328,13 @@ class _UploadStats:
 
 def _upload(link: SmpLink, data: bytes, *, start: int, chunk: int, window: int,
             build: Callable[[int, int, bytes], bytes], resync: Callable[[], int],
-            progress=None, label: str = "flash") -> _UploadStats:
+            progress=None, label: str = "flash", what: str = "upload") -> _UploadStats:
     """Send ``data[start:]`` with a sliding window of up to ``window`` chunks.
 
     ``build(seq, off, chunk_bytes)`` makes a request; the device answers each with
     ``{"off": bytes it now holds}``. ``resync()`` asks the device what it holds
-    after a timeout or a reconnect.
+    after a timeout or a reconnect. ``what`` names the transfer in messages.
+    Used for File and Image uploads and for TENSOR_WRITE, which share these offset rules.
     """
     total = len(data)
     stats = _UploadStats(high_water=start)
@@ -322,7 +349,7 @@ def _upload(link: SmpLink, data: bytes, *, start: int, chunk: int, window: int,
         failures += 1
         stats.retries += 1
         if failures > t.retries:
-            raise DeviceSilentError(f"upload to {link.url} stalled at byte {acked} of {total}: {reason}",
+            raise DeviceSilentError(f"{what} to {link.url} stalled at byte {acked} of {total}: {reason}",
                                     "check the cable/baud rate; run the command again to resume")
         log.info("%s: %s at byte %d; re-syncing", link.url, reason, acked)
         inflight.clear()
@@ -367,12 +394,12 @@ def _upload(link: SmpLink, data: bytes, *, start: int, chunk: int, window: int,
             except ProtocolError:
                 continue
             entry = next((e for e in inflight if e.seq == head["seq"]), None)
-            if entry is None or head["op"] not in (1, 3):
+            if entry is None or head["op"] not in (OP_READ_RSP, OP_WRITE_RSP):
                 continue  # a reply to a chunk already given up on
-            raise_for_error(body, "upload")
+            raise_for_error(body, what)
             off = body.get("off")
             if not isinstance(off, int):
-                raise ProtocolError(f"upload reply from {link.url} has no offset")
+                raise ProtocolError(f"{what} reply from {link.url} has no offset")
             if off == entry.end:
                 while inflight and inflight[0].seq != entry.seq:
                     inflight.popleft()
@@ -388,7 +415,7 @@ def _upload(link: SmpLink, data: bytes, *, start: int, chunk: int, window: int,
                 failures += 1
                 stats.retries += 1
                 if failures > t.retries:
-                    raise DeviceSilentError(f"upload to {link.url} keeps failing at byte {off}",
+                    raise DeviceSilentError(f"{what} to {link.url} keeps failing at byte {off}",
                                             "the line is too noisy; lower the baud rate or check the cable")
                 inflight.clear()
                 acked = next_off = off
@@ -445,7 +472,7 @@ def _upload_file(link: SmpLink, info: DeviceInfo, data: bytes, name: str, window
         got = out.hex() if isinstance(out, bytes) else repr(out)
         raise HashMismatchError(f"device's SHA-256 of the upload ({got[:16]}…) is not the model's; nothing activated",
                                 "flash again; if it repeats, the link or the device's storage corrupts data",
-                                group=8, rc=3)
+                                group=GROUP_EDGERT, rc=ERR_HASH_MISMATCH)
 
 
 def _upload_image(link: SmpLink, info: DeviceInfo, image: bytes, window: int, progress, label: str, result: FlashResult) -> None:
@@ -488,7 +515,8 @@ def _activate(link: SmpLink, name: str, model_sha: bytes, size: int) -> dict[str
     if not isinstance(active, dict) or bytes(active.get("sha", b"")) != model_sha:
         got = bytes(active.get("sha", b"")).hex() if isinstance(active, dict) else "nothing"
         raise HashMismatchError(f"device reports active model {got[:16]}…, not the one flashed",
-                                "flash again; the device did not switch to the new model", group=GROUP_EDGERT, rc=3)
+                                "flash again; the device did not switch to the new model", group=GROUP_EDGERT,
+                                rc=ERR_HASH_MISMATCH)
     return active
 
 
@@ -540,7 +568,7 @@ def flash_model(port: str | Any, model: bytes | str | Path, *, progress=None, na
             result.bytes = len(image)
         elif info.sign:
             raise SignatureError(f"device on {url} requires signed models", "pass --sign key.pem (the key the device trusts)",
-                                 group=GROUP_EDGERT, rc=9)
+                                 group=GROUP_EDGERT, rc=ERR_SIGNATURE_INVALID)
         check_capacity(data, info, target=target, payload_size=len(data))
         if info.active and info.active.get("sha256") == digest.hex() and not force:
             result.ok = result.already_active = True
@@ -557,7 +585,7 @@ def flash_model(port: str | Any, model: bytes | str | Path, *, progress=None, na
         after = read_info(link)
         if not after.active or after.active.get("sha256") != digest.hex():
             raise HashMismatchError(f"device on {url} does not report the flashed model as active after ACTIVATE",
-                                    "flash again", group=GROUP_EDGERT, rc=3)
+                                    "flash again", group=GROUP_EDGERT, rc=ERR_HASH_MISMATCH)
     result.ok = True
     result.seconds = time.monotonic() - t0
     return result
@@ -601,21 +629,137 @@ def flash_many(ports: Sequence[str], model: bytes | str | Path, *, progress=None
 #: Seconds a device may compute for one INVOKE on top of the wire time (a slow MCU running a
 #: large model, or the simulator starting its isolated TFLite Micro process).
 INVOKE_SECONDS = 30.0
+#: How an INVOKE's inputs travel (PROTOCOL.md section 4).
+INLINE, STAGED = "inline", "staged"
 
 
-def invoke(link: SmpLink, inputs: Sequence[bytes], *, reply_wire: int = 512,
-           compute_seconds: float = INVOKE_SECONDS) -> tuple[list[bytes], int]:
-    """Run the device's active model once. Returns ``(raw output tensors, device microseconds)``.
+@dataclass(frozen=True)
+class InvokeResult:
+    """One INVOKE on the device.
 
-    Only one attempt: INVOKE is not idempotent in time, and a device that needs longer than
-    ``compute_seconds`` is reported as silent rather than asked again.
+    Attributes:
+        outputs: Raw output tensors, in model order.
+        us: Invoke time the device measured, in microseconds.
+        instructions: Instructions the device retired for the invoke (``insns``), or None when it does not say.
+        transfer: ``"inline"`` (inputs inside the INVOKE request) or ``"staged"`` (TENSOR_WRITE chunks first).
+        read_back: The outputs did not fit the reply and were read with TENSOR_READ.
     """
-    body = link.request(lambda s: InvokeRequest(inputs=[bytes(b) for b in inputs], sequence=s).BYTES, "INVOKE",
-                        reply_wire=reply_wire, retries=1, extra_seconds=compute_seconds)
-    outs = body.get("outputs")
+
+    outputs: list[bytes]
+    us: int
+    instructions: int | None
+    transfer: str
+    read_back: bool
+
+
+def invoke_request_size(input_sizes: Sequence[int]) -> int:
+    """Bytes an inline INVOKE with inputs of these sizes takes in the device's buffer (length + packet + CRC)."""
+    return _FRAME_OVERHEAD + len(InvokeRequest(inputs=[bytes(n) for n in input_sizes], sequence=0).BYTES)
+
+
+def invoke_transfer(info: DeviceInfo, input_sizes: Sequence[int], url: str = "the port") -> str:
+    """How inputs of these sizes reach the device: :data:`INLINE` when the request fits ``buf_size``, else :data:`STAGED`.
+
+    Call it before sending anything: a request the device could only drop is refused here.
+
+    Raises:
+        TensorTooLargeError: The request is larger than ``buf_size`` and the device has no ``tensor_io``.
+    """
+    size = invoke_request_size(input_sizes)
+    if size <= info.buf_size:
+        return INLINE
+    if info.tensor_io:
+        return STAGED
+    raise TensorTooLargeError(
+        f"an INVOKE with this model's input is {size:,} bytes but the device on {url} takes at most {info.buf_size:,} "
+        "per SMP request and cannot take tensors in chunks (INFO has no tensor_io)",
+        "update the device firmware to one with TENSOR_WRITE/TENSOR_READ (firmware_tools/PROTOCOL.md section 4) "
+        f"or raise its SMP buffer (CONFIG_MCUMGR_TRANSPORT_NETBUF_SIZE) to at least {size}",
+        group=GROUP_EDGERT, rc=ERR_TOO_LARGE)
+
+
+def _write_tensor(link: SmpLink, info: DeviceInfo, index: int, data: bytes, window: int) -> None:
+    """Stage input ``index`` with TENSOR_WRITE chunks that fill ``buf_size``, resuming from what the device holds."""
+    total = len(data)
+
+    def build(seq: int, off: int, chunk: bytes) -> bytes:
+        return TensorWriteRequest(index=index, off=off, data=chunk, sequence=seq).BYTES
+
+    def resync() -> int:
+        # An empty chunk at the end never restarts the input: the reply is the offset the device holds.
+        body = link.request(lambda s: build(s, total, b""), f"TENSOR_WRITE {index}")
+        off = body.get("off")
+        return off if isinstance(off, int) else 0
+
+    chunk = _chunk_size(info, build(0, 0, b""))
+    _upload(link, data, start=0, chunk=chunk, window=window, build=build, resync=resync,
+            label=f"input {index}", what=f"TENSOR_WRITE {index}")
+
+
+def _read_tensor(link: SmpLink, info: DeviceInfo, index: int, size: int) -> bytes:
+    """Read output ``index`` (``size`` bytes) with TENSOR_READ, as many bytes per reply as the device sends."""
+    out = bytearray()
+    while len(out) < size:
+        body = link.request(lambda s: TensorReadRequest(index=index, off=len(out), sequence=s).BYTES,
+                            f"TENSOR_READ {index}", reply_wire=encoded_size(info.buf_size))
+        data, off, total = body.get("data"), body.get("off"), body.get("len")
+        if not isinstance(data, bytes) or off != len(out) or total != size or not data:
+            raise ProtocolError(f"TENSOR_READ {index} from {link.url} answered off={off!r} len={total!r} with "
+                                f"{len(data) if isinstance(data, bytes) else 'no'} bytes at offset {len(out)} of {size}")
+        out += data
+    return bytes(out[:size])
+
+
+def invoke(link: SmpLink, inputs: Sequence[bytes], *, info: DeviceInfo | None = None,
+           compute_seconds: float = INVOKE_SECONDS, window: int | None = None) -> InvokeResult:
+    """Run the device's active model once on raw input tensors, whatever their size.
+
+    Inputs go inline when the whole request fits the device's ``buf_size``, else in TENSOR_WRITE chunks
+    followed by an empty INVOKE; outputs that do not fit the reply are read with TENSOR_READ.
+    The INVOKE itself is sent once: it is not idempotent in time, and a device that needs longer
+    than ``compute_seconds`` is reported as silent rather than asked again.
+
+    Args:
+        link: An open link.
+        inputs: One raw tensor per model input (its dtype, row-major).
+        info: The device's INFO (read from the device when None).
+        compute_seconds: Device compute time allowed on top of the wire time.
+        window: Requests kept on the line while staging (default: the device's buf_count, at most MAX_WINDOW).
+
+    Returns:
+        An :class:`InvokeResult`.
+
+    Raises:
+        TensorTooLargeError: The inputs need TENSOR_WRITE and the device has no ``tensor_io`` (nothing sent).
+        DeviceRejectedError: The device refused (BAD_INPUT, NO_MODEL, INVOKE_FAILED, NOT_SUPPORTED).
+        ProtocolError: A reply that does not follow PROTOCOL.md.
+    """
+    info = info or read_info(link)
+    raw = [bytes(b) for b in inputs]
+    transfer = invoke_transfer(info, [len(b) for b in raw], link.url)
+    if transfer == STAGED:
+        win = max(1, window if window is not None else min(MAX_WINDOW, info.buf_count))
+        for index, data in enumerate(raw):
+            if data:
+                _write_tensor(link, info, index, data, win)
+    request = (lambda s: InvokeRequest(inputs=raw, sequence=s).BYTES) if transfer == INLINE else \
+        (lambda s: InvokeRequest(sequence=s).BYTES)
+    body = link.request(request, "INVOKE", reply_wire=encoded_size(info.buf_size), retries=1,
+                        extra_seconds=compute_seconds)
+    sizes, outs = body.get("sizes"), body.get("outputs")
+    read_back = outs is None
+    if read_back:
+        if not isinstance(sizes, list) or not all(isinstance(n, int) and n >= 0 for n in sizes):
+            raise ProtocolError(f"INVOKE reply from {link.url} has neither outputs nor their sizes")
+        outs = [_read_tensor(link, info, i, n) for i, n in enumerate(sizes)]
     if not isinstance(outs, list) or not all(isinstance(o, bytes) for o in outs):
         raise ProtocolError(f"INVOKE reply from {link.url} has no outputs")
-    return outs, int(body.get("us", 0))
+    if isinstance(sizes, list) and sizes != [len(o) for o in outs]:
+        raise ProtocolError(f"INVOKE reply from {link.url} says outputs of {sizes} bytes but carries {[len(o) for o in outs]}")
+    insns = body.get("insns")
+    return InvokeResult(outputs=outs, us=int(body.get("us", 0)),
+                        instructions=insns if isinstance(insns, int) and insns > 0 else None,
+                        transfer=transfer, read_back=read_back)
 
 
 def rollback(port: str | Any, *, baudrate: int = DEFAULT_BAUDRATE, timeouts: Timeouts | None = None) -> dict[str, Any] | None:

@@ -20,7 +20,7 @@ import serial
 
 from firmware_tools.errors import DeviceSilentError, PortError, ProtocolError
 from firmware_tools.framing import MAX_LINE_LENGTH, FrameDecoder, encode_frame
-from firmware_tools.protocol import parse_packet, raise_for_error
+from firmware_tools.protocol import OP_READ_RSP, OP_WRITE_RSP, parse_packet, raise_for_error
 
 __all__ = [
     "DEFAULT_BAUDRATE",
@@ -283,7 +283,7 @@ class SmpLink:
                     if got is None:
                         break
                     head, body = parse_packet(got)
-                    if head["seq"] != seq or head["op"] not in (1, 3):
+                    if head["seq"] != seq or head["op"] not in (OP_READ_RSP, OP_WRITE_RSP):
                         continue  # a late reply to an earlier attempt, or our own echo
                     self.drained()
                     if check:

@@ -9,14 +9,16 @@ prose version of this module.
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import Any
 
 import cbor2
+from smp import error as smperr
+from smp import file_management as smpfs
 from smp import header as smphdr
 from smp import message as smpmsg
 
 from firmware_tools.errors import (
-    EDGERT_ERRORS,
     DeviceRejectedError,
     HashMismatchError,
     ModelTooLargeError,
@@ -25,10 +27,32 @@ from firmware_tools.errors import (
 )
 
 __all__ = [
+    "OP_READ",
+    "OP_READ_RSP",
+    "OP_WRITE",
+    "OP_WRITE_RSP",
     "GROUP_OS",
     "GROUP_IMAGE",
     "GROUP_FILE",
     "GROUP_EDGERT",
+    "OS_ECHO",
+    "OS_RESET",
+    "OS_MCUMGR_PARAMS",
+    "FILE_UPLOAD",
+    "FILE_STATUS",
+    "FILE_HASH",
+    "IMAGE_STATE",
+    "IMAGE_UPLOAD",
+    "IMAGE_ERASE",
+    "CMD_INFO",
+    "CMD_ACTIVATE",
+    "CMD_ROLLBACK",
+    "CMD_INVOKE",
+    "CMD_TENSOR_WRITE",
+    "CMD_TENSOR_READ",
+    "MGMT_ERR",
+    "FS_ERR",
+    "EdgertErr",
     "STAGED_NAME",
     "IMAGE_STAGED_NAME",
     "ERR_OK",
@@ -45,11 +69,16 @@ __all__ = [
     "ActivateRequest",
     "RollbackRequest",
     "InvokeRequest",
+    "TensorWriteRequest",
+    "TensorReadRequest",
     "parse_packet",
     "response_error",
     "raise_for_error",
     "make_packet",
 ]
+
+#: SMP header op codes (byte 0, bits 0-2): a reply's op is its request's + 1.
+OP_READ, OP_READ_RSP, OP_WRITE, OP_WRITE_RSP = (int(op) for op in smphdr.OP)
 
 GROUP_OS = int(smphdr.GroupId.OS_MANAGEMENT)
 GROUP_IMAGE = int(smphdr.GroupId.IMAGE_MANAGEMENT)
@@ -57,12 +86,44 @@ GROUP_FILE = int(smphdr.GroupId.FILE_MANAGEMENT)
 #: MGMT_GROUP_ID_PERUSER: the first group id Zephyr leaves to applications.
 GROUP_EDGERT = 64
 
-CMD_INFO, CMD_ACTIVATE, CMD_ROLLBACK, CMD_INVOKE = 0, 1, 2, 3
+# The standard groups' command ids, as the maintained ``smp`` package numbers them.
+OS_ECHO = int(smphdr.CommandId.OSManagement.ECHO)
+OS_RESET = int(smphdr.CommandId.OSManagement.RESET)
+OS_MCUMGR_PARAMS = int(smphdr.CommandId.OSManagement.MCUMGR_PARAMETERS)
+FILE_UPLOAD = int(smphdr.CommandId.FileManagement.FILE_DOWNLOAD_UPLOAD)
+FILE_STATUS = int(smphdr.CommandId.FileManagement.FILE_STATUS)
+FILE_HASH = int(smphdr.CommandId.FileManagement.FILE_HASH_CHECKSUM)
+IMAGE_STATE = int(smphdr.CommandId.ImageManagement.STATE)
+IMAGE_UPLOAD = int(smphdr.CommandId.ImageManagement.UPLOAD)
+IMAGE_ERASE = int(smphdr.CommandId.ImageManagement.ERASE)
+
+#: The edgert group's commands (PROTOCOL.md section 4).
+CMD_INFO, CMD_ACTIVATE, CMD_ROLLBACK, CMD_INVOKE, CMD_TENSOR_WRITE, CMD_TENSOR_READ = range(6)
+
+#: SMP-level error codes (``{"rc": N}``) and the File group's (``{"err": {"group": 8, "rc": N}}``).
+MGMT_ERR = smperr.MGMT_ERR
+FS_ERR = smpfs.FS_MGMT_ERR
 
 #: The file name a model is uploaded to before ACTIVATE.
 STAGED_NAME = "/edgert/staged.tflite"
 #: ACTIVATE ``name`` for a signed MCUboot image uploaded to image slot 1 with the Image group.
 IMAGE_STAGED_NAME = "img:1"
+
+
+class EdgertErr(IntEnum):
+    """The edgert group's error codes (``{"err": {"group": 64, "rc": N}}``): the one table, PROTOCOL.md section 4."""
+
+    OK = 0
+    UNKNOWN = 1
+    NO_MODEL = 2
+    HASH_MISMATCH = 3
+    TOO_LARGE = 4
+    BAD_INPUT = 5
+    INVOKE_FAILED = 6
+    NO_PREVIOUS = 7
+    NOT_SUPPORTED = 8
+    SIGNATURE_INVALID = 9
+
 
 (
     ERR_OK,
@@ -75,7 +136,7 @@ IMAGE_STAGED_NAME = "img:1"
     ERR_NO_PREVIOUS,
     ERR_NOT_SUPPORTED,
     ERR_SIGNATURE_INVALID,
-) = range(10)
+) = EdgertErr
 
 
 class InfoRequest(smpmsg.ReadRequest):
@@ -103,12 +164,33 @@ class RollbackRequest(smpmsg.WriteRequest):
 
 
 class InvokeRequest(smpmsg.WriteRequest):
-    """edgert INVOKE: run the active model once on raw input tensors."""
+    """edgert INVOKE: run the active model once, on inline inputs or (``inputs`` None) on the staged ones."""
 
     _GROUP_ID = GROUP_EDGERT
     _COMMAND_ID = CMD_INVOKE
 
-    inputs: list[bytes]
+    inputs: list[bytes] | None = None
+
+
+class TensorWriteRequest(smpmsg.WriteRequest):
+    """edgert TENSOR_WRITE: put ``data`` into input ``index`` at ``off`` (= the bytes the device holds; 0 restarts)."""
+
+    _GROUP_ID = GROUP_EDGERT
+    _COMMAND_ID = CMD_TENSOR_WRITE
+
+    index: int
+    off: int
+    data: bytes
+
+
+class TensorReadRequest(smpmsg.ReadRequest):
+    """edgert TENSOR_READ: bytes of output ``index`` from ``off``, as many as fit one reply."""
+
+    _GROUP_ID = GROUP_EDGERT
+    _COMMAND_ID = CMD_TENSOR_READ
+
+    index: int
+    off: int
 
 
 def make_packet(op: int, group: int, command: int, seq: int, body: dict[str, Any], version: int = 1) -> bytes:
@@ -199,6 +281,6 @@ def raise_for_error(body: dict[str, Any], what: str) -> None:
     group, rc = found
     if group == GROUP_EDGERT:
         cls = _EDGERT_ERROR_CLASS.get(rc, DeviceRejectedError)
-        name = EDGERT_ERRORS.get(rc, f"rc {rc}")
+        name = EdgertErr(rc).name if rc in EdgertErr._value2member_map_ else f"rc {rc}"
         raise cls(f"device refused {what}: {name}", _EDGERT_HINTS.get(rc), group=group, rc=rc)
     raise DeviceRejectedError(f"device refused {what}: SMP group {group} error {rc}", group=group, rc=rc)

@@ -36,6 +36,12 @@ from firmware_tools.cli import add_simulator_arguments
 from firmware_tools.errors import SignatureError
 from firmware_tools.framing import FrameDecoder, encode_frame
 from firmware_tools.protocol import (
+    CMD_ACTIVATE,
+    CMD_INFO,
+    CMD_INVOKE,
+    CMD_ROLLBACK,
+    CMD_TENSOR_READ,
+    CMD_TENSOR_WRITE,
     ERR_BAD_INPUT,
     ERR_HASH_MISMATCH,
     ERR_INVOKE_FAILED,
@@ -44,11 +50,26 @@ from firmware_tools.protocol import (
     ERR_NOT_SUPPORTED,
     ERR_SIGNATURE_INVALID,
     ERR_TOO_LARGE,
+    FILE_HASH,
+    FILE_STATUS,
+    FILE_UPLOAD,
+    FS_ERR,
     GROUP_EDGERT,
     GROUP_FILE,
     GROUP_IMAGE,
     GROUP_OS,
+    IMAGE_ERASE,
     IMAGE_STAGED_NAME,
+    IMAGE_STATE,
+    IMAGE_UPLOAD,
+    MGMT_ERR,
+    OP_READ,
+    OP_READ_RSP,
+    OP_WRITE,
+    OP_WRITE_RSP,
+    OS_ECHO,
+    OS_MCUMGR_PARAMS,
+    OS_RESET,
     STAGED_NAME,
     make_packet,
     parse_packet,
@@ -67,7 +88,10 @@ IMAGE_OVERHEAD = 4096
 #: Most bytes a direction may move at once after being idle (a UART FIFO plus scheduler slack), in seconds of line time.
 _BURST_SECONDS = 0.01
 _BOOT_BANNER = b"*** Booting Zephyr OS build v3.7.0 ***\r\n[00:00:00.000,000] <inf> edgert_sim: SMP server ready\r\n"
-_MGMT_ENOMEM, _MGMT_EINVAL, _MGMT_ENOENT, _MGMT_ENOTSUP = 2, 3, 5, 8
+#: The interpreter INVOKE runs: the tflite-micro wheel, TFLM with its reference kernels (INFO "kernels").
+KERNELS = "reference"
+#: SMP serial frame bytes around a packet in the device buffer: 2-byte length + 2-byte CRC16.
+_FRAME_OVERHEAD = 4
 
 
 @dataclass
@@ -132,6 +156,66 @@ class _Upload:
     total: int = 0
 
 
+@dataclass
+class _Loaded:
+    """The active model as the simulated runner holds it, with its staged inputs and last outputs.
+
+    RAM state: ACTIVATE, ROLLBACK and a reboot drop it, so a stale tensor is never reused.
+    """
+
+    sha: bytes
+    data: bytes
+    model: Any
+    inputs: list[bytearray]
+    held: list[int]
+    outputs: list[bytes] | None = None
+    _arena: int | None = None
+    _measuring: bool = False
+
+    @classmethod
+    def load(cls, sha: bytes, data: bytes) -> "_Loaded":
+        from edgert.model import read_model
+
+        model = read_model(data)
+        return cls(sha, data, model, [bytearray(t.nbytes) for t in model.inputs], [0] * len(model.inputs))
+
+    def reset(self) -> None:
+        """After any INVOKE the staged-byte counters start over and old outputs are gone."""
+        self.held = [0] * len(self.inputs)
+        self.outputs = None
+
+    def measure_arena(self) -> None:
+        """Measure in the background the arena TFLite Micro really allocates (0 when TFLM cannot load the model).
+
+        Started at the model's first INVOKE: a child process per INFO would stall the line, and a model
+        that is never run costs nothing. Until it is known, INFO leaves ``arena_used`` out.
+        """
+        if self._arena is not None or self._measuring:
+            return
+        self._measuring = True
+
+        def measure() -> None:
+            from edgert.runtime.micro import micro_arena_bytes
+
+            try:
+                self._arena = micro_arena_bytes(self.data)
+            except EdgertError as e:
+                log.info("sim: no arena figure for the active model: %s", e)
+                self._arena = 0
+
+        threading.Thread(target=measure, name="edgert-sim-arena", daemon=True).start()
+
+    @property
+    def arena_used(self) -> int | None:
+        """The measured arena in bytes, None while unknown."""
+        return self._arena
+
+
+def _uint(value: Any) -> bool:
+    """A CBOR unsigned integer (cbor2 decodes true/false as bool, an int subclass)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
 def _upload_request(body: dict, limit: int) -> tuple[int, bytes, int | None] | dict:
     """``(off, data, total)`` of an upload request, or the error reply.
 
@@ -139,14 +223,14 @@ def _upload_request(body: dict, limit: int) -> tuple[int, bytes, int | None] | d
     """
     off, data = body.get("off"), body.get("data")
     if not isinstance(off, int) or not isinstance(data, bytes):
-        return {"rc": _MGMT_EINVAL}
+        return {"rc": MGMT_ERR.EINVAL}
     if off != 0:
         return off, data, None
     total = body.get("len")
     if not isinstance(total, int):
-        return {"rc": _MGMT_EINVAL}
+        return {"rc": MGMT_ERR.EINVAL}
     if total > limit:
-        return {"rc": _MGMT_ENOMEM}
+        return {"rc": MGMT_ERR.ENOMEM}
     return off, data, total
 
 
@@ -165,12 +249,14 @@ class Simulator:
         ram: Override the RAM available to the tensor arena (bytes).
         buf_size: SMP buffer size reported by MCUmgr params.
         buf_count: SMP buffers reported by MCUmgr params.
+        tensor_io: Serve TENSOR_WRITE/TENSOR_READ and staged INVOKE (INFO ``tensor_io``); False emulates
+            firmware from before them, whose INVOKE carries everything inline.
     """
 
     def __init__(self, target: str | Path = "cortex-m4-256k", *, flash_path: str | Path | None = None,
                  baudrate: int | None = 115200, faults: Faults | None = None, require_signature: bool = False,
                  trust_keys: tuple[str | Path, ...] | list = (), slot_size: int | None = None, ram: int | None = None,
-                 buf_size: int = DEFAULT_BUF_SIZE, buf_count: int = DEFAULT_BUF_COUNT) -> None:
+                 buf_size: int = DEFAULT_BUF_SIZE, buf_count: int = DEFAULT_BUF_COUNT, tensor_io: bool = True) -> None:
         from edgert.targets import load_target
 
         self.target = load_target(target)
@@ -178,6 +264,7 @@ class Simulator:
         self.faults = faults or Faults()
         self.require_signature = require_signature
         self.buf_size, self.buf_count = buf_size, buf_count
+        self.tensor_io = tensor_io
         if require_signature and not trust_keys:
             from edgert.errors import InputDataError
 
@@ -220,7 +307,7 @@ class Simulator:
         self._reboot_pending = False
         self._img_upload: _Upload | None = None
         self._decoder = FrameDecoder()
-        self._model_cache: tuple[bytes, bytes, Any] | None = None
+        self._model_cache: _Loaded | None = None
         rec = self._store.record
         # A record naming a slot whose bytes do not hash to it cannot happen with the write order used;
         # checking anyway means a simulated flash that was tampered with never runs a wrong model.
@@ -306,7 +393,7 @@ class Simulator:
         """The INFO reply's content (also used by the CLI's ``--json``)."""
         rec = self.store.record
         active = rec.active if self._active_ok else None
-        return {
+        body = {
             "active": active.summary() if active else None,
             "previous": rec.previous.summary() if rec.previous else None,
             "slot_size": self.slot_size,
@@ -315,6 +402,14 @@ class Simulator:
             "invoke": True,
             "sign": self.require_signature,
         }
+        if self.tensor_io:
+            body.update(tensor_io=True, kernels=KERNELS)
+            loaded = self._model_cache
+            if active is None:
+                body["arena_used"] = 0
+            elif loaded is not None and loaded.sha == active.sha and loaded.arena_used is not None:
+                body["arena_used"] = loaded.arena_used
+        return body
 
     # -- the line ---------------------------------------------------------------------
     def _serve(self) -> None:
@@ -419,14 +514,14 @@ class Simulator:
         except EdgertError:
             self.stats["bad_frames"] += 1
             return
-        if head["op"] not in (0, 2) or len(packet) + 4 > self.buf_size:
+        if head["op"] not in (OP_READ, OP_WRITE) or len(packet) + _FRAME_OVERHEAD > self.buf_size:
             return  # not a request / larger than the device's buffer: a real board drops it
         try:
             reply = self._handle(head, body)
         except (TypeError, ValueError, KeyError, OverflowError) as e:
             # A request with fields of the wrong type: firmware answers EINVAL, it does not crash.
             log.info("sim: malformed request (group %d id %d): %s", head["group"], head["id"], e)
-            reply = {"rc": _MGMT_EINVAL}
+            reply = {"rc": MGMT_ERR.EINVAL}
         except PowerLoss as e:
             log.info("sim: %s; rebooting", e)
             self.faults.powerloss_at = None  # one cut per plan
@@ -451,26 +546,30 @@ class Simulator:
 
     # -- handlers --------------------------------------------------------------------------
     def _handle(self, head: dict, body: dict) -> dict | None:
-        group, cmd, write = head["group"], head["id"], head["op"] == 2
-        handler = {
-            (GROUP_OS, 0, True): self._os_echo,
-            (GROUP_OS, 5, True): self._os_reset,
-            (GROUP_OS, 6, False): self._os_params,
-            (GROUP_FILE, 0, True): self._file_upload,
-            (GROUP_FILE, 1, False): self._file_status,
-            (GROUP_FILE, 2, False): self._file_hash,
-            (GROUP_IMAGE, 0, False): self._image_state,
-            (GROUP_IMAGE, 0, True): self._image_state_write,
-            (GROUP_IMAGE, 1, True): self._image_upload,
-            (GROUP_IMAGE, 5, True): self._image_erase,
-            (GROUP_EDGERT, 0, False): lambda b: self.info(),
-            (GROUP_EDGERT, 1, True): self._activate,
-            (GROUP_EDGERT, 2, True): self._rollback,
-            (GROUP_EDGERT, 3, True): self._invoke,
-        }.get((group, cmd, write))
+        group, cmd, write = head["group"], head["id"], head["op"] == OP_WRITE
+        routes = {
+            (GROUP_OS, OS_ECHO, True): self._os_echo,
+            (GROUP_OS, OS_RESET, True): self._os_reset,
+            (GROUP_OS, OS_MCUMGR_PARAMS, False): self._os_params,
+            (GROUP_FILE, FILE_UPLOAD, True): self._file_upload,
+            (GROUP_FILE, FILE_STATUS, False): self._file_status,
+            (GROUP_FILE, FILE_HASH, False): self._file_hash,
+            (GROUP_IMAGE, IMAGE_STATE, False): self._image_state,
+            (GROUP_IMAGE, IMAGE_STATE, True): self._image_state_write,
+            (GROUP_IMAGE, IMAGE_UPLOAD, True): self._image_upload,
+            (GROUP_IMAGE, IMAGE_ERASE, True): self._image_erase,
+            (GROUP_EDGERT, CMD_INFO, False): lambda b: self.info(),
+            (GROUP_EDGERT, CMD_ACTIVATE, True): self._activate,
+            (GROUP_EDGERT, CMD_ROLLBACK, True): self._rollback,
+            (GROUP_EDGERT, CMD_INVOKE, True): self._invoke,
+        }
+        if self.tensor_io:
+            routes[(GROUP_EDGERT, CMD_TENSOR_WRITE, True)] = self._tensor_write
+            routes[(GROUP_EDGERT, CMD_TENSOR_READ, False)] = self._tensor_read
+        handler = routes.get((group, cmd, write))
         if handler is None:
             # Unknown edgert command: the group's NOT_SUPPORTED; anything else: SMP's generic ENOTSUP.
-            return self._err(GROUP_EDGERT, ERR_NOT_SUPPORTED) if group == GROUP_EDGERT else {"rc": _MGMT_ENOTSUP}
+            return self._err(GROUP_EDGERT, ERR_NOT_SUPPORTED) if group == GROUP_EDGERT else {"rc": MGMT_ERR.ENOTSUP}
         return handler(body)
 
     @staticmethod
@@ -507,7 +606,7 @@ class Simulator:
     # File
     def _file_upload(self, body: dict) -> dict:
         if body.get("name") != STAGED_NAME:
-            return self._err(GROUP_FILE, 2)  # FILE_INVALID_NAME: this board stores models only
+            return self._err(GROUP_FILE, FS_ERR.FILE_INVALID_NAME)  # this board stores models only
         request = _upload_request(body, self.slot_size)
         if isinstance(request, dict):
             return request
@@ -527,14 +626,14 @@ class Simulator:
         if up is None or off != up.held:
             return {"off": up.held if up else 0}
         if up.held + len(data) > up.total:
-            return {"rc": _MGMT_EINVAL}
+            return {"rc": MGMT_ERR.EINVAL}
         self.store.write(base + off, data)
         up.held += len(data)
         return {"off": up.held}
 
     def _file_status(self, body: dict) -> dict:
         if body.get("name") != STAGED_NAME:
-            return self._err(GROUP_FILE, 3)  # FILE_NOT_FOUND
+            return self._err(GROUP_FILE, FS_ERR.FILE_NOT_FOUND)
         return {"len": self._staged.held if self._staged else 0}
 
     def _staged_bytes(self, off: int = 0, n: int | None = None) -> bytes:
@@ -544,9 +643,9 @@ class Simulator:
 
     def _file_hash(self, body: dict) -> dict:
         if body.get("name") != STAGED_NAME or self._staged is None:
-            return self._err(GROUP_FILE, 3)
+            return self._err(GROUP_FILE, FS_ERR.FILE_NOT_FOUND)
         if body.get("type", "sha256") != "sha256":
-            return self._err(GROUP_FILE, 13)  # CHECKSUM_HASH_NOT_FOUND
+            return self._err(GROUP_FILE, FS_ERR.CHECKSUM_HASH_NOT_FOUND)
         off = int(body.get("off", 0) or 0)
         data = self._staged_bytes(off, body.get("len"))
         digest = hashlib.sha256(data).digest()
@@ -617,39 +716,94 @@ class Simulator:
         self._model_cache = None
         return {"active": rec.previous.summary()}
 
-    def _invoke(self, body: dict) -> dict:
-        import numpy as np
-
-        from edgert.model import read_model
-        from edgert.runtime.micro import run_micro
-
+    def _loaded(self) -> "_Loaded | dict":
+        """The active model loaded for INVOKE, or the error reply (NO_MODEL, INVOKE_FAILED)."""
         rec = self.store.record
         if rec.active is None or not self._active_ok:
             return self._err(GROUP_EDGERT, ERR_NO_MODEL)
-        if self._model_cache is None or self._model_cache[0] != rec.active.sha:
-            data = self.store.slot_data(rec.active.slot, rec.active.size)
+        if self._model_cache is None or self._model_cache.sha != rec.active.sha:
             try:
-                model = read_model(data)
+                self._model_cache = _Loaded.load(rec.active.sha, self.store.slot_data(rec.active.slot, rec.active.size))
             except EdgertError:
                 return self._err(GROUP_EDGERT, ERR_INVOKE_FAILED)
-            self._model_cache = (rec.active.sha, data, model)
-        _, data, model = self._model_cache
+        return self._model_cache
+
+    def _fits(self, reply: dict) -> bool:
+        """Whether a reply (header + CBOR) fits the device's SMP buffer."""
+        return _FRAME_OVERHEAD + len(make_packet(OP_WRITE_RSP, GROUP_EDGERT, CMD_INVOKE, 0, reply)) <= self.buf_size
+
+    def _invoke(self, body: dict) -> dict:
+        import numpy as np
+
+        from edgert.runtime.micro import run_micro
+
+        loaded = self._loaded()
+        if isinstance(loaded, dict):
+            return loaded
         raw = body.get("inputs")
-        if not isinstance(raw, list) or len(raw) != len(model.inputs):
+        staged = raw is None and self.tensor_io
+        held, inputs = loaded.held, [bytes(b) for b in loaded.inputs]
+        loaded.reset()  # success or not, the next INVOKE starts from fresh inputs
+        if staged:
+            if held != [len(b) for b in inputs]:
+                return self._err(GROUP_EDGERT, ERR_BAD_INPUT)
+            raw = inputs
+        if not isinstance(raw, list) or len(raw) != len(loaded.model.inputs):
             return self._err(GROUP_EDGERT, ERR_BAD_INPUT)
         arrays = []
-        for spec, b in zip(model.inputs, raw):
+        for spec, b in zip(loaded.model.inputs, raw):
             if not isinstance(b, bytes) or len(b) != spec.nbytes:
                 return self._err(GROUP_EDGERT, ERR_BAD_INPUT)
             arrays.append(np.frombuffer(b, dtype=spec.dtype).reshape(spec.shape))
         t0 = time.perf_counter()
         try:
-            outputs = run_micro(data, arrays, arena_size=self.ram)
+            outputs = run_micro(loaded.data, arrays, arena_size=self.ram)
         except EdgertError as e:
             log.info("sim: INVOKE failed: %s", e)
             return self._err(GROUP_EDGERT, ERR_INVOKE_FAILED)
+        us = int((time.perf_counter() - t0) * 1e6)
         self.stats["invokes"] += 1
-        return {"outputs": [np.ascontiguousarray(o).tobytes() for o in outputs], "us": int((time.perf_counter() - t0) * 1e6)}
+        loaded.measure_arena()
+        loaded.outputs = [np.ascontiguousarray(o).tobytes() for o in outputs]
+        if not self.tensor_io:
+            return {"outputs": loaded.outputs, "us": us}
+        # The simulator counts no instructions: "insns" is left out, as PROTOCOL.md allows.
+        reply = {"us": us, "sizes": [len(o) for o in loaded.outputs], "outputs": loaded.outputs}
+        if not self._fits(reply):
+            del reply["outputs"]  # the host reads them with TENSOR_READ
+        return reply
+
+    def _tensor_write(self, body: dict) -> dict:
+        loaded = self._loaded()
+        if isinstance(loaded, dict):
+            return loaded
+        index, off, data = body.get("index"), body.get("off"), body.get("data")
+        if not (_uint(index) and _uint(off) and isinstance(data, bytes)) or index >= len(loaded.inputs):
+            return self._err(GROUP_EDGERT, ERR_BAD_INPUT)
+        if off == 0:
+            loaded.held[index] = 0  # offset 0 restarts this input
+        elif off != loaded.held[index]:
+            return {"off": loaded.held[index]}  # store nothing: the host re-syncs from here
+        tensor = loaded.inputs[index]
+        if len(data) > len(tensor) - off:
+            return self._err(GROUP_EDGERT, ERR_BAD_INPUT)
+        tensor[off:off + len(data)] = data
+        loaded.held[index] = off + len(data)
+        return {"off": loaded.held[index]}
+
+    def _tensor_read(self, body: dict) -> dict:
+        loaded = self._loaded()
+        if isinstance(loaded, dict):
+            return loaded
+        index, off = body.get("index"), body.get("off", 0)
+        if (not (_uint(index) and _uint(off)) or loaded.outputs is None or index >= len(loaded.outputs)
+                or off > len(loaded.outputs[index])):
+            return self._err(GROUP_EDGERT, ERR_BAD_INPUT)
+        tensor = loaded.outputs[index]
+        room = self.buf_size - _FRAME_OVERHEAD - len(make_packet(OP_READ_RSP, GROUP_EDGERT, CMD_TENSOR_READ, 0,
+                                                                 {"off": off, "len": len(tensor), "data": b""}))
+        room -= 4  # the data's CBOR length head grows from 1 byte to at most 5
+        return {"off": off, "len": len(tensor), "data": tensor[off:off + max(0, room)]}
 
     # Image group
     def _image_entries(self) -> list[dict]:
@@ -680,13 +834,13 @@ class Simulator:
         entries = {e["hash"]: e for e in self._image_entries()}
         if digest is None:
             if not confirm:
-                return {"rc": _MGMT_EINVAL}
+                return {"rc": MGMT_ERR.EINVAL}
             state["confirmed"] = True
             state["swapped"] = False
         else:
             e = entries.get(bytes(digest))
             if e is None:
-                return {"rc": _MGMT_ENOENT}
+                return {"rc": MGMT_ERR.ENOENT}
             if e["slot"] == 1:
                 if self.require_signature:
                     try:
@@ -694,7 +848,7 @@ class Simulator:
 
                         verify_image(self.store.read(self.store.image_offsets[1], self._image_len(1)), self.trust_keys)
                     except SignatureError:
-                        return {"rc": _MGMT_EINVAL}
+                        return {"rc": MGMT_ERR.EINVAL}
                 state["pending"], state["permanent"] = True, confirm
             elif confirm:
                 state["confirmed"], state["swapped"] = True, False

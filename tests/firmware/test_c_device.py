@@ -22,7 +22,6 @@ import subprocess
 import sys
 import time
 import zlib
-from enum import IntEnum
 from pathlib import Path
 
 import pytest
@@ -41,6 +40,9 @@ from smpclient.requests.file_management import FileHashChecksum, FileStatus  # n
 from smpclient.requests.os_management import EchoWrite, MCUMgrParametersRead  # noqa: E402
 from smpclient.transport.serial import SMPSerialTransport  # noqa: E402
 
+# The error codes are the protocol's one table; everything else here is defined independently of the host.
+from firmware_tools.protocol import EdgertErr  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[2]
 DEVICE_SRC = ROOT / "firmware_tools" / "device"
 #: A runner with known tensors that checks the core's side of edgert_runner.h (see the file).
@@ -52,8 +54,7 @@ ACTIVE = "/edgert/active.tflite"
 EDGERT = 64
 OP_READ, OP_WRITE = 0, 2
 #: rc values the device answers with (smp.error.MGMT_ERR and the edgert group's codes, PROTOCOL.md).
-EINVAL, ENOMEM, ENOTSUP = 3, 2, 8
-NO_MODEL, HASH_MISMATCH, BAD_INPUT, INVOKE_FAILED, NO_PREVIOUS, NOT_SUPPORTED = 2, 3, 5, 6, 7, 8
+EINVAL, ENOMEM, ENOTSUP = smperror.MGMT_ERR.EINVAL, smperror.MGMT_ERR.ENOMEM, smperror.MGMT_ERR.ENOTSUP
 #: edgert group command ids (PROTOCOL.md section 4).
 INVOKE, TENSOR_WRITE, TENSOR_READ = 3, 4, 5
 #: hal_posix.c exits with this status when --power-loss-at cuts the power.
@@ -66,19 +67,9 @@ SECTOR = 4096
 
 # ---- the edgert group as smpclient request types (PROTOCOL.md section 4), defined independently of the host ----
 
-class EdgertErr(IntEnum):
-    """edgert group error codes."""
-
-    OK = 0
-    UNKNOWN = 1
-    NO_MODEL = 2
-    HASH_MISMATCH = 3
-    TOO_LARGE = 4
-    BAD_INPUT = 5
-    INVOKE_FAILED = 6
-    NO_PREVIOUS = 7
-    NOT_SUPPORTED = 8
-    SIGNATURE_INVALID = 9
+NO_MODEL, HASH_MISMATCH, BAD_INPUT, INVOKE_FAILED, NO_PREVIOUS, NOT_SUPPORTED = (
+    EdgertErr.NO_MODEL, EdgertErr.HASH_MISMATCH, EdgertErr.BAD_INPUT, EdgertErr.INVOKE_FAILED, EdgertErr.NO_PREVIOUS,
+    EdgertErr.NOT_SUPPORTED)
 
 
 class _EdgertErrorV1(smperror.ErrorV1):
