@@ -220,6 +220,8 @@ class ModelFile:
     def _tensor_spec(self, t, index: int) -> TensorSpec:
         shape = tuple(int(d) for d in t.ShapeAsNumpy()) if t.ShapeLength() else ()
         sig = tuple(int(d) for d in t.ShapeSignatureAsNumpy()) if t.ShapeSignatureLength() else None
+        if sig is not None and (len(sig) != t.ShapeLength() or min(sig) < -1):
+            sig = None  # a malformed signature, which both runtimes ignore too: treat the shape as static
         dtype = TFLITE_DTYPES.get(t.Type(), f"unknown({t.Type()})")
         scale = zero_point = scales = zero_points = None
         qdim = 0
@@ -288,6 +290,9 @@ class ModelFile:
             return None
         raw = self.buffer_data(spec.buffer)
         itemsize = np.dtype(spec.dtype).itemsize
+        # A padded buffer (both runtimes accept one): the data is its start. Sparse values are
+        # never longer than the dense tensor, so this cannot cut them.
+        raw = raw[: spec.num_elements * itemsize]
         if len(raw) % itemsize:
             return None  # sparse data in a format that is not whole elements
         arr = np.frombuffer(raw, dtype=spec.dtype)

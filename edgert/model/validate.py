@@ -19,7 +19,7 @@ naming the first problem:
 2. **Semantics** (TFLite level), through the now-safe accessors: subgraph,
    tensor, operator, opcode, buffer and metadata indices in range (tensor -1
    only as an optional operator input), shapes non-negative with bounded rank
-   and element count, constant buffer size == shape x dtype (int4/uint4 packed two per
+   and element count, constant buffers at least shape x dtype (int4/uint4 packed two per
    byte, int2 four; buffers in the >2 GB extension area must lie inside the file),
    quantization parameters consistent with the shape, control-flow subgraph
    indices in range, signature defs in range, and :data:`MAX_MODEL_BYTES`.
@@ -460,19 +460,18 @@ def _check_tensor(t, index: int, s: int, n_buffers: int, buffer_bytes: list[int]
         elements *= d
     if elements > MAX_TENSOR_ELEMENTS:
         _fail(name, f"{what} has shape {shape.tolist()} = {elements:.3g} elements (limit {MAX_TENSOR_ELEMENTS})")
-    sig = _ints(t.ShapeSignatureLength, t.ShapeSignatureAsNumpy)
-    if sig.size:
-        if sig.size != shape.size:
-            _fail(name, f"{what} has shape signature {sig.tolist()} of a different rank than shape {shape.tolist()}")
-        if sig.min() < -1:
-            _fail(name, f"{what} has an invalid dimension in shape signature {sig.tolist()}")
+    # shape_signature is not checked: LiteRT and TFLite Micro both run files whose signature has
+    # another rank or values below -1 (tests/model/test_quirks.py); the reader ignores such a one.
     buf = t.Buffer()
     if buf >= n_buffers:
         _fail(name, f"{what} refers to buffer {buf} but the model has {n_buffers} buffers")
     have = buffer_bytes[buf] if buf > 0 else 0
     if have and dtype not in ("string", "resource", "variant") and t.Sparsity() is None:
         want = dtype_nbytes(dtype, elements)
-        if have != want:
+        # A longer buffer is padding both runtimes accept (LiteRT checks required <= bytes). A
+        # shorter one is refused even though TFLite Micro, which checks nothing, would run it:
+        # its kernels would read the weights from past the buffer's end.
+        if have < want:
             _fail(name, f"{what} has shape {shape.tolist()} {dtype} = {want} bytes but buffer {buf} holds {have} bytes")
     q = t.Quantization()
     if q is not None and q.ScaleLength() > 1:
@@ -574,6 +573,7 @@ def find_runtime_quirks(data: bytes) -> list[RuntimeQuirk]:
         quirks.append(RuntimeQuirk("litert", f"schema version {version}: LiteRT loads only version "
                                              f"{_LITERT_SCHEMA_VERSION} files (TFLite Micro runs it)"))
     stale_axis: list[str] = []
+    zero_points: list[str] = []
     empty_data: list[str] = []
     empty_buffers = {i for i in range(m.BuffersLength())
                      if not m.Buffers(i).DataIsNone() and m.Buffers(i).DataLength() == 0
@@ -588,6 +588,11 @@ def find_runtime_quirks(data: bytes) -> list[RuntimeQuirk]:
                 # LiteRT's ParseQuantization: "quantized_dimension must be in range [0, rank)";
                 # TFLite Micro takes the channel axis from the kernel, not from the tensor.
                 stale_axis.append(f"tensor {i} of subgraph {s} (rank {rank}, axis {q.QuantizedDimension()})")
+            if q is not None and q.ScaleLength() and q.ZeroPointLength() != q.ScaleLength():
+                # LiteRT: "QuantizationParam has 1 zero_point values and 64 scale values. Must have
+                # same number." TFLite Micro reads the zero points its kernels need.
+                zero_points.append(f"tensor {i} of subgraph {s} ({q.ScaleLength()} scales, "
+                                   f"{q.ZeroPointLength()} zero points)")
             if t.Buffer() in empty_buffers and _ints(t.ShapeLength, t.ShapeAsNumpy).prod() != 0:
                 # LiteRT reads a present data vector as constant data, even when it is empty,
                 # then finds 0 bytes for a tensor that needs more; TFLite Micro treats it as absent.
@@ -596,6 +601,9 @@ def find_runtime_quirks(data: bytes) -> list[RuntimeQuirk]:
         quirks.append(RuntimeQuirk("litert", "quantized_dimension outside the rank of " + _first_and_more(stale_axis)
                                              + ": a stale per-channel axis that LiteRT refuses "
                                              "(TFLite Micro runs it)"))
+    if zero_points:
+        quirks.append(RuntimeQuirk("litert", "zero points do not match the scales one to one on "
+                                             + _first_and_more(zero_points) + ": LiteRT refuses such a tensor"))
     if empty_data:
         quirks.append(RuntimeQuirk("litert", "empty data vector in the buffer of " + _first_and_more(empty_data)
                                              + ": LiteRT reads it as 0 bytes of constant data and refuses the "

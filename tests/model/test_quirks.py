@@ -115,6 +115,35 @@ def missing_names_and_signatures(model, schema):
     model.description = None
 
 
+def _per_channel_filters(model):
+    return [t for t in model.subgraphs[0].tensors if t.quantization is not None and t.quantization.scale is not None
+            and len(t.quantization.scale) > 1 and len(t.shape) == 4]
+
+
+def padded_weight_buffers(model, schema):
+    for t in _per_channel_filters(model):
+        b = model.buffers[t.buffer]
+        b.data = np.concatenate([b.data, np.zeros(16, np.uint8)])
+
+
+def shape_signature_of_other_rank(model, schema):
+    sg = model.subgraphs[0]
+    t = sg.tensors[sg.inputs[0]]
+    t.shapeSignature = [-1, *t.shape]
+    _per_channel_filters(model)[0].shapeSignature = [1]
+
+
+def shape_signature_below_minus_one(model, schema):
+    sg = model.subgraphs[0]
+    t = sg.tensors[sg.inputs[0]]
+    t.shapeSignature = [-5, *t.shape[1:]]
+
+
+def one_zero_point_for_all_channels(model, schema):
+    for t in _per_channel_filters(model):
+        t.quantization.zeroPoint = [0]
+
+
 #: (case, source model, edit, runtimes that really refuse the result)
 CASES = [
     ("stale_axis_on_rank1", KWS, stale_axis_on_rank1, {"litert"}),
@@ -131,6 +160,10 @@ CASES = [
     ("schema_version_2", KWS, schema_version(2), {"litert"}),
     ("pre_2_4_operator_codes", KWS, pre_2_4_operator_codes, set()),
     ("missing_names_and_shape_signatures", HELLO, missing_names_and_signatures, set()),
+    ("padded_weight_buffers", KWS, padded_weight_buffers, set()),
+    ("shape_signature_of_other_rank", KWS, shape_signature_of_other_rank, set()),
+    ("shape_signature_below_minus_one", KWS, shape_signature_below_minus_one, set()),
+    ("one_zero_point_for_all_channels", KWS, one_zero_point_for_all_channels, {"litert"}),
 ]
 
 
@@ -168,6 +201,11 @@ def test_quirk_verdict_matches_the_runtimes(quirk_files, case, refused_by):
     data = quirk_files[case]
     model = read_model(data)  # never "corrupt"
     assert {w.runtime for w in model.warnings} == refused_by, model.warnings
+    for t in model.tensors():  # a malformed shape_signature is ignored, as both runtimes do
+        assert t.shape_signature is None or (len(t.shape_signature) == len(t.shape) and min(t.shape_signature) >= -1)
+    for t in model.tensors():
+        if t.is_constant and model.tensor_data(t) is not None:
+            assert model.tensor_data(t).shape == t.shape  # padding is not data
     # what the runtimes really do
     really = {name for name, why in (("litert", _litert_refusal(data)), ("tflm", _tflm_refusal(data))) if why}
     assert really == refused_by
