@@ -42,8 +42,8 @@ from firmware_tools.sim import Simulator  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = "cortex-m4-256k"
-#: The production policy with a shorter base wait; every wait still scales with the bytes moved.
-FAST = Timeouts(response_base=0.5, retries=4, reconnect=3.0, open=1.0)
+#: The production policy: every wait scales with the bytes moved, and a busy machine only makes it wait longer.
+POLICY = Timeouts()
 
 
 def _micro_or_skip() -> None:
@@ -142,7 +142,7 @@ def test_library_refusal_is_typed_and_small_inputs_still_go_inline(tmp_path, spe
     _micro_or_skip()
     inline_size = invoke_request_size([1960])
     with Simulator(TARGET, flash_path=tmp_path / "flash.bin", baudrate=None, tensor_io=False,
-                   buf_size=inline_size) as sim, SmpLink(sim.port, timeouts=FAST) as link:
+                   buf_size=inline_size) as sim, SmpLink(sim.port, timeouts=POLICY) as link:
         assert flash_model(link.port, speech).ok
         info = read_info(link)
         assert not info.tensor_io and info.buf_size == inline_size
@@ -166,7 +166,7 @@ def test_inline_up_to_the_buffer_and_staged_one_byte_beyond(tmp_path, speech):
     for buf_size, transfer in ((exact, INLINE), (exact - 1, STAGED)):
         flash = tmp_path / f"flash-{buf_size}.bin"
         with Simulator(TARGET, flash_path=flash, baudrate=None, buf_size=buf_size) as sim, \
-                SmpLink(sim.port, timeouts=FAST) as link:
+                SmpLink(sim.port, timeouts=POLICY) as link:
             assert flash_model(link.port, speech).ok
             result = invoke(link, [x.tobytes()])
             assert result.transfer == transfer and result.outputs == [expected], buf_size
@@ -180,7 +180,7 @@ def test_outputs_larger_than_the_reply_are_read_back(tmp_path, anomaly):
 
     xs = np.random.default_rng(4).integers(-128, 128, size=(2, 1, 640), dtype=np.int8)
     with Simulator(TARGET, flash_path=tmp_path / "flash.bin", baudrate=None, buf_size=512) as sim, \
-            SmpLink(sim.port, timeouts=FAST) as link:
+            SmpLink(sim.port, timeouts=POLICY) as link:
         assert flash_model(link.port, anomaly).ok
         for x in xs:
             result = invoke(link, [x.tobytes()])
@@ -197,7 +197,7 @@ def test_a_lost_chunk_is_resent_from_the_offset_the_device_holds(tmp_path, vww):
     model = vww.read_bytes()
     x = np.random.default_rng(5).integers(-128, 128, size=(1, 96, 96, 3), dtype=np.int8)
     with Simulator(TARGET, flash_path=tmp_path / "flash.bin", baudrate=None) as sim, \
-            SmpLink(sim.port, timeouts=FAST) as link:
+            SmpLink(sim.port, timeouts=POLICY) as link:
         assert flash_model(link.port, model).ok
         info = read_info(link)
         # Frames are counted as the device receives them: drop the 3rd and 7th TENSOR_WRITE of this invoke.
@@ -213,7 +213,7 @@ def test_tensor_commands_follow_the_protocol_rules(tmp_path, speech):
     """Bad index, offset mismatch (resume point), data past the end, read before any invoke, stale inputs."""
     _micro_or_skip()
     with Simulator(TARGET, flash_path=tmp_path / "flash.bin", baudrate=None) as sim, \
-            SmpLink(sim.port, timeouts=FAST) as link:
+            SmpLink(sim.port, timeouts=POLICY) as link:
         assert response_error(_raw(link, OP_WRITE, CMD_INVOKE, {})) == (GROUP_EDGERT, ERR_NO_MODEL)
         assert response_error(_raw(link, OP_WRITE, CMD_TENSOR_WRITE, {"index": 0, "off": 0, "data": b"x"})) == \
             (GROUP_EDGERT, ERR_NO_MODEL)
@@ -247,7 +247,7 @@ def test_tensor_commands_follow_the_protocol_rules(tmp_path, speech):
         assert flash_model(link.port, speech, force=True).ok
         assert write(0, 100, b"a" * 100) == {"off": 0}
     with Simulator(TARGET, flash_path=tmp_path / "flash.bin", baudrate=None, tensor_io=False) as old, \
-            SmpLink(old.port, timeouts=FAST) as link:
+            SmpLink(old.port, timeouts=POLICY) as link:
         # Firmware from before tensor I/O: the commands are unknown to it.
         assert response_error(_raw(link, OP_WRITE, CMD_TENSOR_WRITE, {"index": 0, "off": 0, "data": b"x"})) == \
             (GROUP_EDGERT, ERR_NOT_SUPPORTED)
@@ -294,7 +294,7 @@ def test_a_multi_output_model_validates_bit_exact(tmp_path, multi_output_model):
     assert len(mf.outputs) == 3 and max(o.nbytes for o in mf.outputs) == 16 * 16 * 8
     x = np.random.default_rng(8).integers(-128, 128, size=(2, 1, 16, 16, 3), dtype=np.int8)
     with Simulator(TARGET, flash_path=tmp_path / "flash.bin", baudrate=None) as sim:
-        out = validate_on_device(sim.port, multi_output_model, x, timeouts=FAST)
+        out = validate_on_device(sim.port, multi_output_model, x, timeouts=POLICY)
         assert sim.stats["invokes"] == 2
     # 768 input bytes fit one request; the 2 KiB feature map does not fit the reply and is read back.
     assert out["input_transfer"] == INLINE
