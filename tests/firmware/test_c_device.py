@@ -1012,3 +1012,22 @@ def test_mutated_tensor_requests_never_crash_the_core(contract_binary, tmp_path,
             raise AssertionError(f"device failed: {e}\n--- device stderr ---\n{dev.stop()[-3000:]}") from e
         stderr = dev.stop()
     assert "AddressSanitizer" not in stderr and "runtime error" not in stderr, stderr[-2000:]
+
+
+def test_validate_refuses_a_device_without_an_interpreter_before_flashing(device_binary, tmp_path, models):
+    """`edgert device validate` on the POSIX build (INFO invoke: false): exit 2, one line, nothing uploaded."""
+    import numpy as np
+
+    model = tmp_path / "hello.tflite"
+    model.write_bytes(models["hello"])
+    np.savez(tmp_path / "x.npz", x=np.zeros((1, 1, 1), dtype=np.int8))
+    with Device(device_binary, tmp_path / "flash.bin") as dev:
+        proc = subprocess.run([sys.executable, "-m", "edgert", "device", "validate", str(model), "--port", dev.port,
+                               "--data", str(tmp_path / "x.npz"), "--json"],
+                              capture_output=True, text=True, timeout=300, cwd=ROOT)
+        with RawSmp(dev.port) as smp:
+            assert smp.request(OP_READ, 8, 1, {"name": STAGED}) == {"len": 0}
+            assert smp.info()["active"] is None
+    assert proc.returncode == 2 and proc.stdout == "", proc.stdout + proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "does not support INVOKE" in lines[0], proc.stderr
