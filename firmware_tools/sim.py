@@ -7,7 +7,9 @@ directions (a token bucket per direction, full duplex), so throughput and
 timeouts behave like a real UART. Handlers implement the OS, Image and File
 groups and the edgert group (PROTOCOL.md) on a file-backed flash
 (:mod:`firmware_tools.sim_store`); INVOKE runs the real TFLite Micro
-interpreter (``edgert.runtime.micro.run_micro``) under the profile's RAM.
+interpreter (``edgert.runtime.micro.run_micro``) under the profile's RAM, on
+inline inputs or on inputs staged with TENSOR_WRITE, and outputs too large for
+one reply are read with TENSOR_READ (PROTOCOL.md section 4).
 """
 
 from __future__ import annotations
@@ -174,6 +176,7 @@ class _Loaded:
 
     @classmethod
     def load(cls, sha: bytes, data: bytes) -> "_Loaded":
+        """Read the model's tensors (raises InvalidModelError for a file that is not a model)."""
         from edgert.model import read_model
 
         model = read_model(data)
