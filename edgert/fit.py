@@ -264,9 +264,114 @@ def _edgetpu_problem(model, op, tensors) -> str | None:
             return "fused activation function"
     if op.name in ("RESIZE_BILINEAR", "RESIZE_NEAREST_NEIGHBOR"):
         return _edgetpu_resize_problem(model, op, tensors)
-    if op.name == "SOFTMAX" and op.inputs and tensors[op.inputs[0]].num_elements > EDGETPU_MAX_SOFTMAX_ELEMENTS:
+    rule = _EDGETPU_OP_RULES.get(op.name)
+    return rule(model, op, tensors) if rule else None
+
+
+# Per-op constraints of Coral's supported-operations table that the flatbuffer shows. Each
+# returns why the op stays on the CPU, or None. "Batch dimension" is axis 0 of a tensor of
+# rank 2 or more (TFLite's layout); "z" is the innermost (channel) axis.
+def _const_ints(model, tensors, index: int):
+    """The values of a constant integer operand as a flat list, None when not constant."""
+    if not 0 <= index < len(tensors) or not tensors[index].is_constant:
+        return None
+    data = model.tensor_data(tensors[index])
+    return None if data is None else [int(v) for v in data.ravel()]
+
+
+def _axes(model, op, tensors) -> tuple[list[int], int] | None:
+    """(normalized reduction axes, input rank) of MEAN/SUM/REDUCE_*; None when not constant."""
+    rank = len(tensors[op.inputs[0]].shape)
+    axes = _const_ints(model, tensors, op.inputs[1]) if len(op.inputs) > 1 else None
+    return None if axes is None else ([a % rank if rank else 0 for a in axes], rank)
+
+
+def _edgetpu_reduce_rule(model, op, tensors) -> str | None:
+    found = _axes(model, op, tensors)
+    if found is None:
+        return "reduction axes computed at run time"
+    axes, rank = found
+    if rank >= 2 and 0 in axes:
+        return "reduction over the batch dimension"
+    shape = tensors[op.inputs[0]].shape
+    if op.name == "MEAN" and rank and rank - 1 in axes and shape[-1] % 4:
+        # Coral: "If a z-reduction, the z-dimension must be multiple of 4."
+        return f"mean over a channel axis of {shape[-1]} (a multiple of 4 is needed)"
+    return None
+
+
+def _edgetpu_pad_rule(model, op, tensors) -> str | None:
+    pads = _const_ints(model, tensors, op.inputs[1]) if len(op.inputs) > 1 else None
+    if pads is None:
+        return "padding computed at run time"
+    if len(pads) >= 4 and any(pads[:2]):
+        return "padding in the batch dimension"
+    return None
+
+
+def _edgetpu_concat_rule(model, op, tensors) -> str | None:
+    consts = [i for i in op.inputs if 0 <= i < len(tensors) and tensors[i].is_constant]
+    if not consts:
+        return None
+    # Coral: a constant input is allowed only as the second of two inputs that is all zeros
+    # (a zero-padding op); the compiler takes the zeros from the quantization's zero point.
+    t = tensors[consts[0]]
+    values = _const_ints(model, tensors, consts[0]) or []
+    if len(op.inputs) != 2 or len(consts) != 1 or any(v != (t.zero_point or 0) for v in values):
+        return "constant input that is not a zero padding of a two-input concatenation"
+    return None
+
+
+def _edgetpu_fully_connected_rule(model, op, tensors) -> str | None:
+    out = tensors[op.outputs[0]]
+    if sum(d > 1 for d in out.shape) > 1:
+        return f"output {list(out.shape)} is not one-dimensional"
+    return None
+
+
+def _edgetpu_prelu_rule(model, op, tensors) -> str | None:
+    alpha = tensors[op.inputs[1]]
+    if any(d > 1 for d in alpha.shape[:-1]):
+        return f"alpha {list(alpha.shape)} is not one-dimensional (use shared_axes=[1, 2] in Keras)"
+    return None
+
+
+def _edgetpu_pack_rule(model, op, tensors) -> str | None:
+    opt = _options(model, op, "PackOptions")
+    if opt is not None and opt.Axis() == 0 and len(tensors[op.outputs[0]].shape) >= 2:
+        return "packing in the batch dimension"
+    return None
+
+
+def _edgetpu_split_rule(model, op, tensors) -> str | None:
+    axis = _const_ints(model, tensors, op.inputs[0])
+    rank = len(tensors[op.inputs[1]].shape) if len(op.inputs) > 1 else 0
+    if axis is None:
+        return "split axis computed at run time"
+    if rank >= 2 and axis and axis[0] % rank == 0:
+        return "split in the batch dimension"
+    return None
+
+
+def _edgetpu_softmax_rule(model, op, tensors) -> str | None:
+    if tensors[op.inputs[0]].num_elements > EDGETPU_MAX_SOFTMAX_ELEMENTS:
         return f"softmax over more than {EDGETPU_MAX_SOFTMAX_ELEMENTS:,} elements"
     return None
+
+
+_EDGETPU_OP_RULES = {
+    "MEAN": _edgetpu_reduce_rule,
+    "SUM": _edgetpu_reduce_rule,
+    "REDUCE_MAX": _edgetpu_reduce_rule,
+    "REDUCE_MIN": _edgetpu_reduce_rule,
+    "PAD": _edgetpu_pad_rule,
+    "CONCATENATION": _edgetpu_concat_rule,
+    "FULLY_CONNECTED": _edgetpu_fully_connected_rule,
+    "PRELU": _edgetpu_prelu_rule,
+    "PACK": _edgetpu_pack_rule,
+    "SPLIT": _edgetpu_split_rule,
+    "SOFTMAX": _edgetpu_softmax_rule,
+}
 
 
 def _unsupported(model, target: Target) -> tuple[dict[str, int], list[str]]:

@@ -249,3 +249,52 @@ def test_keras_int8_lstm_maps_like_the_real_compiler():
     r = check_fit(_int8_lstm(), "coral-usb")
     assert r.edgetpu["cpu_ops"] == {} and r.edgetpu["mapped_ops"] == 3 and r.edgetpu["subgraphs"] == 1
     assert r.unsupported_ops == {}
+
+
+def _single_op(name, in_shape, out_shape, operands=(), options=None, options_type=None) -> dict:
+    """fit's Edge TPU prediction for a graph of one op between an int8 input and output."""
+    g = _Graph()
+    x = g.tensor(in_shape)
+    y = g.tensor(out_shape)
+    extra = [g.tensor(shape, dtype, data=np.asarray(values).reshape(shape)) for shape, dtype, values in operands]
+    if options_type is not None:
+        options = options(g.s)
+        options_type = getattr(g.s.BuiltinOptions, options_type)
+    g.op(name, [x, *extra], [y], options, options_type)
+    return check_fit(g.build([x], [y]), "coral-usb").edgetpu
+
+
+def _pack_options(axis):
+    def make(s):
+        opt = s.PackOptionsT()
+        opt.axis, opt.valuesCount = axis, 1
+        return opt
+    return make
+
+
+# (case, op, input shape, output shape, constant operands (shape, dtype, values), options, maps?)
+DOCUMENTED_RULES = [
+    ("mean_hw", "MEAN", (1, 4, 4, 6), (1, 1, 1, 6), [((2,), "int32", [1, 2])], None, None, True),
+    ("mean_batch", "MEAN", (1, 4, 4, 8), (4, 4, 8), [((1,), "int32", [0])], None, None, False),
+    ("mean_z_multiple_of_4", "MEAN", (1, 4, 4, 8), (1, 4, 4, 1), [((1,), "int32", [-1])], None, None, True),
+    ("mean_z_of_6", "MEAN", (1, 4, 4, 6), (1, 4, 4, 1), [((1,), "int32", [3])], None, None, False),
+    ("pad_hw", "PAD", (1, 4, 4, 8), (1, 6, 6, 8), [((4, 2), "int32", [0, 0, 1, 1, 1, 1, 0, 0])], None, None, True),
+    ("pad_batch", "PAD", (1, 4, 8), (3, 4, 8), [((3, 2), "int32", [1, 1, 0, 0, 0, 0])], None, None, False),
+    ("fc_1d", "FULLY_CONNECTED", (1, 6), (1, 3), [((3, 6), "int8", np.ones(18))], None, None, True),
+    ("fc_sequence", "FULLY_CONNECTED", (1, 8, 6), (1, 8, 3), [((3, 6), "int8", np.ones(18))], None, None, False),
+    ("prelu_channel_alpha", "PRELU", (1, 4, 4, 8), (1, 4, 4, 8), [((1, 1, 8), "int8", np.ones(8))], None, None, True),
+    ("prelu_spatial_alpha", "PRELU", (1, 4, 4, 8), (1, 4, 4, 8), [((4, 4, 8), "int8", np.ones(128))], None, None,
+     False),
+    ("pack_inner", "PACK", (1, 17), (1, 17, 1), [], _pack_options(2), "PackOptions", True),
+    ("pack_batch", "PACK", (1, 17), (1, 1, 17), [], _pack_options(0), "PackOptions", False),
+]
+
+
+@pytest.mark.parametrize("case, name, in_shape, out_shape, operands, options, options_type, maps", DOCUMENTED_RULES,
+                         ids=[r[0] for r in DOCUMENTED_RULES])
+def test_documented_per_op_constraints(case, name, in_shape, out_shape, operands, options, options_type, maps):
+    tpu = _single_op(name, in_shape, out_shape, operands, options, options_type)
+    assert (tpu["cpu_ops"] == {}) is maps, tpu
+    assert tpu["subgraphs"] == (1 if maps else 0)
+    if not maps:  # refused by the op's own rule, not by the generic rank/dtype rules
+        assert "innermost" not in tpu["first_unsupported"]["reason"] and "tensors" not in tpu["first_unsupported"]["reason"]
