@@ -575,7 +575,9 @@ def find_runtime_quirks(data: bytes) -> list[RuntimeQuirk]:
     stale_axis: list[str] = []
     zero_points: list[str] = []
     empty_data: list[str] = []
-    empty_buffers = {i for i in range(m.BuffersLength())
+    # Buffer 0 is the "no data" sentinel, whatever it holds: the Edge TPU compiler writes it with
+    # an empty data vector, and LiteRT never reads it (tests/model/test_quirks.py).
+    empty_buffers = {i for i in range(1, m.BuffersLength())
                      if not m.Buffers(i).DataIsNone() and m.Buffers(i).DataLength() == 0
                      and m.Buffers(i).Offset() < _EXTERNAL_OFFSET_MIN}
     for s in range(m.SubgraphsLength()):
