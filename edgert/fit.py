@@ -421,6 +421,9 @@ _FIXES = (
     ("Flex", "rebuild the model without TensorFlow (Flex) ops"),
     ("dynamic", "convert with a fixed batch size of 1 and a fixed input size"),
     ("after the first unsupported", "move or replace the first unsupported op so the Edge TPU can map the rest"),
+    ("float input", "convert with int8/uint8 input so no float->int8 QUANTIZE is needed inside the graph"),
+    ("step (the compiler", "upsample in steps of x{resize} or less, or resize the output on the host"),
+    ("batch dimension", "keep the batch dimension out of the op (reshape so it works on height, width or channels)"),
     ("", "use ops from the target's supported list ({op_set})"),
 )
 
@@ -430,7 +433,7 @@ def _fix_for(reasons: str, target: Target) -> str:
     fixes = []
     for needle, text in _FIXES:
         if needle in reasons and (needle or not fixes):  # the catch-all only when nothing else matched
-            fix = text.format(target=target.name, op_set=target.op_set)
+            fix = text.format(target=target.name, op_set=target.op_set, resize=EDGETPU_MAX_RESIZE_FACTOR)
             if fix not in fixes:
                 fixes.append(fix)
     return "; ".join(fixes[:2])
