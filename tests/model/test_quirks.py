@@ -231,6 +231,8 @@ def test_stale_axis_is_named_with_the_runtime_and_why(quirk_files, tmp_path, cap
     assert [w["runtime"] for w in info["warnings"]] == ["litert"]
     assert "quantized_dimension" in info["warnings"][0]["message"] and "LiteRT" in info["warnings"][0]["message"]
     assert {"size_bytes", "sha256", "inputs", "outputs", "ops", "parameters", "macs", "metadata"} <= set(info)
+    assert main(["inspect", str(path)]) == 0
+    assert "warning: quantized_dimension outside the rank" in capsys.readouterr().out
 
     assert main(["fit", str(path), "--target", MCU_TARGET, "--no-micro", "--json"]) == 0
     mcu = json.loads(capsys.readouterr().out)
