@@ -10,6 +10,7 @@ from __future__ import annotations
 __all__ = [
     "EdgertError",
     "InvalidModelError",
+    "InterpreterRejectedError",
     "BackendError",
     "DelegateError",
     "TargetError",
@@ -42,6 +43,14 @@ class EdgertError(Exception):
 
 class InvalidModelError(EdgertError):
     """The file is not a usable .tflite model (corrupt, crafted, truncated, crashes the interpreter)."""
+
+
+class InterpreterRejectedError(InvalidModelError):
+    """The interpreter refused to build from the file; ``reason`` is its own first line."""
+
+    def __init__(self, reason: str, hint: str | None = None) -> None:
+        self.reason = reason
+        super().__init__(f"the interpreter rejected the model: {reason}", hint)
 
 
 class BackendError(EdgertError):

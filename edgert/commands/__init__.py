@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 __all__ = [
     "add_kernels_option",
+    "add_no_cache_option",
     "float_list",
     "positive_int",
     "non_negative_int",
@@ -75,6 +76,16 @@ def float_list(text: str) -> list[float]:
         return [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
+
+
+def add_no_cache_option(parser: argparse.ArgumentParser) -> None:
+    """``--no-cache``: check a foreign model in a child process again and remember nothing."""
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="check the model in a child process even if it was checked before, and remember nothing "
+        "(forget everything: edgert cache clear)",
+    )
 
 
 def add_kernels_option(parser: argparse.ArgumentParser) -> None:

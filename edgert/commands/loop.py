@@ -7,7 +7,7 @@ import sys
 from contextlib import contextmanager
 
 from edgert.commands.output import emit
-from edgert.commands import add_kernels_option, finite_float, non_negative_int, positive_float, positive_int
+from edgert.commands import add_kernels_option, add_no_cache_option, finite_float, non_negative_int, positive_float, positive_int
 
 __all__ = ["register"]
 
@@ -56,6 +56,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--backend", default=None, help="interpreter backend: ai_edge_litert or tflite_runtime")
     p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads")
     add_kernels_option(p)
+    add_no_cache_option(p)
     p.add_argument("--queue", type=positive_int, default=None, metavar="N", help="frames buffered between capture and inference")
     p.add_argument("--opencv-shrink", action="store_true",
                    help="shrink camera/video frames with OpenCV INTER_AREA (faster; not bit-equal to edgert predict)")
@@ -86,7 +87,8 @@ def _run(args) -> int:
     from edgert.runtime import load_model
 
     labels = read_labels(args.labels) if args.labels else None
-    model = load_model(args.model, backend=args.backend, threads=args.threads, kernels=args.kernels)
+    model = load_model(args.model, backend=args.backend, threads=args.threads, kernels=args.kernels,
+                       use_cache=not args.no_cache)
     sinks = []
     try:
         for url in args.sink or ["console"]:

@@ -1,9 +1,9 @@
-"""``edgert inspect`` / ``predict`` / ``bench``."""
+"""``edgert inspect`` / ``predict`` / ``bench`` / ``cache``."""
 
 from __future__ import annotations
 
 from edgert.commands.output import emit
-from edgert.commands import add_kernels_option, non_negative_int, positive_int
+from edgert.commands import add_kernels_option, add_no_cache_option, non_negative_int, positive_int
 
 __all__ = ["register"]
 
@@ -30,6 +30,11 @@ def register(sub, add_common) -> None:
     add_common(p)
     p.set_defaults(handler=_bench)
 
+    p = sub.add_parser("cache", help="show or clear the remembered verdicts of model checks")
+    p.add_argument("action", choices=("info", "clear"), help="info: where and how many; clear: forget them all")
+    add_common(p)
+    p.set_defaults(handler=_cache)
+
 
 def _add_runtime_options(p, repeat_backend: bool = False) -> None:
     if repeat_backend:
@@ -42,6 +47,7 @@ def _add_runtime_options(p, repeat_backend: bool = False) -> None:
     else:
         p.add_argument("--backend", metavar="NAME", help="ai_edge_litert or tflite_runtime (default: $EDGERT_BACKEND or auto)")
     add_kernels_option(p)
+    add_no_cache_option(p)
     p.add_argument("--threads", type=positive_int, help="interpreter threads (default: the backend's)")
     p.add_argument("--delegate", metavar="NAME|LIB", help="'edgetpu' (libedgetpu.so.1) or a delegate library path")
     p.add_argument(
@@ -84,6 +90,7 @@ def _predict(args) -> int:
         delegate=args.delegate,
         require_delegate=args.require_delegate,
         kernels=args.kernels,
+        use_cache=not args.no_cache,
     )
     emit(args, predict_files(model, args.inputs), _predict_text)
     return 0
@@ -122,6 +129,7 @@ def _bench(args) -> int:
             delegate=args.delegate,
             require_delegate=args.require_delegate,
             kernels=args.kernels,
+            use_cache=not args.no_cache,
         )
         for name in backends
     ]
@@ -143,3 +151,23 @@ def _bench_text(result: dict) -> str:
             f"  {name:<24} {lat['min']:>7.3f}ms {lat['p50']:>7.3f}ms {lat['p90']:>7.3f}ms {lat['p99']:>7.3f}ms {r['fps']:>9.1f}"
         )
     return "\n".join(lines)
+
+
+# ---- cache -----------------------------------------------------------------------------
+
+
+def _cache(args) -> int:
+    from edgert.runtime.safe import cache_dir, clear_cache
+
+    directory = cache_dir()
+    before = len(list(directory.glob("*.json"))) if directory.is_dir() else 0
+    removed = clear_cache() if args.action == "clear" else 0
+    result = {"cache_dir": str(directory), "verdicts": before - removed, "removed": removed}
+    emit(args, result, _cache_text)
+    return 0
+
+
+def _cache_text(result: dict) -> str:
+    if result["removed"]:
+        return f"forgot {result['removed']} remembered model check(s) in {result['cache_dir']}"
+    return f"{result['verdicts']} remembered model check(s) in {result['cache_dir']}"

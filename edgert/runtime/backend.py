@@ -17,7 +17,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from edgert.errors import BackendError, InvalidModelError
+from edgert.errors import BackendError, InterpreterRejectedError
 
 __all__ = [
     "BACKENDS",
@@ -92,7 +92,7 @@ class Backend:
         Raises:
             BackendError: The backend's native module cannot work here (tflite-runtime under numpy 2),
                 or it cannot choose ``kernels``.
-            InvalidModelError: The interpreter refused the model.
+            InterpreterRejectedError: The interpreter refused the model (``reason`` holds its message).
         """
         options: dict[str, Any] = {}
         if kernels != "auto":
@@ -117,7 +117,7 @@ class Backend:
                 _NUMPY2_FIX if self.name == "tflite_runtime" else BACKENDS[self.name][2],
             ) from None
         except (ValueError, RuntimeError) as e:
-            raise InvalidModelError(f"the interpreter rejected the model: {_first_line(e)}") from None
+            raise InterpreterRejectedError(_first_line(e)) from None
 
 
 def _first_line(error: BaseException) -> str:

@@ -21,6 +21,7 @@ def bench(
     require_delegate: bool = False,
     seed: int = 0,
     kernels: str | None = None,
+    use_cache: bool = True,
 ) -> dict[str, Any]:
     """Time ``invoke()`` of one backend on random inputs (set once, outside the timing).
 
@@ -34,6 +35,7 @@ def bench(
         require_delegate: Fail when the delegate is unavailable instead of using the CPU.
         seed: Seed of the random input.
         kernels: ``"auto"``, ``"builtin"`` or ``"reference"`` (see :func:`~edgert.runtime.load_model`).
+        use_cache: Remembered verdicts of the isolated model check (see :func:`~edgert.runtime.load_model`).
 
     Returns:
         ``{"backend", "backend_version", "delegate", "kernels", "threads", "runs", "warmup",
@@ -50,7 +52,7 @@ def bench(
     if runs < 1 or warmup < 0:
         raise InputDataError(f"runs must be >= 1 and warmup >= 0 (got runs={runs}, warmup={warmup})")
     model = load_model(source, backend=backend, threads=threads, delegate=delegate, require_delegate=require_delegate,
-                       kernels=kernels)
+                       kernels=kernels, use_cache=use_cache)
     rng = np.random.default_rng(seed)
     for i, spec in enumerate(model.inputs):
         model.set_input(i, random_input(spec, rng))

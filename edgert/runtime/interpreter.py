@@ -23,7 +23,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgert.errors import DelegateError, InputDataError, InvalidModelError
+from edgert.errors import DelegateError, InputDataError, InterpreterRejectedError, InvalidModelError
 from edgert.model.reader import ModelFile, ModelSource, TensorSpec, read_model
 from edgert.native_output import native_chatter_to_debug
 from edgert.runtime.backend import KERNELS, Backend, select_backend
@@ -190,11 +190,14 @@ class Model:
             InvalidModelError: The interpreter failed while running the model.
             RuntimeError: A tensor view is still referenced (a programming error).
         """
+        safe_to_run = getattr(self._interp, "_safe_to_run", None)  # both backends' wrappers have it
+        if safe_to_run is not None and not safe_to_run():
+            # A tensor view is still held: the caller's bug, not the model's. Asked before invoking, so the
+            # interpreter's own failures below are never mistaken for it.
+            raise RuntimeError("a numpy view of an interpreter tensor is still referenced; drop it before invoke()")
         try:
             self._interp.invoke()
         except (ValueError, RuntimeError) as e:
-            if "reference to internal data" in str(e):
-                raise  # a tensor view is still held: the caller's bug, keep the backend's explanation
             raise InvalidModelError(f"the interpreter failed to run the model: {_first_line(e)}") from None
 
     # ---- outputs ------------------------------------------------------------------------
@@ -303,6 +306,7 @@ def load_model(
     delegate: str | None = None,
     require_delegate: bool = False,
     kernels: str | None = None,
+    use_cache: bool = True,
 ) -> Model:
     """Load a model for inference.
 
@@ -323,6 +327,8 @@ def load_model(
             ``"builtin"`` (without XNNPACK: the same results on every backend) or
             ``"reference"`` (TFLite's reference kernels: slow, for checking a
             suspect kernel or timing a device-class CPU).
+        use_cache: Consult and update the remembered verdicts of the isolated check
+            (False: check again in a child process and remember nothing; ``--no-cache``).
 
     Raises:
         InvalidModelError: The file is not a valid model or crashes the interpreter.
@@ -340,7 +346,7 @@ def load_model(
     if not trusted:
         from edgert.runtime.safe import check_model
 
-        check_model(file, be)
+        check_model(file, be, use_cache=use_cache)
     delegates = []
     if delegate:
         loaded = _load_delegate(be, delegate, require_delegate)
@@ -351,8 +357,8 @@ def load_model(
         with native_chatter_to_debug():  # "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." and the like
             interp = be.make_interpreter(file.data, num_threads=threads, delegates=delegates, kernels=kernels)
             interp.allocate_tensors()
-    except InvalidModelError as e:
-        raise _rejected(file, name, e.message.removeprefix("the interpreter rejected the model: "), delegates) from None
+    except InterpreterRejectedError as e:
+        raise _rejected(file, name, e.reason, delegates) from None
     except (ValueError, RuntimeError) as e:
         raise _rejected(file, name, _first_line(e), delegates) from None
     return Model(file, be, interp, threads=threads, delegate=delegate if delegates else None, kernels=kernels)

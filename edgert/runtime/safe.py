@@ -7,10 +7,19 @@ in a child process (:func:`edgert.isolate.run_isolated`) with a memory and a
 time limit. A crash, hang or interpreter error there becomes
 :class:`~edgert.errors.InvalidModelError` naming the reason; the caller lives.
 
-Verdicts are cached on disk, keyed by (sha256, backend, backend version), so a
-file that was checked once costs one small file read the next time. Files our
-own converter wrote are marked trusted for every backend with
-:func:`remember_trusted`.
+Verdicts are cached on disk, keyed by (sha256, backend, backend version, CPU
+architecture), so a file that was checked once costs one small file read the
+next time. Files our own converter wrote are marked trusted for every backend
+with :func:`remember_trusted`.
+
+Only what the model decides is remembered. A crash can also be the platform's
+(a wheel for another CPU, qemu-user showing the guest the host's
+``/proc/cpuinfo``): when a probe crashes, a built-in one-op model
+(:func:`edgert.model.control.control_model`) is probed the same way, and if it
+crashes too the runtime is reported broken (:class:`~edgert.errors.BackendError`)
+and nothing is cached. Timeouts and SIGKILL (a busy machine, the OOM killer) are
+never cached either. :func:`clear_cache` (``edgert cache clear``) forgets every
+verdict; ``use_cache=False`` (``--no-cache``) neither reads nor writes them.
 
 Cache location: ``$EDGERT_CACHE_DIR/verdicts/``, else
 ``$XDG_CACHE_HOME/edgert/verdicts/``, else ``~/.cache/edgert/verdicts/``.
@@ -21,12 +30,13 @@ from __future__ import annotations
 import json
 import logging
 import os
+import platform
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgert.errors import BackendError, InvalidModelError
+from edgert.errors import BackendError, InterpreterRejectedError, InvalidModelError
 from edgert.files import atomic_write
 from edgert.isolate import IsolationError, run_isolated
 from edgert.model.reader import ModelFile, ModelSource, read_model
@@ -39,6 +49,7 @@ __all__ = [
     "cache_dir",
     "check_limits",
     "check_model",
+    "clear_cache",
     "forget",
     "isolation_reason",
     "lookup_verdict",
@@ -94,8 +105,10 @@ def check_limits(size_bytes: int) -> tuple[int, float]:
 
 
 def _key(sha256: str, backend: Backend) -> str:
-    safe_version = "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in backend.version)
-    return f"{sha256}.{backend.name}-{safe_version}"
+    # The architecture is part of the key: a verdict from an x86 host says nothing about the Pi.
+    where = f"{backend.version}-{platform.machine() or 'unknown'}"
+    safe = "".join(ch if ch.isalnum() or ch in ".-_" else "_" for ch in where)
+    return f"{sha256}.{backend.name}-{safe}"
 
 
 def _trusted_path(sha256: str) -> Path:
@@ -140,6 +153,18 @@ def forget(sha256: str) -> None:
             path.unlink()
         except FileNotFoundError:
             pass
+
+
+def clear_cache() -> int:
+    """Forget every remembered verdict and trusted mark; returns how many files were removed."""
+    removed = 0
+    for path in cache_dir().glob("*.json"):
+        try:
+            path.unlink()
+            removed += 1
+        except FileNotFoundError:
+            pass
+    return removed
 
 
 def lookup_verdict(sha256: str, backend: Backend, name: str = "the model") -> Verdict | None:
@@ -195,8 +220,8 @@ def probe_model(data: bytes, backend_name: str) -> dict[str, Any]:
     try:
         backend = select_backend(backend_name)
         interpreter = backend.make_interpreter(data, num_threads=1)
-    except InvalidModelError as e:
-        raise RuntimeError(e.message.removeprefix("the interpreter rejected the model: ")) from None
+    except InterpreterRejectedError as e:
+        raise RuntimeError(e.reason) from None
     except BackendError as e:
         return {"backend_error": e.message, "hint": e.hint}
     interpreter.allocate_tensors()
@@ -260,6 +285,8 @@ def check_model(
         # A timeout can be a busy machine, a SIGKILL the system's OOM killer, rather than
         # the file: do not condemn the file forever for those.
         transient = e.kind == "timeout" or (e.kind == "signal" and e.detail == "SIGKILL")
+        if e.kind in ("signal", "exit") and not transient:
+            _require_working_runtime(be, e)  # raises BackendError when every model crashes here
         if use_cache and not transient:
             record = {"ok": False, "kind": e.kind, "detail": e.detail, "time": time.time()}
             _write_atomic(cache_dir() / f"{key}.json", record)
@@ -270,3 +297,33 @@ def check_model(
         _write_atomic(cache_dir() / f"{key}.json", {"ok": True, "time": time.time()})
     log.debug("checked %s with %s %s in a child process", name, be.name, be.version)
     return Verdict(True, None, key, cached=False)
+
+
+#: Backends (name, version) whose interpreter ran the control model in this process.
+_RUNTIME_WORKS: set[tuple[str, str]] = set()
+
+
+def _require_working_runtime(backend: Backend, crash: IsolationError) -> None:
+    """Probe the built-in control model after a crash; raise BackendError when it crashes too.
+
+    Remembered per process only: a fixed environment must be believed at the next run.
+    """
+    from edgert.model.control import control_model
+
+    if (backend.name, backend.version) in _RUNTIME_WORKS:
+        return
+    data = control_model()
+    memory, timeout = check_limits(len(data))
+    try:
+        run_isolated(_PROBE, data, backend.name, timeout=timeout, memory_bytes=memory)
+    except IsolationError as e:
+        if e.kind == "timeout":
+            return  # a busy machine says nothing about the runtime; the user's crash stands
+        raise BackendError(
+            f"the {backend.name} {backend.version} interpreter crashes ({crash.detail}) on every model on this "
+            f"{platform.machine() or 'machine'}, even edgert's built-in one-op model ({e.detail}): the runtime "
+            "or the platform is broken, not the file",
+            "reinstall the backend for this CPU or try --backend with the other one; under qemu-user, show the "
+            "guest an Arm /proc/cpuinfo and pin QEMU_CPU (e.g. cortex-a72)",
+        ) from None
+    _RUNTIME_WORKS.add((backend.name, backend.version))

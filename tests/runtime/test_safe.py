@@ -17,20 +17,79 @@ from edgert.runtime import safe
 pytestmark = pytest.mark.runtime
 
 
-def test_crashing_model_is_refused_and_this_process_lives(crasher, fresh_cache, spawn_counter):
+def test_crashing_model_is_refused_and_this_process_lives(crasher, fresh_cache, spawn_counter, monkeypatch):
+    monkeypatch.setattr(safe, "_RUNTIME_WORKS", set())  # this process has not yet seen the runtime work
     pid = os.getpid()
     with pytest.raises(InvalidModelError) as info:
         load_model(crasher)
     message = str(info.value)
     assert "the interpreter crashed (SIG" in message  # SIGABRT (ai-edge-litert) or SIGSEGV (tflite-runtime)
     assert "\n" not in message
-    assert os.getpid() == pid and spawn_counter == ["edgert.runtime.safe:probe_model"]
+    # The crash is the file's: the built-in control model ran in a second child, so the verdict may be kept.
+    assert os.getpid() == pid and spawn_counter == ["edgert.runtime.safe:probe_model"] * 2
     # The bad verdict is remembered: the second attempt fails the same way without a child.
     with pytest.raises(InvalidModelError, match=r"crashed \(SIG\w+\) on the model \(remembered\)"):
         load_model(crasher)
-    assert len(spawn_counter) == 1
+    assert len(spawn_counter) == 2
     records = [json.loads(p.read_text()) for p in fresh_cache.glob("*.json")]
     assert [r["ok"] for r in records] == [False] and records[0]["kind"] == "signal"
+
+
+# A platform where the interpreter crashes on every model (as ai-edge-litert does under qemu-user 7.2, which shows
+# the guest the host's x86 /proc/cpuinfo): every child that builds an interpreter dies of a real SIGSEGV.
+_BROKEN_RUNTIME = """
+import ctypes, importlib
+for name in ("ai_edge_litert.interpreter", "tflite_runtime.interpreter"):
+    try:
+        module = importlib.import_module(name)
+    except ImportError:
+        continue
+    module.Interpreter.allocate_tensors = lambda self: ctypes.string_at(0)
+"""
+
+
+def test_a_runtime_that_crashes_on_every_model_is_blamed_not_the_file(conformance_dir, fresh_cache, monkeypatch,
+                                                                      tmp_path, spawn_counter):
+    from edgert.errors import BackendError
+
+    monkeypatch.setattr(safe, "_RUNTIME_WORKS", set())
+    broken = tmp_path / "broken-platform"
+    broken.mkdir()
+    (broken / "sitecustomize.py").write_text(_BROKEN_RUNTIME)
+    path = conformance_dir / "models" / "tflm__hello_world_int8.tflite"
+    with monkeypatch.context() as m:
+        m.syspath_prepend(str(broken))  # the probe children inherit this process's sys.path
+        with pytest.raises(BackendError) as info:
+            load_model(path)
+    message = str(info.value)
+    assert "on every model" in message and "the runtime or the platform is broken, not the file" in message
+    assert "\n" not in message and "use another model" not in message
+    assert len(spawn_counter) == 2  # the model, then the control model
+    assert not list(fresh_cache.glob("*.json"))  # nothing about the file was remembered
+    # The environment fixed: the same file loads at once, no "(remembered)" refusal.
+    model = load_model(path)
+    assert model.predict(np.array([[0.5]], np.float32))[0].shape == (1, 1)
+
+
+def test_no_cache_checks_again_and_remembers_nothing_and_cache_clear_forgets(conformance_dir, fresh_cache,
+                                                                            spawn_counter, capsys, tmp_path):
+    from edgert.cli import main
+
+    path = conformance_dir / "models" / "tflm__hello_world_int8.tflite"
+    load_model(path, use_cache=False)
+    load_model(path, use_cache=False)
+    assert len(spawn_counter) == 2 and not list(fresh_cache.glob("*.json"))
+    load_model(path)
+    assert len(spawn_counter) == 3 and len(list(fresh_cache.glob("*.json"))) == 1
+    assert main(["cache", "info", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == {"cache_dir": str(fresh_cache), "verdicts": 1, "removed": 0}
+    assert main(["cache", "clear", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["removed"] == 1
+    assert not list(fresh_cache.glob("*.json"))
+    zeros = tmp_path / "zeros.npy"
+    np.save(zeros, np.zeros(read_model(path).inputs[0].shape, np.float32))
+    assert main(["predict", str(path), "--no-cache", "--json", str(zeros)]) == 0
+    assert len(spawn_counter) == 4 and not list(fresh_cache.glob("*.json"))
 
 
 def test_interpreter_message_is_the_reason(rejected, fresh_cache):
