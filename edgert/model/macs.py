@@ -27,13 +27,13 @@ on any validated model without running it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple
+from typing import Any, NamedTuple, Protocol, Sequence
 
-if TYPE_CHECKING:
-    from edgert.model.reader import ModelFile, OperatorInfo
+from edgert.model.schema import OperatorInfo, TensorSpec, builtin_options
 
 __all__ = [
     "KERNEL_FAMILIES",
+    "ModelGraph",
     "OpCost",
     "estimate_macs",
     "kernel_family",
@@ -72,6 +72,23 @@ _ELEMENTWISE = {
 }
 
 
+class ModelGraph(Protocol):
+    """What the estimates read from a model: the graph part of :class:`~edgert.model.ModelFile`.
+
+    A protocol rather than the class itself because the reader imports this module
+    (``ModelFile.macs``); importing the reader back would make a cycle.
+    """
+
+    @property
+    def num_subgraphs(self) -> int: ...
+
+    def tensors(self, subgraph: int = 0) -> Sequence[TensorSpec]: ...
+
+    def operators(self, subgraph: int = 0) -> Sequence[OperatorInfo]: ...
+
+    def operator_schema(self, op: OperatorInfo) -> Any: ...
+
+
 class OpCost(NamedTuple):
     """The estimated cost of one operator.
 
@@ -81,7 +98,7 @@ class OpCost(NamedTuple):
         family: Its kernel family (see :func:`kernel_family`).
     """
 
-    op: "OperatorInfo"
+    op: OperatorInfo
     macs: int
     family: str
 
@@ -137,22 +154,6 @@ class _Shapes:
         return 0 if s is None else _prod(s)
 
 
-def _options(model, op, cls_name: str):
-    """The op's builtin options as the ``tflite`` class, or None when absent."""
-    import tflite
-
-    raw = model.operator_schema(op)
-    code = getattr(tflite.BuiltinOptions, cls_name, None)
-    if code is None or raw.BuiltinOptionsType() != code:
-        return None
-    tab = raw.BuiltinOptions()
-    if tab is None:
-        return None
-    opts = getattr(tflite, cls_name)()
-    opts.Init(tab.Bytes, tab.Pos)
-    return opts
-
-
 def _recurrent_macs(name: str, s: _Shapes) -> int:
     x = s.shape("in", 0)
     if not x:
@@ -175,7 +176,7 @@ def _recurrent_macs(name: str, s: _Shapes) -> int:
     return steps * per_step * (2 if name.startswith("BIDIRECTIONAL") else 1)
 
 
-def op_macs(model: "ModelFile", op: "OperatorInfo") -> int:
+def op_macs(model: ModelGraph, op: OperatorInfo) -> int:
     """Estimated MACs of one operator (conventions in the module docstring).
 
     Args:
@@ -207,13 +208,13 @@ def op_macs(model: "ModelFile", op: "OperatorInfo") -> int:
         a = s.shape("in", 0)
         if not a or len(a) < 2:
             return 0
-        opts = _options(model, op, "BatchMatMulOptions")
+        opts = builtin_options(model.operator_schema(op), "BatchMatMulOptions")
         adj_x = bool(opts.AdjX()) if opts is not None else False
         return out * int(a[-2] if adj_x else a[-1])
     if name in _RECURRENT:
         return _recurrent_macs(name, s)
     if name in _WINDOW_POOL:
-        opts = _options(model, op, "Pool2DOptions")
+        opts = builtin_options(model.operator_schema(op), "Pool2DOptions")
         if opts is None:
             return out
         return out * max(opts.FilterHeight(), 0) * max(opts.FilterWidth(), 0)
@@ -224,7 +225,7 @@ def op_macs(model: "ModelFile", op: "OperatorInfo") -> int:
     return 0
 
 
-def op_costs(model: "ModelFile", subgraph: int | None = None) -> list[OpCost]:
+def op_costs(model: ModelGraph, subgraph: int | None = None) -> list[OpCost]:
     """MACs and kernel family of every operator, in execution order.
 
     Args:
@@ -238,7 +239,7 @@ def op_costs(model: "ModelFile", subgraph: int | None = None) -> list[OpCost]:
     return [OpCost(op, op_macs(model, op), kernel_family(op.name)) for s in subgraphs for op in model.operators(s)]
 
 
-def macs_by_family(model: "ModelFile") -> dict[str, int]:
+def macs_by_family(model: ModelGraph) -> dict[str, int]:
     """Total MACs per kernel family (every family of :data:`KERNEL_FAMILIES` present, 0 when unused)."""
     totals = dict.fromkeys(KERNEL_FAMILIES, 0)
     for cost in op_costs(model):
@@ -246,7 +247,7 @@ def macs_by_family(model: "ModelFile") -> dict[str, int]:
     return totals
 
 
-def estimate_macs(model: "ModelFile") -> int:
+def estimate_macs(model: ModelGraph) -> int:
     """Estimated MACs for one inference of ``model`` over all subgraphs.
 
     Control-flow bodies (``WHILE``) are counted once: the trip count is only known at run time.

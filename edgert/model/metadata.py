@@ -43,6 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from edgert.errors import BackendError, InputDataError, InvalidModelError
+from edgert.model.schema import EXTERNAL_OFFSET_MIN
+from edgert.model.validate import validate_model_bytes
 
 __all__ = [
     "METADATA_NAME",
@@ -71,8 +73,6 @@ WRITER_SCHEMA_MODULES = (
 # TFLite's schema declares buffer data ``force_align: 16``; the Python generator
 # ignores it, so we restore it (weights read as int32/float need it on some MCUs).
 _BUFFER_ALIGNMENT = 16
-# The large-model extension marks "data lives outside the flatbuffer" with offset > 1.
-_EXTERNAL_OFFSET_MIN = 2
 
 
 class MetadataWriterError(BackendError):
@@ -187,8 +187,6 @@ def embed_metadata(data: bytes, metadata: dict) -> bytes:
         MetadataWriterError: No schema writer module is installed (host-only step).
         TypeError: ``metadata`` is not a JSON-serialisable dict.
     """
-    from edgert.model.validate import validate_model_bytes
-
     payload = _json_bytes(metadata)
     data = bytes(data)
     validate_model_bytes(data, name="model")
@@ -201,7 +199,7 @@ def embed_metadata(data: bytes, metadata: dict) -> bytes:
     external: list[tuple[object, str, bytes]] = []  # (object, offset attribute, bytes)
     buffers = []
     for b in model_t.buffers or []:
-        if b.offset >= _EXTERNAL_OFFSET_MIN:
+        if b.offset >= EXTERNAL_OFFSET_MIN:
             moved = _AlignedBufferT(schema, None, offset=1, size=b.size)  # 1 keeps the field present
             external.append((moved, "offset", data[b.offset : b.offset + b.size]))
             buffers.append(moved)
@@ -210,7 +208,7 @@ def embed_metadata(data: bytes, metadata: dict) -> bytes:
     for sg in model_t.subgraphs or []:
         for op in sg.operators or []:
             off = getattr(op, "largeCustomOptionsOffset", 0) or 0
-            if off >= _EXTERNAL_OFFSET_MIN:
+            if off >= EXTERNAL_OFFSET_MIN:
                 external.append((op, "largeCustomOptionsOffset", data[off : off + op.largeCustomOptionsSize]))
                 op.largeCustomOptionsOffset = 1
     if not buffers:

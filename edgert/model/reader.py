@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any, Union
@@ -18,147 +17,30 @@ from typing import Any, Union
 import numpy as np
 
 from edgert.errors import InputDataError, InvalidModelError
+from edgert.model.macs import estimate_macs
+from edgert.model.metadata import read_metadata
+# Re-exported: the records and dtype tables live in the schema leaf, where every model module reads them.
+from edgert.model.schema import (
+    MAX_MODEL_BYTES,
+    TFLITE_DTYPES,
+    OperatorInfo,
+    TensorSpec,
+    builtin_op_names,
+    dtype_nbytes,
+    numpy_dtype,
+    schema_fields,
+)
+from edgert.model.validate import find_runtime_quirks, validate_model_bytes
 
 __all__ = ["TensorSpec", "OperatorInfo", "ModelFile", "read_model", "dtype_nbytes", "MAX_MODEL_BYTES", "TFLITE_DTYPES"]
 
-#: Largest model file edgert will open (flatbuffers address at most 2 GiB without extensions).
-MAX_MODEL_BYTES = 2**31 - 1
-
-#: TFLite TensorType code -> numpy dtype name (schema.fbs order).
-TFLITE_DTYPES = {
-    0: "float32", 1: "float16", 2: "int32", 3: "uint8", 4: "int64", 5: "string",
-    6: "bool", 7: "int16", 8: "complex64", 9: "int8", 10: "float64", 11: "complex128",
-    12: "uint64", 13: "resource", 14: "variant", 15: "uint32", 16: "uint16", 17: "int4",
-    18: "bfloat16", 19: "int2", 20: "uint4", 21: "float8_e4m3fn", 22: "float8_e5m2",
-}
-
-# dtypes numpy cannot hold: bytes per element (sub-byte types: elements packed per byte instead).
-_NON_NUMPY_ITEMSIZE = {"string": 1, "resource": 1, "variant": 1, "bfloat16": 2, "float8_e4m3fn": 1, "float8_e5m2": 1}
-_PACKED_PER_BYTE = {"int4": 2, "uint4": 2, "int2": 4}
-
 ModelSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """One tensor of the graph.
-
-    Attributes:
-        name: Tensor name from the flatbuffer.
-        index: Tensor index in its subgraph (what the interpreter calls it).
-        shape: Static shape.
-        dtype: numpy dtype name (``"int8"``, ``"float32"``, ...).
-        scale: Quantization scale (first channel's when per-channel), None if not quantized.
-        zero_point: Quantization zero point, None if not quantized.
-        shape_signature: Shape with -1 for dynamic dims, None when absent (fully static).
-        scales: All per-channel scales (None when not quantized).
-        zero_points: All per-channel zero points.
-        quantized_dimension: Axis of per-channel quantization.
-        buffer: Buffer index (0 = no data).
-        buffer_bytes: Bytes of constant data in the file (0 for activations).
-        is_variable: True for variable (stateful) tensors.
-    """
-
-    name: str
-    index: int
-    shape: tuple[int, ...]
-    dtype: str
-    scale: float | None = None
-    zero_point: int | None = None
-    shape_signature: tuple[int, ...] | None = None
-    scales: tuple[float, ...] | None = None
-    zero_points: tuple[int, ...] | None = None
-    quantized_dimension: int = 0
-    buffer: int = 0
-    buffer_bytes: int = 0
-    is_variable: bool = False
-
-    @property
-    def quantized(self) -> bool:
-        """True when the tensor carries a scale and zero point."""
-        return self.scale is not None
-
-    @property
-    def is_constant(self) -> bool:
-        """True when the tensor's data is stored in the file (weights, biases)."""
-        return self.buffer_bytes > 0
-
-    @property
-    def is_dynamic(self) -> bool:
-        """True when any dimension is only known at run time."""
-        return self.shape_signature is not None and any(d < 0 for d in self.shape_signature)
-
-    @property
-    def num_elements(self) -> int:
-        """Number of elements of the static shape (1 for a scalar)."""
-        return int(np.prod(self.shape, dtype=np.int64)) if self.shape else 1
-
-    @property
-    def nbytes(self) -> int:
-        """Bytes this tensor occupies at run time (int4/uint4 packed two per byte, int2 four)."""
-        return dtype_nbytes(self.dtype, self.num_elements)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The command contract's tensor object: name, shape, dtype, scale, zero_point."""
-        return {
-            "name": self.name,
-            "shape": list(self.shape),
-            "dtype": self.dtype,
-            "scale": self.scale,
-            "zero_point": self.zero_point,
-        }
-
-
-@dataclass(frozen=True)
-class OperatorInfo:
-    """One operator: its op name, tensor indices and where it sits.
-
-    Attributes:
-        index: Position in the subgraph's execution order.
-        subgraph: Subgraph index.
-        name: Builtin op name (``"CONV_2D"``) or the custom op's code.
-        custom: True for custom ops.
-        inputs: Input tensor indices (-1 = optional input absent).
-        outputs: Output tensor indices.
-        version: Op version from the operator code.
-    """
-
-    index: int
-    subgraph: int
-    name: str
-    custom: bool
-    inputs: tuple[int, ...]
-    outputs: tuple[int, ...]
-    version: int = 1
-
-
-def dtype_nbytes(dtype: str, num_elements: int) -> int:
-    """Bytes ``num_elements`` of a TFLite dtype occupy in a buffer (sub-byte types packed).
-
-    Args:
-        dtype: A value of :data:`TFLITE_DTYPES`.
-        num_elements: Element count.
-    """
-    per_byte = _PACKED_PER_BYTE.get(dtype)
-    if per_byte:
-        return (num_elements + per_byte - 1) // per_byte
-    size = _NON_NUMPY_ITEMSIZE.get(dtype)
-    return num_elements * (size if size is not None else np.dtype(dtype).itemsize)
-
-
-@lru_cache(maxsize=1)
-def _builtin_names() -> dict[int, str]:
-    import tflite
-
-    return {v: k for k, v in vars(tflite.BuiltinOperator).items() if not k.startswith("_") and isinstance(v, int)}
 
 
 @lru_cache(maxsize=1)
 def _buffer_data_slot() -> int:
     """vtable slot of ``Buffer.data``, recorded from the schema accessor (not hand-written)."""
     import tflite
-
-    from edgert.model.validate import schema_fields
 
     return next(f.slot for f in schema_fields(tflite.Buffer) if f.name == "data")
 
@@ -196,8 +78,6 @@ class ModelFile:
     @cached_property
     def warnings(self) -> list:
         """Quirks that one runtime refuses (:class:`~edgert.model.validate.RuntimeQuirk`), empty when clean."""
-        from edgert.model.validate import find_runtime_quirks
-
         return find_runtime_quirks(self.data)
 
     # -- graph --------------------------------------------------------------------
@@ -286,10 +166,11 @@ class ModelFile:
         Returns None for activations and for dtypes numpy cannot hold (int4, bfloat16,
         strings, ...). Sparse tensors (whose buffer is not shape x dtype) come back flat.
         """
-        if not spec.is_constant or spec.dtype in _NON_NUMPY_ITEMSIZE or spec.dtype in _PACKED_PER_BYTE:
+        dtype = numpy_dtype(spec.dtype)
+        if not spec.is_constant or dtype is None:
             return None
         raw = self.buffer_data(spec.buffer)
-        itemsize = np.dtype(spec.dtype).itemsize
+        itemsize = dtype.itemsize
         # A padded buffer (both runtimes accept one): the data is its start. Sparse values are
         # never longer than the dense tensor, so this cannot cut them.
         raw = raw[: spec.num_elements * itemsize]
@@ -319,7 +200,7 @@ class ModelFile:
         return self._model.Subgraphs(op.subgraph).Operators(op.index)
 
     def _opcode_names(self) -> list[tuple[str, bool, int]]:
-        builtin = _builtin_names()
+        builtin = builtin_op_names()
         out = []
         for i in range(self._model.OperatorCodesLength()):
             oc = self._model.OperatorCodes(i)
@@ -371,15 +252,11 @@ class ModelFile:
     @cached_property
     def macs(self) -> int:
         """Estimated multiply-accumulates for one inference (see :mod:`edgert.model.macs`)."""
-        from edgert.model.macs import estimate_macs
-
         return estimate_macs(self)
 
     @cached_property
     def metadata(self) -> dict[str, Any] | None:
         """edgert's own metadata entry, or None for models we did not make."""
-        from edgert.model.metadata import read_metadata
-
         return read_metadata(self)
 
     def metadata_names(self) -> list[str]:
@@ -448,8 +325,6 @@ def read_model(source: ModelSource | "ModelFile") -> ModelFile:
     """
     if isinstance(source, ModelFile):
         return source
-    from edgert.model.validate import validate_model_bytes
-
     data, path = _load_bytes(source)
     validate_model_bytes(data, name=path or "model")
     return ModelFile(data, path)

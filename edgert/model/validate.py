@@ -39,8 +39,6 @@ files that are structurally sound.
 
 from __future__ import annotations
 
-import inspect
-import re
 import struct
 from functools import lru_cache
 from typing import NamedTuple
@@ -48,7 +46,16 @@ from typing import NamedTuple
 import numpy as np
 
 from edgert.errors import InvalidModelError
-from edgert.model.reader import MAX_MODEL_BYTES, TFLITE_DTYPES, dtype_nbytes
+# SchemaField and schema_fields are re-exported: the validator's walk is what they were recorded for.
+from edgert.model.schema import (
+    EXTERNAL_OFFSET_MIN,
+    MAX_MODEL_BYTES,
+    TFLITE_DTYPES,
+    SchemaField,
+    dtype_nbytes,
+    schema_fields,
+    snake_case,
+)
 
 __all__ = [
     "MAX_RANK",
@@ -70,8 +77,6 @@ _HINT = "the file is corrupt, truncated or crafted; re-export it from the origin
 # Every byte the walk touches is charged; legitimate files reference each object once.
 _BUDGET_FACTOR = 2
 _BUDGET_SLACK = 64 * 1024
-# The large-model extension marks "data outside the flatbuffer" with buffer offset > 1.
-_EXTERNAL_OFFSET_MIN = 2
 # Union accessors whose enum is not named after the accessor (schema.fbs).
 _UNION_ENUMS = {
     "Details": "QuantizationDetails",
@@ -89,122 +94,6 @@ _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
 _I32 = struct.Struct("<i")
 _U8 = struct.Struct("<B")
-
-
-class SchemaField(NamedTuple):
-    """One field of a schema table, as recorded from its generated accessor.
-
-    Attributes:
-        name: snake_case field name (``shape_signature``).
-        accessor: Accessor method name (``ShapeSignature``).
-        slot: Byte offset of the field's entry in the vtable (4, 6, 8, ...).
-        kind: ``"scalar"``, ``"string"``, ``"table"``, ``"union"``, ``"vector"``.
-        size: Scalar width, or the element width of a vector of scalars (4 for offsets).
-        element: For vectors: ``"scalar"``, ``"string"`` or ``"table"``.
-        table: Table class for ``table`` fields and vectors of tables.
-    """
-
-    name: str
-    accessor: str
-    slot: int
-    kind: str
-    size: int
-    element: str | None = None
-    table: type | None = None
-
-
-class _Probe:
-    """Stands in for a flatbuffers ``Table``: records what a generated accessor asks for."""
-
-    Bytes = b""
-    Pos = 0
-
-    def __init__(self) -> None:
-        self.slot: int | None = None
-        self.events: list[tuple] = []
-
-    def Offset(self, slot):  # noqa: N802 - flatbuffers Table API
-        self.slot = slot
-        return 4  # "present", so the accessor goes on to show how it reads the field
-
-    def Get(self, flags, off):  # noqa: N802
-        self.events.append(("get", flags.bytewidth))
-        return 0
-
-    def String(self, off):  # noqa: N802
-        self.events.append(("string",))
-        return b""
-
-    def Vector(self, off):  # noqa: N802
-        self.events.append(("vector",))
-        return 0
-
-    def VectorLen(self, off):  # noqa: N802
-        self.events.append(("vectorlen",))
-        return 0
-
-    def Indirect(self, off):  # noqa: N802
-        self.events.append(("indirect",))
-        return 0
-
-    def Union(self, t2, off):  # noqa: N802
-        self.events.append(("union",))
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
-
-
-@lru_cache(maxsize=None)
-def schema_fields(table_cls: type) -> tuple[SchemaField, ...]:
-    """The fields of a generated ``tflite`` table class, recorded from its accessors.
-
-    Each accessor is called once on a :class:`_Probe`; the probe sees which vtable
-    slot it looks up and whether it then reads a scalar (and how wide), a string,
-    a vector (and of what) or a nested table (and of which class).
-
-    Args:
-        table_cls: A generated table class such as ``tflite.Tensor``.
-
-    Returns:
-        The fields in slot order.
-    """
-    fields = []
-    for attr, fn in vars(table_cls).items():
-        if not inspect.isfunction(fn) or attr.startswith(("_", "Init", "GetRootAs")):
-            continue
-        if attr.endswith(("AsNumpy", "Length", "IsNone", "BufferHasIdentifier")):
-            continue
-        params = list(inspect.signature(fn).parameters)[1:]
-        if len(params) > 1:
-            continue
-        obj = table_cls.__new__(table_cls)
-        probe = _Probe()
-        obj._tab = probe
-        result = fn(obj, 0) if params else fn(obj)
-        if probe.slot is None:
-            continue
-        ev = [e[0] for e in probe.events]
-        nested = type(result) if hasattr(result, "_tab") and type(result).__module__.startswith("tflite") else None
-        if ev == ["get"]:
-            f = SchemaField(_snake(attr), attr, probe.slot, "scalar", probe.events[0][1])
-        elif ev == ["string"]:
-            f = SchemaField(_snake(attr), attr, probe.slot, "string", 4)
-        elif ev == ["indirect"]:
-            f = SchemaField(_snake(attr), attr, probe.slot, "table", 4, table=nested)
-        elif ev == ["union"]:
-            f = SchemaField(_snake(attr), attr, probe.slot, "union", 4)
-        elif ev == ["vector", "get"]:
-            f = SchemaField(_snake(attr), attr, probe.slot, "vector", probe.events[1][1], "scalar")
-        elif ev == ["vector", "string"]:
-            f = SchemaField(_snake(attr), attr, probe.slot, "vector", 4, "string")
-        elif ev == ["vector", "indirect"]:
-            f = SchemaField(_snake(attr), attr, probe.slot, "vector", 4, "table", nested)
-        else:
-            # A shape of accessor this schema version does not use (structs): checked generically.
-            continue
-        fields.append(f)
-    return tuple(sorted(fields, key=lambda f: f.slot))
 
 
 @lru_cache(maxsize=None)
@@ -399,7 +288,7 @@ def _check_semantics(m, data, name: str) -> None:
     for i in range(n_buffers):
         b = m.Buffers(i)
         off = b.Offset()
-        if off >= _EXTERNAL_OFFSET_MIN:
+        if off >= EXTERNAL_OFFSET_MIN:
             size = b.Size()
             if off + size > n:
                 _fail(name, f"buffer {i} points at bytes {off}..{off + size} but the file has {n} bytes")
@@ -515,7 +404,7 @@ def _check_operator(
         for field in fields:
             idx = getattr(opts, field)()
             if not 0 <= idx < n_subgraphs:
-                label = _snake(field).replace("_", " ")
+                label = snake_case(field).replace("_", " ")
                 _fail(name, f"{what} {label} is {idx} but the model has {n_subgraphs} subgraphs")
 
 
@@ -579,7 +468,7 @@ def find_runtime_quirks(data: bytes) -> list[RuntimeQuirk]:
     # an empty data vector, and LiteRT never reads it (tests/model/test_quirks.py).
     empty_buffers = {i for i in range(1, m.BuffersLength())
                      if not m.Buffers(i).DataIsNone() and m.Buffers(i).DataLength() == 0
-                     and m.Buffers(i).Offset() < _EXTERNAL_OFFSET_MIN}
+                     and m.Buffers(i).Offset() < EXTERNAL_OFFSET_MIN}
     for s in range(m.SubgraphsLength()):
         sg = m.Subgraphs(s)
         for i in range(sg.TensorsLength()):
