@@ -11,7 +11,7 @@ from pathlib import Path
 
 from edgert.commands import non_negative_int, positive_int
 
-__all__ = ["register", "add_simulator_arguments"]
+__all__ = ["register", "add_simulator_arguments", "run_simulator", "simulator_banner"]
 
 
 def register(sub, add_common) -> None:
@@ -75,6 +75,41 @@ def add_simulator_arguments(p) -> None:
     p.add_argument("--fault", action="append", default=[], metavar="SPEC",
                    help="inject a fault: flip@N, drop@N:L, dup@N:L, drop-frame@K, dup-frame@K, silent@N, "
                         "disconnect@N, powerloss@N, wrong-hash, noise (repeatable)")
+    p.add_argument("--no-tensor-io", dest="tensor_io", action="store_false",
+                   help="emulate firmware from before TENSOR_WRITE/TENSOR_READ: INVOKE inline only, INFO without tensor_io")
+
+
+def run_simulator(args, announce) -> int:
+    """Start the simulator the options describe, ``announce(describe(sim))``, serve until SIGINT/SIGTERM (exit 0).
+
+    Shared by ``edgert device simulate`` and ``python -m firmware_tools.sim``; the signal handlers are the
+    process's, so they live on the command-line side, not in the library.
+    """
+    import signal
+    import threading
+
+    from firmware_tools.sim import Faults, Simulator, describe
+
+    sim = Simulator(args.target, flash_path=args.flash, baudrate=args.baud, faults=Faults.parse(args.fault),
+                    require_signature=args.require_signature, trust_keys=args.trust_key,
+                    slot_size=args.slot_size, ram=args.ram, tensor_io=args.tensor_io)
+    stop = threading.Event()
+    previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        sim.start()
+        announce(describe(sim))
+        while not stop.wait(0.5):
+            pass
+    finally:
+        sim.stop()
+        for s, h in previous.items():
+            signal.signal(s, h)
+    return 0
+
+
+def simulator_banner(info: dict) -> str:
+    """The stderr line saying what a running simulator emulates and where."""
+    return f"simulating {info['target']} on {info['port']} ({info['pts']}), {info['baudrate']} baud; Ctrl-C to stop\n"
 
 
 def _device_usage(parser) -> int:
@@ -168,15 +203,13 @@ def _validate_text(r: dict) -> str:
 
 def _simulate(args) -> int:
     from edgert.commands.output import emit
-    from firmware_tools.sim import run
 
     def announce(info: dict) -> None:
         emit(args, info, lambda i: f"{i['port']}")
-        sys.stderr.write(f"simulating {info['target']} on {info['port']} ({info['pts']}), {info['baudrate']} baud; "
-                         "Ctrl-C to stop\n")
+        sys.stderr.write(simulator_banner(info))
         sys.stderr.flush()
 
-    return run(args, announce)
+    return run_simulator(args, announce)
 
 
 def _export_c(args) -> int:

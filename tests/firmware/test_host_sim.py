@@ -198,7 +198,7 @@ def test_next_run_resumes_a_partial_upload_after_checking_its_hash(tmp_path, hos
     with _sim(tmp_path, faults=["silent@9000"]) as sim:
         with pytest.raises(fw_errors.DeviceSilentError):
             flash_model(sim.port, host_speech, timeouts=FAST.scaled(0.5))
-        held = sim._staged.held
+        held = sim.models.staged.held
         assert 0 < held < len(host_speech)
         sim.faults.silent_at = None
         r = flash_model(sim.port, host_speech)
@@ -229,7 +229,7 @@ def test_device_going_silent_mid_upload_fails_typed(tmp_path, host_speech):
         with pytest.raises(fw_errors.DeviceSilentError) as e:
             flash_model(sim.port, host_speech, timeouts=FAST.scaled(0.5))
         assert "stalled" in str(e.value) or "did not answer" in str(e.value)
-        assert sim.store.record.active is None and 0 < sim._staged.held < len(host_speech)
+        assert sim.store.record.active is None and 0 < sim.models.staged.held < len(host_speech)
 
 
 def test_boot_noise_before_and_between_frames(tmp_path, host_speech):
@@ -313,7 +313,7 @@ def test_model_larger_than_the_slot_is_refused_before_sending(tmp_path, host_spe
             flash_model(sim.port, host_speech)
         assert "slot holds 16384" in str(e.value)
         # Only INFO and MCUmgr params crossed the line: not one upload frame.
-        assert sim.stats["frames"] == 2 and sim._staged is None
+        assert sim.stats["frames"] == 2 and sim.models.staged is None
         model = tmp_path / "speech.tflite"
         model.write_bytes(host_speech)
         proc = subprocess.run([sys.executable, "-m", "edgert", "flash", str(model),
@@ -337,7 +337,7 @@ def test_model_that_does_not_fit_the_target_profile_is_refused_before_sending(tm
     with _sim(tmp_path) as sim:
         with pytest.raises(fw_errors.ModelTooLargeError, match="does not fit target cortex-m4-256k: .*full_int8"):
             flash_model(sim.port, float_kws, target=TARGET)
-        assert sim.stats["frames"] == 2 and sim._staged is None
+        assert sim.stats["frames"] == 2 and sim.models.staged is None
         assert flash_model(sim.port, host_hello, target=TARGET).ok  # an int8 model that fits goes through
 
 

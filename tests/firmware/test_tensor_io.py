@@ -13,7 +13,9 @@ import os
 import signal
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -89,21 +91,28 @@ def _validate_cli(model: Path, port: str, data: Path, *extra: str) -> subprocess
                           capture_output=True, text=True, timeout=900, cwd=ROOT)
 
 
+@contextmanager
+def _cli_simulator(tmp_path: Path, *extra: str) -> Iterator[str]:
+    """``edgert device simulate ... --json`` in a child process: yields the port it announced; stops it with SIGTERM."""
+    sim = subprocess.Popen([sys.executable, "-m", "edgert", "device", "simulate", "--target", TARGET,
+                            "--flash", str(tmp_path / "flash.bin"), "--baud", "0", "--json", *extra],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        announced = json.loads(sim.stdout.readline())
+        assert os.path.realpath(announced["port"]).startswith("/dev/pts/")
+        yield announced["port"]
+    finally:
+        sim.send_signal(signal.SIGTERM)
+        assert sim.wait(timeout=60) == 0
+
+
 # ---- the must-hold: VWW (input larger than the SMP buffer) through the CLI ------------------------
 
 def test_validate_vww_against_the_cli_simulator_is_bit_exact(tmp_path, vww):
     _micro_or_skip()
     data = _samples(tmp_path, (1, 96, 96, 3), 2, seed=1)
-    sim = subprocess.Popen([sys.executable, "-m", "edgert", "device", "simulate", "--target", TARGET,
-                            "--flash", str(tmp_path / "flash.bin"), "--baud", "0", "--json"],
-                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
-    try:
-        announced = json.loads(sim.stdout.readline())
-        assert os.path.realpath(announced["port"]).startswith("/dev/pts/")
-        proc = _validate_cli(vww, announced["port"], data)
-    finally:
-        sim.send_signal(signal.SIGTERM)
-        assert sim.wait(timeout=60) == 0
+    with _cli_simulator(tmp_path) as port:
+        proc = _validate_cli(vww, port, data)
     assert proc.returncode == 0, proc.stderr
     out = json.loads(proc.stdout)
     # The keys scripts already read are all still there.
@@ -135,6 +144,20 @@ def test_device_without_tensor_io_refuses_a_large_input_before_sending_anything(
     assert "CONFIG_MCUMGR_TRANSPORT_NETBUF_SIZE" in lines[0]
     # Only INFO and MCUmgr params went out: no model upload, no INVOKE.
     assert frames == 2 and staged is None
+
+
+def test_cli_simulator_emulates_firmware_without_tensor_io(tmp_path, vww):
+    data = _samples(tmp_path, (1, 96, 96, 3), 1, seed=2)
+    with _cli_simulator(tmp_path, "--no-tensor-io") as port:
+        info = subprocess.run([sys.executable, "-m", "edgert", "device", "info", "--port", port, "--json"],
+                              capture_output=True, text=True, timeout=120, cwd=ROOT)
+        proc = _validate_cli(vww, port, data)
+    assert info.returncode == 0, info.stderr
+    # INFO as firmware from before tensor I/O sends it: no tensor_io, kernels or arena_used.
+    reported = json.loads(info.stdout)
+    assert reported["tensor_io"] is False and reported["kernels"] is None and reported["arena_used"] is None
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and "tensor_io" in proc.stderr, proc.stderr
 
 
 def test_library_refusal_is_typed_and_small_inputs_still_go_inline(tmp_path, speech):
