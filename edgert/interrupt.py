@@ -26,6 +26,7 @@ __all__ = ["deferred_interrupts", "checkpoint", "interrupt_pending"]
 
 _pending = threading.Event()
 _active = 0
+_previous = None  # the SIGINT handler the outermost block replaced
 
 
 def _on_sigint(signum, frame) -> None:
@@ -38,16 +39,22 @@ def _on_sigint(signum, frame) -> None:
 def deferred_interrupts() -> Iterator[None]:
     """Within the block, SIGINT sets a flag that :func:`checkpoint` turns into ``KeyboardInterrupt``.
 
-    Outside the main thread (where Python cannot install signal handlers) the
-    block runs unchanged. Blocks nest; the outermost one restores the previous
-    handler. An interrupt still pending when the block ends is raised there.
+    Outside the main thread (where Python cannot install signal handlers), or
+    when SIGINT is ignored (a job started with ``nohup`` or in the background),
+    the block runs unchanged. Blocks nest; the outermost one restores the
+    previous handler. An interrupt still pending when the block ends is raised there.
     """
-    global _active
+    global _active, _previous
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    previous = signal.getsignal(signal.SIGINT) if _active == 0 else None
     if _active == 0:
+        current = signal.getsignal(signal.SIGINT)
+        if current is signal.SIG_IGN:
+            # Started with Ctrl-C ignored (nohup, a background job): the user asked for that; keep it.
+            yield
+            return
+        _previous = current
         _pending.clear()
         signal.signal(signal.SIGINT, _on_sigint)
     _active += 1
@@ -57,7 +64,8 @@ def deferred_interrupts() -> Iterator[None]:
     finally:
         _active -= 1
         if _active == 0:
-            signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+            signal.signal(signal.SIGINT, _previous if _previous is not None else signal.default_int_handler)
+            _previous = None
             _pending.clear()
 
 

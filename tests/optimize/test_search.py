@@ -148,7 +148,15 @@ def test_negative_budget_and_missing_file_are_user_errors(teacher_path, digits_n
     assert "no such file" in capfd.readouterr().err
 
 
-def test_ctrl_c_keeps_the_candidates_measured_so_far(teacher, digits_split, tmp_path):
+@pytest.fixture
+def ctrl_c_raises():
+    """Python's own SIGINT handler for the test, whatever the runner inherited (CI jobs may start with SIG_IGN)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_keeps_the_candidates_measured_so_far(teacher, digits_split, tmp_path, ctrl_c_raises):
     from edgert.optimize.search import SearchSpace, optimize
 
     train, test = digits_split
@@ -176,7 +184,7 @@ def test_ctrl_c_keeps_the_candidates_measured_so_far(teacher, digits_split, tmp_
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
-def test_ctrl_c_pending_at_a_checkpoint_is_raised_there_and_a_second_one_at_once():
+def test_ctrl_c_pending_at_a_checkpoint_is_raised_there_and_a_second_one_at_once(ctrl_c_raises):
     from edgert.interrupt import checkpoint, deferred_interrupts, interrupt_pending
 
     reached = []
@@ -195,6 +203,20 @@ def test_ctrl_c_pending_at_a_checkpoint_is_raised_there_and_a_second_one_at_once
             reached.append("never")
     assert "never" not in reached
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_ctrl_c_ignored_by_the_user_stays_ignored():
+    """Under nohup (SIGINT ignored) a long job must not start honouring Ctrl-C."""
+    from edgert.interrupt import checkpoint, deferred_interrupts
+
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with deferred_interrupts():
+            signal.raise_signal(signal.SIGINT)
+            checkpoint()  # nothing pending: the signal was ignored
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_modes_follow_what_the_target_runs():
@@ -261,6 +283,8 @@ def test_ctrl_c_on_the_command_line_exits_130_and_keeps_what_was_measured(teache
          str(digits_npz), "--max-accuracy-drop", "1", "-o", str(out), "--formats", "int8,dynamic",
          "--sparsity", "none", "--filters", "none", "--students", "0.5"],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        # Ctrl-C as in a terminal, even when the test runner itself was started with SIGINT ignored.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 300
     try:
