@@ -315,14 +315,22 @@ def test_custom_finite_source_back_pressure_keeps_every_frame(vww_model, scene_i
 
 
 def test_file_frames_read_ahead_report_their_own_latency_not_their_queue_wait(vww_model, photo_dir):
-    # A slow consumer (50 ms per result) and a deep queue: later files wait ~50 ms more each
-    # before their turn. Their latency is their own read, decode, preprocess and inference.
-    results = []
-    summary = Pipeline(vww_model, f"images:{photo_dir}", queue_size=8, prepare_threads=0,
-                       on_result=lambda r: (results.append(r), time.sleep(0.05))).run()
+    # The consumer holds the first result for 2 s while the reader runs ahead: every later file waits
+    # behind it. Its latency is its own read, decode, preprocess and inference, so it stays below
+    # the hold, however slow the machine (a latency that counted the wait would exceed it).
+    results, held = [], []
+
+    def consume(result):
+        results.append(result)
+        if len(results) == 1:
+            started = time.monotonic()
+            time.sleep(2.0)
+            held.append(1000 * (time.monotonic() - started))
+
+    summary = Pipeline(vww_model, f"images:{photo_dir}", queue_size=8, prepare_threads=0, on_result=consume).run()
     assert summary.frames == 6 and summary.max_queue >= 3  # the reader ran ahead
-    assert all(0 < r.latency_ms < 50 for r in results), [r.latency_ms for r in results]
-    assert summary.latency_ms["p99"] < 50
+    assert all(r.latency_ms > 0 for r in results)
+    assert max(r.latency_ms for r in results[1:]) < held[0], ([r.latency_ms for r in results], held)
 
 
 def _full_queue_with_a_blocked_reader():
@@ -378,4 +386,4 @@ def test_frame_queue_get_all_drains_in_order_and_wakes_the_reader():
     assert queue.get_all(0.2) == [] and time.monotonic() - started >= 0.15  # waited for the timeout
     queue.close()
     started = time.monotonic()
-    assert queue.get_all(5.0) == [] and queue.finished and time.monotonic() - started < 1.0  # closed: no wait
+    assert queue.get_all(5.0) == [] and queue.finished and time.monotonic() - started < 5.0  # closed: not its timeout
