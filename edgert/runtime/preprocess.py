@@ -418,8 +418,8 @@ def prepare_image(
         spec: The model input tensor.
         metadata: The model's edgert metadata, used when ``plan`` is None.
         plan: A plan from :func:`image_preprocess_for` (pass it in loops).
-        color: Channel order of a numpy ``image``: ``"rgb"`` (Pillow, picamera2
-            RGB888) or ``"bgr"`` (OpenCV).
+        color: Channel order of a numpy ``image``: ``"rgb"`` (Pillow) or ``"bgr"`` (OpenCV, and
+            picamera2's ``RGB888``, which it stores B, G, R).
 
     Returns:
         An array of shape ``spec.shape`` and dtype ``spec.dtype``, quantized when the input is.

@@ -66,17 +66,6 @@ def test_console_sink_is_rate_limited(vww_model, scene_images, tmp_path):
     assert len(limited.getvalue().splitlines()) == 1 and sinks[1].suppressed == 5
 
 
-def test_picamera2_missing_is_a_device_error():
-    pytest.importorskip("edgert")  # picamera2 only exists on Raspberry Pi OS
-    try:
-        import picamera2  # noqa: F401
-    except ImportError:
-        with pytest.raises(DeviceError, match="picamera2 is not installed"):
-            open_source("picamera2:")
-    else:
-        pytest.skip("picamera2 is installed here")
-
-
 def test_unknown_sink_and_bad_option_values():
     with pytest.raises(InputDataError, match="unknown sink"):
         open_sink("mqtt://broker/topic")
