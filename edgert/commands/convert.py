@@ -8,6 +8,7 @@ import time
 from edgert.commands.output import emit, progress_bar
 from edgert.commands import float_list
 from edgert.errors import InputDataError
+from edgert.model.metadata import TASKS
 
 __all__ = ["register"]
 
@@ -33,7 +34,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--input-dtype", help="override the model input dtype (int8, uint8, int16, float32)")
     p.add_argument("--output-dtype", help="override the model output dtype")
     p.add_argument("--keep-float", metavar="LAYER", action="append", default=[], help="keep this layer in float (CPU targets; repeatable)")
-    p.add_argument("--task", choices=("classification", "detection", "anomaly", "regression"), help="task kind for the metadata")
+    p.add_argument("--task", choices=TASKS, help="task kind for the metadata")
     p.add_argument("--mean", type=float_list, help="pixel mean for image inputs: one value or one per channel (default 0)")
     p.add_argument("--std", type=float_list, help="pixel std for image inputs: one value or one per channel (default 255)")
     p.add_argument("--no-micro", action="store_true", help="skip measuring the arena in TFLite Micro")

@@ -8,6 +8,7 @@ from contextlib import contextmanager
 
 from edgert.commands.output import emit
 from edgert.commands import add_kernels_option, add_no_cache_option, finite_float, non_negative_int, positive_float, positive_int
+from edgert.model.metadata import TASKS
 
 __all__ = ["register"]
 
@@ -51,7 +52,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--top-k", type=positive_int, default=None, metavar="K", help="classes per result (classification)")
     p.add_argument("--threshold", type=finite_float, default=None, metavar="T", help="score threshold, or the anomaly threshold for anomaly models")
     p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line (for models without edgert metadata)")
-    p.add_argument("--task", choices=("classification", "detection", "anomaly", "regression"), default=None,
+    p.add_argument("--task", choices=TASKS, default=None,
                    help="postprocessing (default: from metadata, else from output shapes)")
     p.add_argument("--backend", default=None, help="interpreter backend: ai_edge_litert or tflite_runtime")
     p.add_argument("--threads", type=positive_int, default=None, help="interpreter threads")

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgert.errors import InputDataError
+from edgert.model.metadata import TASKS
 
 __all__ = [
     "Class",
@@ -55,7 +56,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 #: Tasks the loop understands.
-TASKS = ("classification", "detection", "anomaly", "regression")
 #: Raw box layouts: TFLite/SSD ``ymin, xmin, ymax, xmax``; ``xmin, ymin, xmax, ymax``; YOLO ``cx, cy, w, h``.
 BOX_FORMATS = ("yxyx", "xyxy", "cxcywh")
 # Normalised box centres stay near [0, 1]; pixel ones lie beyond this on any real input.

@@ -47,6 +47,7 @@ from edgert.model.schema import EXTERNAL_OFFSET_MIN
 from edgert.model.validate import validate_model_bytes
 
 __all__ = [
+    "TASKS",
     "METADATA_NAME",
     "METADATA_SCHEMA",
     "WRITER_SCHEMA_MODULES",
@@ -57,6 +58,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("edgert.model.metadata")
+
+#: What a model does (the metadata's ``task``): it picks the post-processing and the accuracy report.
+TASKS = ("classification", "detection", "anomaly", "regression")
 
 #: Name of our entry in the flatbuffer's ``metadata`` table.
 METADATA_NAME = "edgert"
