@@ -11,7 +11,6 @@ positions of a Flatten).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
@@ -65,11 +64,6 @@ def prunable_layers(model: Any) -> list[Any]:
     chain = linear_chain(model)
     last_weighted = max((i for i, layer in enumerate(chain) if layer.__class__.__name__ in _WIDTH_KEY), default=-1)
     return [layer for i, layer in enumerate(chain) if layer.__class__.__name__ in _WIDTH_KEY and i != last_weighted]
-
-
-@dataclass
-class _Plan:
-    keep: dict[str, np.ndarray]  # layer name -> output channel indices kept
 
 
 def narrow_model(
