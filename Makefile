@@ -7,14 +7,17 @@ VENV := .venv
 PI_VENV := .venv-tflite-runtime
 PI_PACKAGES := "tflite-runtime==2.14.*" "numpy<2" pillow pyserial flatbuffers tflite pytest
 
-.PHONY: demo test test-main test-tflite-runtime bench clean
+# The firmware tests (tests/firmware/test_qemu_*.py) build TFLite Micro for Cortex-M and boot it in QEMU.
+FIRMWARE_APT := gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm
+
+.PHONY: demo test test-main test-tflite-runtime bench clean firmware-toolchain
 
 demo: $(VENV)/.stamp
 	$(VENV)/bin/edgert demo
 
 test: test-main test-tflite-runtime
 
-test-main: $(VENV)/.stamp
+test-main: $(VENV)/.stamp firmware-toolchain
 	$(VENV)/bin/python -m pytest -q
 
 test-tflite-runtime: $(PI_VENV)/.stamp
@@ -22,6 +25,18 @@ test-tflite-runtime: $(PI_VENV)/.stamp
 
 bench: $(VENV)/.stamp
 	for b in benchmarks/*.py; do $(VENV)/bin/python $$b || exit 1; done
+
+# Installs the Arm toolchain and QEMU when missing and we are root on a Debian-like system; otherwise says
+# the one command to run (the tests that need them skip locally and fail under CI=true).
+firmware-toolchain:
+	@if command -v arm-none-eabi-gcc >/dev/null 2>&1 && command -v qemu-system-arm >/dev/null 2>&1 \
+	    && test -f "$$(arm-none-eabi-gcc -mthumb -print-file-name=libc_nano.a)" \
+	    && test -f "$$(arm-none-eabi-gcc -mthumb -print-file-name=libstdc++.a)"; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update && apt-get install -y $(FIRMWARE_APT); \
+	else \
+	    echo "firmware tests need the Arm toolchain and QEMU; install them with: sudo apt-get install -y $(FIRMWARE_APT)"; \
+	fi
 
 $(VENV)/.stamp: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)

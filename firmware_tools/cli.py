@@ -48,6 +48,9 @@ def register(sub, add_common) -> None:
     add_simulator_arguments(s)
     add_common(s)
     s.set_defaults(handler=_simulate)
+    from firmware_tools.cli_firmware import register_firmware  # device firmware / device emulate (QEMU)
+
+    register_firmware(dsub, add_common)
     dev.set_defaults(handler=lambda args: _device_usage(dev))
 
     e = sub.add_parser("export-c", help="write the model as an aligned C array + header for firmware")
@@ -113,7 +116,7 @@ def simulator_banner(info: dict) -> str:
 
 
 def _device_usage(parser) -> int:
-    sys.stderr.write(f"{parser.prog}: error: no action given: info, validate or simulate (see: {parser.prog} --help)\n")
+    sys.stderr.write(f"{parser.prog}: error: no action given: info, validate, simulate, firmware or emulate (see: {parser.prog} --help)\n")
     return 2
 
 

@@ -1,0 +1,348 @@
+"""The real firmware: TFLite Micro + CMSIS-NN on emulated Cortex-M boards (QEMU), reached over a pty.
+
+The firmware is built once per session per board (``firmware_tools.firmware``
+caches the TFLM library, so a second session only links). Each test boots
+QEMU on its own flash image, talks to it over the pty with our host
+(``firmware_tools.flash`` / ``validate``), smpclient or raw SMP frames, and
+asserts what must hold: bit-identical int8 outputs to the tflite-micro wheel,
+error replies to malformed requests, the old or new model after a power cut.
+No wall-clock assertions: every wait is on a banner, a reply or a process.
+
+Without the Arm toolchain or QEMU these tests skip with one line, and fail
+under ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.conftest import CONFORMANCE, IN_CI, require_conformance
+
+serial = pytest.importorskip("serial")
+cbor2 = pytest.importorskip("cbor2")
+
+from edgert.errors import EdgertError  # noqa: E402
+from firmware_tools.framing import FrameDecoder, encode_frame  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+MODELS = CONFORMANCE / "models"
+STAGED = "/edgert/staged.tflite"
+EDGERT_GROUP = 64
+OP_READ, OP_WRITE = 0, 2
+#: The three boards and the profiles that run on them (firmware_tools.firmware.PROFILE_BOARDS).
+TARGETS = ("cortex-m4-256k", "cortex-m7-stm32h7", "cortex-m55")
+#: Per board, the int8 conformance models flashed and validated (VWW: an input larger than one SMP packet).
+VALIDATE = {
+    "cortex-m4-256k": ("tflm__hello_world_int8", "keyword_spotting__kws_ref_model", "visual_wake_words__vww_96_int8"),
+    "cortex-m7-stm32h7": ("keyword_spotting__kws_ref_model", "image_classification__pretrainedResnet_quant"),
+    "cortex-m55": ("keyword_spotting__kws_ref_model", "tflm__micro_speech_quantized"),
+}
+#: Generous: QEMU with -icount on a busy 2-core machine.
+REPLY_TIMEOUT_S = 60.0
+
+
+def _toolchain_missing() -> str | None:
+    from firmware_tools.emulate import find_qemu
+    from firmware_tools.firmware import check_toolchain, find_tflm_tree
+
+    try:
+        check_toolchain()
+        find_qemu()
+        find_tflm_tree()
+    except EdgertError as e:
+        return str(e)
+    return None
+
+
+@pytest.fixture(scope="session")
+def firmware():
+    """``firmware(target, kernels="cmsis-nn")`` -> FirmwareBuild, built once per session (and cached on disk)."""
+    reason = _toolchain_missing()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"CI=true but the firmware cannot be built: {reason}")
+        pytest.skip(f"firmware tests need the Arm toolchain, QEMU and a TFLM tree: {reason}")
+    from firmware_tools.firmware import build_firmware
+
+    built: dict = {}
+
+    def get(target: str, kernels: str = "cmsis-nn"):
+        if (target, kernels) not in built:
+            built[target, kernels] = build_firmware(target, kernels=kernels, progress=None)
+        return built[target, kernels]
+
+    return get
+
+
+@pytest.fixture
+def board(firmware, tmp_path):
+    """``board(target, flash=None)`` -> a started Emulator (stopped at the end of the test)."""
+    from firmware_tools.emulate import Emulator
+
+    started = []
+
+    def start(target: str, flash: Path | None = None):
+        em = Emulator(firmware(target), flash or tmp_path / f"{target}-flash.bin")
+        started.append(em)
+        em.start()
+        return em
+
+    yield start
+    for em in started:
+        em.stop()
+
+
+def _model(stem: str) -> Path:
+    return require_conformance(MODELS / f"{stem}.tflite")
+
+
+def _sha(data: bytes) -> bytes:
+    return hashlib.sha256(data).digest()
+
+
+class RawSmp:
+    """SMP requests as raw frames over the pty, to send what a well-behaved host never would."""
+
+    def __init__(self, port: str) -> None:
+        self.port = serial.Serial(port, 115200, timeout=0.5)
+        self.port.reset_input_buffer()
+        self.decoder = FrameDecoder()
+        self.seq = 0
+
+    def close(self) -> None:
+        self.port.close()
+
+    def packet(self, op: int, group: int, cmd: int, payload: bytes) -> bytes:
+        self.seq = (self.seq + 1) % 256
+        return bytes([op | 0x08, 0]) + len(payload).to_bytes(2, "big") + group.to_bytes(2, "big") + \
+            bytes([self.seq, cmd]) + payload
+
+    def send_packet(self, packet: bytes) -> dict:
+        self.port.write(encode_frame(packet))
+        return self.reply(packet[6])
+
+    def request(self, op: int, group: int, cmd: int, body) -> dict:
+        return self.send_packet(self.packet(op, group, cmd, cbor2.dumps(body)))
+
+    def reply(self, seq: int) -> dict:
+        import time
+
+        deadline = time.monotonic() + REPLY_TIMEOUT_S
+        while time.monotonic() < deadline:
+            for pkt in self.decoder.feed(self.port.read(4096)):
+                if pkt[6] == seq and pkt[0] & 0x07 in (1, 3):
+                    return cbor2.loads(pkt[8:])
+        raise TimeoutError(f"no reply to sequence {seq} within {REPLY_TIMEOUT_S}s")
+
+    def write(self, data: bytes) -> None:
+        self.port.write(data)
+
+    def echo(self, text: str) -> str:
+        return self.request(OP_WRITE, 0, 0, {"d": text})["r"]
+
+
+# ---- boot --------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_firmware_boots_and_offers_invoke(board, firmware, target):
+    from firmware_tools.flash import device_info
+
+    em = board(target)
+    assert b"kernels cmsis-nn" in em.boot_log and target.encode() in em.boot_log
+    info = device_info(em.port)
+    fw = firmware(target)
+    assert info.invoke is True and info.tensor_io is True and info.kernels == "cmsis-nn"
+    assert info.target == target and info.ram == fw.arena_bytes
+    assert info.active is None and info.slot_size >= (fw.flash_bytes - 2 * 4096) // 2 - 4096
+
+
+# ---- flash with our host, validate bit-exact against the tflite-micro wheel ---------------------
+
+@pytest.mark.parametrize("target,stem", [(t, s) for t in TARGETS for s in VALIDATE[t]])
+def test_flash_and_invoke_bit_exact(board, target, stem):
+    from edgert.model import read_model
+    from firmware_tools.flash import device_info, flash_model
+    from firmware_tools.validate import validate_on_device
+
+    path = _model(stem)
+    model = read_model(path)
+    em = board(target)
+    result = flash_model(em.port, path)
+    assert result.ok, result.error
+    spec = model.inputs[0]
+    rng = np.random.default_rng(12)
+    first = rng.integers(-128, 128, size=tuple(spec.shape), dtype=np.int8)
+    second = rng.integers(-128, 128, size=tuple(spec.shape), dtype=np.int8)
+    samples = np.stack([first, second, first])  # the repeat shows the instruction count is deterministic
+    report = validate_on_device(em.port, path, samples)
+    assert report["bit_exact"] is True, report
+    assert report["ok"] is True and report["top1_agreement"] == 1.0
+    counts = [s["instructions"] for s in report["per_sample"]]
+    assert all(isinstance(c, int) and c > 0 for c in counts) and counts[0] == counts[2]
+    info = device_info(em.port)
+    assert info.active["sha256"] == model.sha256 and 0 < info.arena_used <= info.ram
+
+
+def test_flash_through_the_cli(board, tmp_path):
+    """``edgert flash --port`` against the emulated board, as a user types it."""
+    path = _model("keyword_spotting__kws_ref_model")
+    em = board("cortex-m4-256k")
+    run = subprocess.run([sys.executable, "-m", "edgert", "flash", str(path), "--port", em.port, "--json"],
+                         capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["ok"] and out["ports"][0]["sha256"] == out["sha256"]
+
+
+# ---- malformed and oversized requests ---------------------------------------------------------
+
+def test_malformed_and_oversized_requests_get_error_replies(board):
+    em = board("cortex-m4-256k")
+    smp = RawSmp(em.port)
+    try:
+        rng = np.random.default_rng(7)
+        noise = [
+            b"boot text \x00\xff\x06 \x04 between frames\r\n",
+            rng.integers(0, 256, 3000, dtype=np.uint8).tobytes(),
+            b"\x06\x09!!notbase64!!\n",
+            b"\x06\x09" + b"QUFB" * 60 + b"\n",  # a line longer than 127 bytes
+            b"\x06\x09/////w==\n",  # announces 65535 bytes: more than the buffer, dropped
+            b"\x04\x14QUFB\n",  # continuation without a start
+        ]
+        for junk in noise:
+            smp.write(junk)
+            assert smp.echo("still here") == "still here"
+        # Bad CBOR and wrong types: an SMP error reply, never silence or a fault.
+        for payload in (b"\xff", b"\xa1\x61d", b"\xa1\x61d\x7a\xff\xff\xff\xff", b"\xa1\x61d" + b"\x81" * 1200,
+                        b"\xa1\x61d\x18\x05"):
+            reply = smp.send_packet(smp.packet(OP_WRITE, 0, 0, payload))
+            assert reply.get("rc", 0) != 0 or "err" in reply, reply
+        # The edgert group without a model, with nonsense fields, and past any tensor.
+        assert smp.request(OP_WRITE, EDGERT_GROUP, 3, {"inputs": [b"\x00" * 10]})["err"]["rc"] == 2  # NO_MODEL
+        assert smp.request(OP_WRITE, EDGERT_GROUP, 4, {"index": 99, "off": 2 ** 31, "data": b"x"}).get("err")
+        assert smp.request(OP_READ, EDGERT_GROUP, 5, {"index": 0, "off": 0}).get("err")
+        assert smp.request(OP_WRITE, EDGERT_GROUP, 99, {}).get("rc", 0) != 0
+        # An upload announcing more than the slot: ENOMEM, nothing stored.
+        big = smp.request(OP_WRITE, 8, 0, {"off": 0, "len": 2 ** 31, "data": b"x", "name": STAGED})
+        assert big.get("rc") == 2, big
+        # A model that is not a flatbuffer, activated: the runner refuses it, INVOKE says so.
+        junk_model = bytes(range(256)) * 8
+        assert smp.request(OP_WRITE, 8, 0, {"off": 0, "len": len(junk_model), "data": junk_model[:1024],
+                                             "name": STAGED})["off"] == 1024
+        assert smp.request(OP_WRITE, 8, 0, {"off": 1024, "data": junk_model[1024:], "name": STAGED})["off"] == 2048
+        smp.request(OP_WRITE, EDGERT_GROUP, 1, {"name": STAGED, "sha": _sha(junk_model)})
+        rc = smp.request(OP_WRITE, EDGERT_GROUP, 3, {"inputs": [b"\x00"]}).get("err", {}).get("rc")
+        assert rc in (2, 6), rc  # NO_MODEL or INVOKE_FAILED: the device would not run it
+        assert smp.echo("alive") == "alive"
+    finally:
+        smp.close()
+    assert em.running()
+
+
+# ---- power loss ------------------------------------------------------------------------------
+
+def test_power_loss_mid_upload_keeps_a_complete_model(board, tmp_path):
+    from edgert.model import read_model
+    from firmware_tools.emulate import Emulator
+    from firmware_tools.flash import device_info, flash_model
+    from firmware_tools.validate import validate_on_device
+
+    old, new = _model("tflm__hello_world_int8"), _model("keyword_spotting__kws_ref_model")
+    flash = tmp_path / "flash.bin"
+    em = board("cortex-m4-256k", flash)
+    assert flash_model(em.port, old).ok
+    size = new.stat().st_size
+
+    for cut_at in (size // 3, size - 1024):  # early in the upload, and with nearly all of it written
+        def cut(done, total, label, _at=cut_at, _em=em):
+            if done >= _at:
+                _em.kill()  # power cut: QEMU dies, the flash image keeps what was written
+
+        with pytest.raises((EdgertError, OSError, serial.SerialException)):
+            flash_model(em.port, new, progress=cut)
+        assert not em.running()
+        em = board("cortex-m4-256k", flash)  # power back on, same flash image
+        info = device_info(em.port)
+        assert info.active["sha256"] == read_model(old).sha256
+        report = validate_on_device(em.port, old, np.zeros((1, 1, 1), dtype=np.int8))
+        assert report["bit_exact"] is True and report["flashed"] is False
+
+    # Cut right after ACTIVATE was answered: the new model stays, the old one is its previous.
+    assert flash_model(em.port, new).ok
+    em.kill()
+    em = board("cortex-m4-256k", flash)
+    info = device_info(em.port)
+    assert info.active["sha256"] == read_model(new).sha256 and info.previous["sha256"] == read_model(old).sha256
+    assert isinstance(em, Emulator)
+
+
+# ---- smpclient ------------------------------------------------------------------------------
+
+def test_smpclient_uploads_to_the_emulated_board(board):
+    pytest.importorskip("smpclient")
+    from smpclient import SMPClient
+    from smpclient.requests.file_management import FileHashChecksum
+    from smpclient.transport.serial import SMPSerialTransport
+
+    from firmware_tools.flash import device_info
+
+    data = _model("keyword_spotting__kws_ref_model").read_bytes()
+    em = board("cortex-m4-256k")
+
+    async def session(port: str):
+        client = SMPClient(SMPSerialTransport(), port, timeout_s=REPLY_TIMEOUT_S)
+        await client.connect()
+        try:
+            offsets = [off async for off in client.upload_file(data, STAGED)]
+            digest = await client.request(FileHashChecksum(name=STAGED, type="sha256"))
+            return offsets, digest
+        finally:
+            await client.disconnect()
+
+    offsets, digest = asyncio.run(session(em.port))
+    assert offsets[-1] == len(data) and digest.output == _sha(data)
+    smp = RawSmp(em.port)
+    try:
+        active = smp.request(OP_WRITE, EDGERT_GROUP, 1, {"name": STAGED, "sha": _sha(data)})["active"]
+    finally:
+        smp.close()
+    assert active["sha"] == _sha(data)
+    assert device_info(em.port).arena_used > 0
+
+
+# ---- the CLI --------------------------------------------------------------------------------
+
+def test_cli_firmware_and_emulate(firmware, tmp_path):
+    firmware("cortex-m4-256k")  # the library is built (and cached) before the CLI links
+    run = subprocess.run([sys.executable, "-m", "edgert", "device", "firmware", "--target", "cortex-m4-256k",
+                          "-o", str(tmp_path / "fw"), "--json"], capture_output=True, text=True, cwd=ROOT)
+    assert run.returncode == 0, run.stderr
+    out = json.loads(run.stdout)
+    assert out["board"] == "mps2-an386" and out["library_cached"] is True
+    assert all(Path(out[k]).is_file() for k in ("elf", "bin", "map"))
+
+    proc = subprocess.Popen([sys.executable, "-m", "edgert", "device", "emulate", "--target", "cortex-m4-256k",
+                             "--flash-image", str(tmp_path / "flash.bin"), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        line = proc.stdout.readline()  # printed once the firmware's banner was seen
+        info = json.loads(line)
+        assert info["board"] == "mps2-an386" and os.path.exists(info["port"])
+        from firmware_tools.flash import device_info
+
+        assert device_info(info["port"]).invoke is True
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        rc = proc.wait(60)
+    assert rc == 0, proc.stderr.read()
+    assert proc.stdout.read() == ""  # exactly one JSON object
