@@ -140,7 +140,7 @@ def _row(result, target, test) -> dict[str, Any]:
     }
     from edgert.runtime.micro import micro_available
 
-    if result.best is not None and target.kind == "mcu" and micro_available():
+    if result.best is not None and target.runtime.interpreter == "tflm" and micro_available():
         from edgert.optimize.micro_eval import micro_top1
 
         tflm = micro_top1(result.best_tflite, test.x, test.y, limit=_MICRO_SAMPLES)

@@ -15,6 +15,7 @@ from edgert.convert.loader import SourceModel, load_source
 from edgert.convert.settings import ConverterSettings, normalize_mode
 from edgert.errors import ConversionError, InputDataError
 from edgert.progress import report
+from edgert.targets import Runtime, runtime_for
 
 __all__ = ["apply_settings", "convert_keras", "convert_source", "keep_float_nodes", "representative_dataset", "tf_dtype"]
 
@@ -25,8 +26,8 @@ log = logging.getLogger("edgert.convert")
 class _FreeTarget:
     """Stands in for a target profile when the caller states the settings directly."""
 
-    kind: str
-    op_set: str
+    runtime: Runtime
+    full_int8: bool
     quantization: str
     input_dtype: str
     output_dtype: str
@@ -211,8 +212,9 @@ def convert_keras(
     m = normalize_mode(mode)
 
     io_dtype = {"int8": "int8", "int16x8": "int16"}.get(m, "float32")
+    # Integer-only settings are TFLite Micro's (per-tensor dense weights); otherwise LiteRT's CPU kernels.
     free = _FreeTarget(
-        kind="mcu" if full_int8 else "cpu", op_set="tflm" if full_int8 else "tflite",
+        runtime=runtime_for("tflm" if full_int8 else "tflite"), full_int8=full_int8,
         quantization=m, input_dtype=io_dtype, output_dtype=io_dtype,
     )
     settings = settings_for(free, m, input_dtype, output_dtype)

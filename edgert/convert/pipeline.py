@@ -348,9 +348,9 @@ def _write_outputs(out: Path | None, data: bytes, mf, fit, tgt, report: dict[str
         out.mkdir(parents=True, exist_ok=True)
         model_path = atomic_write(out / MODEL_FILE, data)
         files["model"] = str(model_path)
-    if tgt.kind == "mcu":
+    if tgt.runtime.c_source:
         report["c_source"] = _c_source(data, mf, fit, out, files)
-    if tgt.op_set == "edgetpu":
+    if tgt.runtime.compiler == "edgetpu_compiler":
         from edgert.convert.edgetpu import compile_command, compile_edgetpu
 
         if model_path is not None:

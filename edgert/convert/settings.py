@@ -9,11 +9,12 @@ A target profile names a quantization mode, input/output dtypes and an op set;
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from edgert.errors import InputDataError
+from edgert.targets import Runtime
 
-__all__ = ["MODES", "MODE_ALIASES", "ConverterSettings", "normalize_mode", "requires_full_int8", "settings_for"]
+__all__ = ["MODES", "MODE_ALIASES", "ConversionTarget", "ConverterSettings", "normalize_mode", "requires_full_int8", "settings_for"]
 
 #: Conversion modes: float32, float16 weights, dynamic-range int8 weights,
 #: full-integer int8 (activations too) and int16 activations with int8 weights.
@@ -39,19 +40,36 @@ _IO_DTYPES = {
     "int8": ("int8", "uint8", "float32"),
     "int16x8": ("int16", "float32"),
 }
-#: Op sets whose runtime executes integer kernels only: the Edge TPU compiler
-#: maps nothing that is not int8 and TFLite Micro targets budget for int8 kernels.
-_STRICT_OP_SETS = ("tflm", "edgetpu")
-_STRICT_KINDS = ("mcu", "edgetpu")
 
 
-def requires_full_int8(target: Any) -> bool:
-    """True for targets that only run fully integer-quantized graphs (Edge TPU, microcontrollers)."""
-    return (
-        bool(getattr(target, "full_int8", False))
-        or getattr(target, "op_set", None) in _STRICT_OP_SETS
-        or getattr(target, "kind", None) in _STRICT_KINDS
-    )
+class ConversionTarget(Protocol):
+    """What the settings read from a target: a :class:`edgert.targets.Target`, or the converter's
+    stand-in when the caller states the settings directly."""
+
+    @property
+    def name(self) -> str | None: ...
+
+    @property
+    def runtime(self) -> Runtime: ...
+
+    @property
+    def full_int8(self) -> bool: ...
+
+    @property
+    def quantization(self) -> str: ...
+
+    @property
+    def input_dtype(self) -> str: ...
+
+    @property
+    def output_dtype(self) -> str: ...
+
+
+def requires_full_int8(target: ConversionTarget) -> bool:
+    """True for targets that only run fully integer-quantized graphs: the profile says so, or its
+    runtime family has integer kernels only (the Edge TPU compiler maps nothing that is not int8,
+    and TFLite Micro builds budget for int8 kernels)."""
+    return target.full_int8 or target.runtime.integer_only
 
 
 @dataclass(frozen=True)
@@ -109,8 +127,8 @@ def normalize_mode(mode: str) -> str:
     return m
 
 
-def _target_mode(target: Any) -> str:
-    quant = str(getattr(target, "quantization", "int8") or "int8")
+def _target_mode(target: ConversionTarget) -> str:
+    quant = target.quantization or "int8"
     try:
         return normalize_mode(quant)
     except InputDataError:
@@ -135,7 +153,7 @@ def _pick_dtype(which: str, user: str | None, target_value: str | None, mode: st
 
 
 def settings_for(
-    target: Any,
+    target: ConversionTarget,
     mode: str | None = None,
     input_dtype: str | None = None,
     output_dtype: str | None = None,
@@ -143,8 +161,8 @@ def settings_for(
     """Converter settings for ``target`` with the user's overrides applied.
 
     Args:
-        target: A :class:`edgert.targets.Target` (read: ``name``, ``kind``,
-            ``quantization``, ``input_dtype``, ``output_dtype``, ``op_set``).
+        target: A :class:`edgert.targets.Target` (read: ``name``, ``runtime``, ``full_int8``,
+            ``quantization``, ``input_dtype``, ``output_dtype``).
         mode: Override of the target's quantization mode.
         input_dtype: Override of the model input dtype.
         output_dtype: Override of the model output dtype.
@@ -154,8 +172,8 @@ def settings_for(
     """
     strict = requires_full_int8(target)
     m = normalize_mode(mode) if mode else _target_mode(target)
-    in_dt = _pick_dtype("input", input_dtype, getattr(target, "input_dtype", None), m, strict)
-    out_dt = _pick_dtype("output", output_dtype, getattr(target, "output_dtype", None), m, strict)
+    in_dt = _pick_dtype("input", input_dtype, target.input_dtype, m, strict)
+    out_dt = _pick_dtype("output", output_dtype, target.output_dtype, m, strict)
     notes: list[str] = []
     if m == "int8":
         if strict:
@@ -170,15 +188,12 @@ def settings_for(
             ops += ("TFLITE_BUILTINS",)
     else:
         ops = ("TFLITE_BUILTINS",)
-    if getattr(target, "op_set", None) == "edgetpu":
-        notes.append(
-            "Edge TPU: full-integer int8, uint8 I/O, TFLITE_BUILTINS_INT8 only and static batch-1 shapes, "
-            "which is what edgetpu_compiler maps"
-        )
+    if target.runtime.converter_note:
+        notes.append(target.runtime.converter_note)
     # Per-channel FULLY_CONNECTED weights are recent (TF 2.16 made them the default):
     # edgetpu_compiler 16 predates them, and TFLite Micro before late 2024 ran them
     # with wrong scales (tflite-micro PR 2602/2673), so firmware in the field needs per-tensor.
-    per_channel_dense = getattr(target, "op_set", None) not in _STRICT_OP_SETS
+    per_channel_dense = not target.runtime.integer_only
     if not per_channel_dense and m in ("int8", "int16x8"):
         notes.append("dense layers quantized per-tensor: edgetpu_compiler and older TFLite Micro lack per-channel FULLY_CONNECTED")
     notes.append("static batch 1: device interpreters and the Edge TPU compiler need fixed shapes")
@@ -193,6 +208,6 @@ def settings_for(
         allow_keep_float=not strict and m == "int8",
         per_channel_dense=per_channel_dense,
         batch=1,
-        target=getattr(target, "name", None),
+        target=target.name,
         notes=tuple(notes),
     )

@@ -34,6 +34,8 @@ from edgert.files import atomic_write
 from edgert.interrupt import checkpoint, deferred_interrupts
 from edgert.optimize.data import Dataset, load_dataset, split_dataset
 from edgert.runtime.micro import MicroError, micro_available
+from edgert.targets import Target, load_target
+from edgert.targets.base import ALL_FORMATS, FORMAT_TEXT
 from edgert.progress import report
 
 __all__ = [
@@ -51,31 +53,21 @@ __all__ = [
 log = logging.getLogger("edgert.optimize")
 
 #: Formats in the order they are tried (cheapest to convert first).
-ALL_MODES = ("float16", "dynamic", "int8", "int16x8")
-_MODE_TEXT = {"float16": "float16", "dynamic": "dynamic-range int8", "int8": "full int8", "int16x8": "int16x8",
-              "float32": "float32"}
+ALL_MODES = ALL_FORMATS
+_MODE_TEXT = FORMAT_TEXT
 _CALIBRATION_SAMPLES = 200
 
 
-def modes_for_target(target: Any) -> tuple[list[str], dict[str, str]]:
+def modes_for_target(target: Target) -> tuple[list[str], dict[str, str]]:
     """Formats the target can run, and a reason for each one it cannot.
 
-    An MCU (TFLite Micro) and the Edge TPU run full-integer models only: float16
-    and dynamic-range models keep float kernels they do not have.
+    The target's runtime family decides: TFLite Micro and the Edge TPU run
+    full-integer models only (float16 and dynamic-range models keep float
+    kernels they do not have).
     """
-    kind = getattr(target, "kind", "cpu")
-    op_set = getattr(target, "op_set", "tflite")
-    skipped: dict[str, str] = {}
-    if kind == "mcu" or op_set == "tflm":
-        allowed = ["int8", "int16x8"]
-        for m in ("float16", "dynamic"):
-            skipped[m] = f"{_MODE_TEXT[m]} keeps float kernels; TFLite Micro on {target.name} runs integer models"
-    elif kind == "edgetpu" or op_set == "edgetpu":
-        allowed = ["int8"]
-        for m in ("float16", "dynamic", "int16x8"):
-            skipped[m] = f"the Edge TPU executes only full int8 models ({_MODE_TEXT[m]} would fall back to the CPU)"
-    else:
-        allowed = list(ALL_MODES)
+    runtime = target.runtime
+    allowed = [m for m in ALL_MODES if m in runtime.formats]
+    skipped = {m: runtime.format_refusal(m, target) for m in ALL_MODES if m not in runtime.formats}
     return allowed, skipped
 
 
@@ -314,11 +306,12 @@ def _load_inputs(model: Any, data: Dataset | str | Path | tuple, batch_size: int
     return model, data
 
 
-def resolve_prefer(prefer: str, target: Any) -> str:
-    """``"auto"`` → ``"size"`` on MCUs and the Edge TPU (flash and SRAM are the limit), ``"latency"`` elsewhere."""
+def resolve_prefer(prefer: str, target: Target) -> str:
+    """``"auto"`` → what the target's runtime family minimizes: ``"size"`` on MCUs and the Edge TPU
+    (flash and SRAM are the limit), ``"latency"`` elsewhere."""
     if prefer != "auto":
         return prefer
-    return "size" if getattr(target, "kind", "cpu") in ("mcu", "edgetpu") else "latency"
+    return target.runtime.prefer
 
 
 def choose_best(candidates: Iterable[Candidate], prefer: str = "size") -> Candidate | None:
@@ -352,7 +345,7 @@ def _closest(candidates: list[Candidate]) -> Candidate | None:
 class _Search:
     """One optimize run (state shared by the steps; see :func:`optimize`)."""
 
-    def __init__(self, model, target, train: Dataset, test: Dataset, budget: float, space: SearchSpace,
+    def __init__(self, model, target: Target, train: Dataset, test: Dataset, budget: float, space: SearchSpace,
                  cache: VariantCache, progress, seed: int) -> None:
         self.teacher, self.target, self.train, self.test = model, target, train, test
         self.budget, self.space, self.cache, self.progress, self.seed = budget, space, cache, progress, seed
@@ -367,7 +360,8 @@ class _Search:
         self.baseline: dict[str, Any] = {}
         self.base_accuracy = 0.0
         self.predicted_misfits: set[str] = set()
-        self.mcu = getattr(target, "kind", "") == "mcu"
+        # Candidates for TFLite Micro are predicted, measured and evaluated the way its firmware runs them.
+        self.mcu = target.runtime.interpreter == "tflm"
         # Accuracy on an MCU is measured under TensorFlow Lite Micro when it is installed (convert extra).
         self.micro = self.mcu and micro_available()
         if self.mcu and not self.micro:
@@ -377,7 +371,7 @@ class _Search:
     def io_types(self, mode: str) -> tuple[str | None, str | None]:
         if mode != "int8":
             return None, None
-        return getattr(self.target, "input_dtype", None), getattr(self.target, "output_dtype", None)
+        return self.target.input_dtype, self.target.output_dtype
 
     def convert(self, key: str, model: Any, mode: str) -> bytes:
         from edgert.convert import convert_keras
@@ -652,14 +646,12 @@ def optimize(
         TargetError: Unknown target.
         ConversionError: The model cannot be loaded or converted at all.
     """
-    from edgert.targets import load_target
-
     if max_accuracy_drop is None or not np.isfinite(max_accuracy_drop) or max_accuracy_drop < 0:
         raise InputDataError(f"--max-accuracy-drop {max_accuracy_drop} must be a number of points ≥ 0", "e.g. 1.0")
     if prefer not in ("auto", "size", "latency"):
         raise InputDataError(f"prefer={prefer!r}: choose 'auto', 'size' or 'latency'")
     space = space or SearchSpace()
-    target = load_target(target) if isinstance(target, (str, Path)) else target
+    target = load_target(target)
     prefer = resolve_prefer(prefer, target)
     model, data = _load_inputs(model, data, space.batch_size)
     if test_data is None:
@@ -677,7 +669,7 @@ def optimize(
         best = choose_best(s.candidates, prefer)
         for c in s.candidates:
             c.chosen = c is best
-        return OptimizeResult(getattr(target, "name", str(target)), float(max_accuracy_drop), dict(s.baseline),
+        return OptimizeResult(target.name, float(max_accuracy_drop), dict(s.baseline),
                               list(s.candidates), best, None if best else _closest(s.candidates), out, interrupted,
                               data={"train": len(train), "held_out": len(test)}, prefer=prefer)
 

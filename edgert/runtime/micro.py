@@ -38,7 +38,26 @@ _ARENA_RE = re.compile(r"Arena allocation total (\d+) bytes")
 
 
 class MicroError(BackendError):
-    """TFLite Micro cannot run this model (unsupported op or type, allocation failure)."""
+    """TFLite Micro cannot run this model (unsupported op or type, allocation failure).
+
+    Attributes:
+        refused_ops: Op names TFLite Micro said it has no kernel for (empty when it named none).
+    """
+
+    def __init__(self, message: str, hint: str | None = None, refused_ops: Sequence[str] = ()) -> None:
+        super().__init__(message, hint)
+        self.refused_ops = tuple(refused_ops)
+
+
+#: How TFLite Micro names an op it cannot resolve ("Didn't find op for builtin opcode 'X'",
+#: "Failed to get registration from op code X", "Node X (number N) failed to prepare").
+#: Its log is the only place the name exists, so it is read once, here, into MicroError.refused_ops.
+_REFUSED_OP_RE = re.compile(r"(?:opcode|op for builtin opcode|Node) '?([A-Z][A-Z0-9_]+)'?")
+
+
+def _refused_ops(detail: str) -> tuple[str, ...]:
+    """Op names TFLite Micro's failure text names (``CUSTOM`` is not a name)."""
+    return tuple(dict.fromkeys(n for n in _REFUSED_OP_RE.findall(detail) if n != "CUSTOM"))
 
 
 def micro_available() -> bool:
@@ -156,8 +175,10 @@ def _call(fn: str, *args, arena_size: int | None = None):
             raise MicroError(
                 f"the tensor arena is too small: {detail}",
                 "give a larger arena_size (micro_arena_bytes() measures what the model needs)",
+                refused_ops=_refused_ops(detail),
             ) from None
-        raise MicroError(detail, "check the model's ops and types against TFLite Micro's op resolver") from None
+        raise MicroError(detail, "check the model's ops and types against TFLite Micro's op resolver",
+                         refused_ops=_refused_ops(detail)) from None
 
 
 def micro_arena_bytes(data: bytes) -> int:

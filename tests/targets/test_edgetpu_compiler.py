@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 
 from edgert.cli import main
-from edgert.fit import EDGETPU_MAX_RESIZE_FACTOR, check_fit
+from edgert.fit import check_fit
+from edgert.targets.edgetpu import EDGETPU_MAX_RESIZE_FACTOR
 from edgert.model import read_model
 from tests.conftest import CONFORMANCE, conformance_missing_reason, require_conformance
 

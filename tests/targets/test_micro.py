@@ -12,7 +12,7 @@ pytest.importorskip("tflite_micro")
 
 from edgert.errors import InputDataError
 from edgert.fit import check_fit
-from edgert.fit_ops import TFLM_OPS
+from edgert.targets.tflm import TFLM_OPS
 from edgert.model import read_model
 from edgert.model.memory import plan_arena
 from edgert.runtime.micro import MicroError, micro_arena_bytes, run_micro, run_micro_many

@@ -1,4 +1,4 @@
-"""Target profiles: what a device can hold and run, loaded from ``targets/*.toml``.
+"""Loading target profiles: what a device can hold and run, from ``targets/*.toml``.
 
 Profiles are data. The ones shipped with edgert are installed as package data
 (``edgert.target_profiles``, read with :mod:`importlib.resources`, never from the
@@ -14,20 +14,19 @@ it comes from.
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from edgert.errors import TargetError
 from edgert.model.macs import KERNEL_FAMILIES  # the families the latency model distinguishes
+from edgert.targets.base import Target, runtime_for
 
-__all__ = ["Target", "load_target", "list_targets", "target_names", "KERNEL_FAMILIES", "KINDS", "OP_SETS"]
+__all__ = ["load_target", "list_targets", "target_names", "KERNEL_FAMILIES", "KINDS", "OP_SETS", "QUANTIZATIONS"]
 
 #: Kinds of device a profile can describe.
 KINDS = ("mcu", "cpu", "edgetpu", "gpu")
-#: Op sets a profile can allow (see :mod:`edgert.fit` for the op tables).
+#: Op sets a profile can allow; each one is run by one runtime family (``Target.runtime``).
 OP_SETS = ("tflm", "xnnpack", "edgetpu", "gpu", "tflite")
 #: Quantization modes the converter knows.
 QUANTIZATIONS = ("int8", "float16", "dynamic", "int16x8", "float32")
@@ -35,71 +34,6 @@ _DTYPES = ("int8", "uint8", "int16", "float16", "float32")
 
 _PACKAGE = "edgert.target_profiles"
 _MAX_INHERIT_DEPTH = 8
-
-
-@dataclass(frozen=True)
-class Target:
-    """One device profile.
-
-    Attributes:
-        name: Profile name (``cortex-m4-256k``).
-        description: One line for humans.
-        kind: ``"mcu"``, ``"cpu"``, ``"edgetpu"`` or ``"gpu"``.
-        ram_bytes: RAM available to the model (tensor arena + I/O buffers on an MCU).
-        flash_bytes: Flash/storage available for the model file.
-        quantization: The mode the converter uses for this target.
-        input_dtype: Input tensor dtype the target wants.
-        output_dtype: Output tensor dtype the target wants.
-        op_set: Which op table decides support (``tflm``, ``xnnpack``, ``edgetpu``, ``gpu``, ``tflite``).
-        threads: Interpreter threads.
-        delegate: Delegate name (``"xnnpack"``, ``"gpu"``, ``"edgetpu"``) or None.
-        clock_hz: Clock of the unit that runs the kernels.
-        cycles_per_mac: Cycles per unit of work per kernel family (MACs for conv,
-            depthwise and fully connected; elements for pool, elementwise, other).
-        active_power_mw: Power while inferring.
-        idle_power_mw: Power between inferences (sleep/idle).
-        cycles_per_output: Extra cycles per output element per kernel family
-            (requantization, stores); families not listed cost nothing extra.
-        op_overhead_cycles: Fixed cycles per op invocation (dispatch, setup).
-        invoke_overhead_ms: Fixed time per inference (e.g. USB transfer to an accelerator).
-        static_shapes: The target needs every tensor shape fixed at conversion.
-        full_int8: Every op must be integer-quantized (no float fallback on the device).
-        param_cache_bytes: On-chip parameter memory (Edge TPU); weights beyond it stream per inference.
-        arena: True when RAM is a TFLite Micro tensor arena (MCU targets).
-        calibration: Which published result the latency/energy numbers were calibrated on.
-        source: Where the profile was loaded from.
-        inherits: The profile this one extends, if any.
-    """
-
-    name: str
-    description: str
-    kind: str
-    ram_bytes: int
-    flash_bytes: int
-    quantization: str
-    input_dtype: str
-    output_dtype: str
-    op_set: str
-    threads: int
-    delegate: str | None
-    clock_hz: int
-    cycles_per_mac: dict[str, float]
-    active_power_mw: float
-    idle_power_mw: float
-    cycles_per_output: dict[str, float] = field(default_factory=dict)
-    op_overhead_cycles: float = 0.0
-    invoke_overhead_ms: float = 0.0
-    static_shapes: bool = False
-    full_int8: bool = False
-    param_cache_bytes: int | None = None
-    arena: bool = False
-    calibration: str = ""
-    source: str = ""
-    inherits: str | None = None
-
-    def to_dict(self) -> dict[str, Any]:
-        """The profile fields as plain JSON values (``edgert targets --json``)."""
-        return dataclasses.asdict(self)
 
 
 # ---- field schema: name -> (types, required) ------------------------------------------
@@ -251,6 +185,15 @@ def _build(table: dict[str, Any], where: str) -> Target:
         raise TargetError(f"{where}: key 'cycles_per_mac.{missing[0]}': missing", "give a figure for every kernel family")
     if values["active_power_mw"] < 0 or values["idle_power_mw"] < 0:
         raise TargetError(f"{where}: key 'active_power_mw': power cannot be negative")
+    # The op set decides the runtime family; the kind and the arena flag must agree with it,
+    # so no code has to decide which of the three to believe.
+    runtime = runtime_for(values["op_set"])
+    if values["kind"] not in runtime.kinds:
+        raise TargetError(f"{where}: key 'kind': {values['kind']!r} does not run op_set {values['op_set']!r} "
+                          f"({runtime.title})", f"use kind {' or '.join(repr(k) for k in runtime.kinds)}")
+    if values.setdefault("arena", runtime.arena) != runtime.arena:
+        raise TargetError(f"{where}: key 'arena': {runtime.title} {'uses' if runtime.arena else 'has no'} "
+                          "tensor arena", f"set arena = {str(runtime.arena).lower()} or leave it out")
     delegate = values.pop("delegate")
     values["delegate"] = None if delegate in ("", "none") else delegate
     for key in ("active_power_mw", "idle_power_mw", "op_overhead_cycles", "invoke_overhead_ms"):
