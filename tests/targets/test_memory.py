@@ -50,3 +50,71 @@ def test_plan_is_consistent(path):
         for op in model.operators()
     )
     assert plan.head_bytes >= need
+
+
+# ---- per-target plans: the 32-bit Cortex-M cores with CMSIS-NN -----------------------------------
+#: Arenas TFLite Micro + CMSIS-NN reported (``arena_used_bytes()``) on emulated cores, measured with our
+#: firmware (firmware_tools, QEMU mps2-an386 / mps3-an547); the 64-bit wheel reports 24,272 / 3,984 /
+#: 103,680 B for the same files. tests/targets/test_arena_emulated.py re-measures them when QEMU is here.
+MEASURED_ON_TARGET = [
+    ("keyword_spotting__kws_ref_model", "cortex-m4", 22_820),
+    ("anomaly_detection__ad01_int8", "cortex-m4", 2_580),
+    ("anomaly_detection__ad01_int8", "cortex-m55", 9_268),  # Helium: per-layer kernel sums in the tail
+    ("visual_wake_words__vww_96_int8", "cortex-m4", 100_708),
+]
+
+
+@pytest.mark.parametrize("stem,config,measured", MEASURED_ON_TARGET, ids=[f"{s}-{c}" for s, c, _ in MEASURED_ON_TARGET])
+def test_target_plan_within_2_percent_of_the_firmware(stem, config, measured):
+    from tests.conftest import CONFORMANCE
+
+    plan = plan_arena(require_conformance(CONFORMANCE / "models" / f"{stem}.tflite"), config)
+    assert plan.complete and plan.config == config
+    assert abs(plan.total_bytes - measured) <= 0.02 * measured, (plan.total_bytes, measured)
+
+
+@pytest.mark.parametrize("path", int8_conformance_models())
+def test_32bit_plan_differs_from_the_64bit_one_where_it_should(path):
+    model = read_model(require_conformance(path))
+    host, m4, m55 = plan_arena(model), plan_arena(model, "cortex-m4"), plan_arena(model, "cortex-m55")
+    # 4-byte pointers and short enums shrink every runtime struct ...
+    assert m4.breakdown["eval_tensors"] * 2 == host.breakdown["eval_tensors"]
+    assert m4.breakdown["nodes"] * 2 == host.breakdown["nodes"]
+    assert m4.tail_bytes < host.tail_bytes
+    # ... while CMSIS-NN's scratch buffers and Helium kernel sums only add on the cores.
+    assert host.breakdown["scratch"] == 0
+    assert m55.tail_bytes >= m4.tail_bytes  # Helium keeps fully-connected kernel sums in the tail
+
+
+def test_scratch_buffers_are_planned_with_their_op():
+    from tests.conftest import CONFORMANCE
+
+    model = read_model(require_conformance(CONFORMANCE / "models" / "keyword_spotting__kws_ref_model.tflite"))
+    plan = plan_arena(model, "cortex-m4")
+    scratch = [b for b in plan.buffers if b.tensor < 0]
+    assert scratch and plan.breakdown["scratch"] == sum(b.size for b in scratch)
+    for b in scratch:  # alive during its op only, and never overlapping a live tensor
+        assert b.first == b.last
+        for t in plan.buffers:
+            if t is not b and t.first <= b.last and b.first <= t.last:
+                assert t.offset + t.size <= b.offset or b.offset + b.size <= t.offset
+
+
+def test_an_op_the_planner_does_not_know_makes_the_plan_incomplete():
+    from tests.conftest import CONFORMANCE
+
+    model = read_model(require_conformance(CONFORMANCE / "models" / "tflm__hello_world_int8.tflite"))
+    assert plan_arena(model, "cortex-m4").complete
+    # CMSIS-NN is never built for a 64-bit host: no OpData figures, so the plan must say it is incomplete
+    from edgert.model.memory import _COMMON_LP64, ArenaConfig
+
+    odd = ArenaConfig("lp64-cmsis", 8, _COMMON_LP64, "cmsis-nn", "dsp")
+    plan = plan_arena(model, odd)
+    assert not plan.complete and plan.unknown_ops == {"FULLY_CONNECTED": 3}
+
+
+def test_unknown_config_is_refused():
+    from edgert.model.memory import arena_config
+
+    with pytest.raises(ValueError, match="cortex-m4"):
+        arena_config("cortex-m3")
