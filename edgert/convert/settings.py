@@ -14,7 +14,15 @@ from typing import Any, Protocol
 from edgert.errors import InputDataError
 from edgert.targets import Runtime
 
-__all__ = ["MODES", "MODE_ALIASES", "ConversionTarget", "ConverterSettings", "normalize_mode", "requires_full_int8", "settings_for"]
+__all__ = [
+    "MODES",
+    "MODE_ALIASES",
+    "ConversionTarget",
+    "ConverterSettings",
+    "normalize_mode",
+    "requires_full_int8",
+    "settings_for",
+]
 
 #: Conversion modes: float32, float16 weights, dynamic-range int8 weights,
 #: full-integer int8 (activations too) and int16 activations with int8 weights.

@@ -9,7 +9,7 @@ activations and the input/output tensors.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from edgert.targets.base import OpAssessment, RamUse, Runtime, Target, register
 from edgert.targets.problems import Code, Problem

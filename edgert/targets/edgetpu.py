@@ -11,8 +11,9 @@ costed on the host profile (:data:`HOST_FOR_EDGETPU`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from edgert.model.schema import builtin_options
 from edgert.targets.base import (

@@ -8,8 +8,9 @@ reason cannot lose its fix, and a code added without a fix fails a test.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from enum import Enum
-from typing import Any, Iterable, NamedTuple
+from typing import Any, NamedTuple
 
 __all__ = ["Code", "Fix", "Problem", "FIXES", "fixes_for"]
 

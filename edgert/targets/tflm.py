@@ -8,7 +8,7 @@ real TFLite Micro when the ``tflite-micro`` wheel is installed and planned by
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from edgert.targets.base import (
     FORMAT_TEXT,

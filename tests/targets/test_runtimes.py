@@ -149,3 +149,13 @@ def test_targets_and_fit_import_without_tensorflow():
             "print(sorted({m.split('.')[0] for m in sys.modules} & {'tensorflow', 'keras', 'tflite_micro'}))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_firmware_builds_ask_the_family_not_the_kind(tmp_path):
+    from firmware_tools.firmware import FirmwareBuildError, firmware_layout
+
+    path = tmp_path / "board.toml"
+    path.write_text('name = "board"\nkind = "mcu"\nop_set = "tflm"\n' + _BASE)
+    assert firmware_layout(load_target(path)) == firmware_layout("cortex-m4-256k")  # same RAM and flash
+    with pytest.raises(FirmwareBuildError, match="not a microcontroller"):
+        firmware_layout("coral-usb")
