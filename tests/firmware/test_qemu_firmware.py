@@ -346,3 +346,32 @@ def test_cli_firmware_and_emulate(firmware, tmp_path):
         rc = proc.wait(60)
     assert rc == 0, proc.stderr.read()
     assert proc.stdout.read() == ""  # exactly one JSON object
+
+
+# ---- without the toolchain ---------------------------------------------------------------------
+
+def test_missing_toolchain_is_one_line_naming_the_apt_command(tmp_path, monkeypatch):
+    """Runs everywhere: with an empty PATH the build and the emulator say what to install (exit 2)."""
+    from firmware_tools.emulate import find_qemu
+    from firmware_tools.firmware import ToolchainMissingError, build_firmware
+
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolchainMissingError, match="apt-get install -y gcc-arm-none-eabi"):
+        build_firmware("cortex-m4-256k", tmp_path / "fw", progress=None)
+    with pytest.raises(ToolchainMissingError, match="qemu-system-arm"):
+        find_qemu()
+    run = subprocess.run([sys.executable, "-m", "edgert", "device", "firmware", "--target", "cortex-m4-256k",
+                          "-o", str(tmp_path / "fw")], capture_output=True, text=True, cwd=ROOT,
+                         env={**os.environ, "PATH": str(tmp_path)})
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "apt-get install" in run.stderr
+
+
+def test_profiles_map_to_boards_from_data():
+    """Every shipped MCU profile with a board maps through the one table; others are refused in one line."""
+    from firmware_tools.firmware import BOARDS, PROFILE_BOARDS, FirmwareBuildError, board_for_target
+
+    for profile, machine in PROFILE_BOARDS.items():
+        assert board_for_target(profile) is BOARDS[machine]
+    with pytest.raises(FirmwareBuildError, match="no emulated Cortex-M board"):
+        board_for_target("raspberry-pi-4")
