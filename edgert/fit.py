@@ -32,7 +32,7 @@ from edgert.targets import Code, OpAssessment, RamUse, Runtime, Target, fixes_fo
 from edgert.targets.base import computes_in_float, dynamic_dims
 from edgert.units import format_bytes
 
-__all__ = ["Check", "FitReport", "check_fit", "fit_markdown", "parse_rate"]
+__all__ = ["Check", "FitReport", "TargetMeasurement", "check_fit", "fit_markdown", "parse_rate"]
 
 log = logging.getLogger("edgert.fit")
 
@@ -68,8 +68,17 @@ class FitReport:
         target: Profile name.
         fits: True when every check passed.
         checks: All checks, in order.
-        arena_bytes: Tensor arena from edgert's own planner.
-        micro_arena_bytes: Arena TFLite Micro really allocated (MCU targets, when installed), else None.
+        arena_bytes: The tensor arena TFLite Micro takes on the target (TFLite Micro targets: measured on
+            the target when given, else planned for the target's core and kernels; None when unknown,
+            see ``arena_source``); on other targets edgert's plan of the 64-bit host build.
+        micro_arena_bytes: Arena the ``tflite-micro`` wheel allocated on this 64-bit host (reference
+            kernels; MCU targets, when installed), else None. It checks the planner; it is not the target's.
+        arena_source: Where ``arena_bytes`` comes from (:data:`~edgert.targets.tflm.ARENA_SOURCES`).
+        arena_plan_bytes: The planner's figure for the target's build (None when it cannot plan it).
+        arena: Details (config, host figures, breakdown, unknown ops, warnings), None on other targets.
+        instructions: Instructions the emulated board retired for one invoke (``--measure-on emulated``;
+            QEMU counts instructions, not cycles), else None.
+        measured_on: The board that measured ``instructions`` / the arena, else None.
         flash_bytes: Model file size.
         ram_bytes: RAM the RAM check counted.
         latency_ms: Estimated latency of one inference on the target.
@@ -90,7 +99,7 @@ class FitReport:
     target: str
     fits: bool
     checks: list[Check]
-    arena_bytes: int
+    arena_bytes: int | None
     micro_arena_bytes: int | None
     flash_bytes: int
     ram_bytes: int
@@ -106,6 +115,11 @@ class FitReport:
     model: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     warnings: list[dict[str, str]] = field(default_factory=list)
+    arena_source: str = "planned"
+    arena_plan_bytes: int | None = None
+    arena: dict[str, Any] | None = None
+    instructions: int | None = None
+    measured_on: str | None = None
 
     def check(self, name: str) -> Check | None:
         """The check called ``name``, or None."""
@@ -120,6 +134,8 @@ class FitReport:
             "checks": [c.to_dict() for c in self.checks],
             "arena_bytes": self.arena_bytes,
             "micro_arena_bytes": self.micro_arena_bytes,
+            "arena_source": self.arena_source,
+            "arena_plan_bytes": self.arena_plan_bytes,
             "flash_bytes": self.flash_bytes,
             "ram_bytes": self.ram_bytes,
             "latency_ms": round(self.latency_ms, 4),
@@ -133,11 +149,31 @@ class FitReport:
             "notes": list(self.notes),
             "warnings": [dict(w) for w in self.warnings],
         }
+        if self.arena is not None:
+            out["arena"] = dict(self.arena)
+        if self.instructions is not None or self.measured_on is not None:
+            out["instructions"] = self.instructions
+            out["measured_on"] = self.measured_on
         if self.edgetpu is not None:
             out["edgetpu"] = dict(self.edgetpu)
         if self.delegate is not None:
             out["delegate"] = dict(self.delegate)
         return out
+
+
+@dataclass(frozen=True)
+class TargetMeasurement:
+    """What the target itself measured for the model (e.g. our firmware on an emulated board).
+
+    Attributes:
+        arena_bytes: TFLite Micro's ``arena_used_bytes()`` on the target, None when not reported.
+        instructions: Instructions retired by one invoke (QEMU ``-icount``: instructions, not cycles).
+        board: Which board measured it (``"mps2-an386 (cortex-m4)"``).
+    """
+
+    arena_bytes: int | None = None
+    instructions: int | None = None
+    board: str = ""
 
 
 def parse_rate(text: str | float) -> float:
@@ -271,6 +307,7 @@ def check_fit(
     rate_hz: float | None = None,
     battery_mwh: float | None = None,
     measure_micro: bool = True,
+    measured: TargetMeasurement | None = None,
     progress=None,
 ) -> FitReport:
     """Check ``model`` against ``target``.
@@ -284,8 +321,10 @@ def check_fit(
         target: A :class:`~edgert.targets.Target`, a profile name or a ``.toml`` path.
         rate_hz: Inferences per second, for duty-cycled average power and battery life.
         battery_mwh: Battery energy in mWh (``mAh x V``), for battery life at ``rate_hz``.
-        measure_micro: On TFLite Micro targets, also load the model in the real TFLite Micro
-            (when installed) and use the arena it reports for the RAM check.
+        measure_micro: On TFLite Micro targets, also load the model in the ``tflite-micro`` wheel
+            (when installed): its 64-bit arena checks the plan for the target's core.
+        measured: What the target itself measured (arena, instructions), e.g. on an emulated board;
+            its arena is then ``arena_bytes`` (``arena_source`` ``"measured-target"``).
         progress: Optional ``progress(done, total, label)`` callback.
 
     Returns:
@@ -315,6 +354,14 @@ def check_fit(
     checks.append(_io_dtype_check(model, target))
 
     report_progress(progress, 3, steps, "RAM and latency")
+    arena = None
+    if runtime.arena:
+        from edgert.targets.tflm import target_arena
+
+        arena = ops.arena = target_arena(model, target, host_measured=ops.measured_arena,
+                                         target_measured=measured.arena_bytes if measured else None)
+        for message in arena.warnings:
+            notes.append(message)
     ram = runtime.ram(model, target, plan, ops)
     checks.append(_ram_check(ram, target, notes))
     latency, energy = runtime.latency_energy(model, target, op_costs(model), ops, notes)
@@ -337,7 +384,12 @@ def check_fit(
         target=target.name,
         fits=all(c.ok for c in checks),
         checks=checks,
-        arena_bytes=plan.total_bytes,
+        arena_bytes=arena.bytes if arena is not None else plan.total_bytes,
+        arena_source=arena.source if arena is not None else "planned",
+        arena_plan_bytes=arena.plan_bytes if arena is not None else plan.total_bytes,
+        arena=arena.to_dict() if arena is not None else None,
+        instructions=measured.instructions if measured else None,
+        measured_on=measured.board if measured else None,
         micro_arena_bytes=ops.measured_arena,
         flash_bytes=model.size_bytes,
         ram_bytes=ram.used,
@@ -352,7 +404,8 @@ def check_fit(
         battery_hours=battery_hours,
         model={"path": model.path, "sha256": model.sha256},
         notes=notes,
-        warnings=[w.to_dict() for w in model.warnings],
+        warnings=[w.to_dict() for w in model.warnings]
+        + [{"runtime": "tflm", "message": m} for m in (arena.warnings if arena is not None else ())],
     )
     log.debug("fit %s on %s: fits=%s", model.path, target.name, result.fits)
     return result
@@ -375,11 +428,18 @@ def fit_markdown(report: FitReport | dict[str, Any]) -> str:
         fmt = format_bytes if c["name"] in ("flash", "ram") else str
         detail = str(c["detail"]).replace("|", "\\|")
         lines.append(f"| {c['name']} | {'yes' if c['ok'] else '**no**'} | {fmt(c['value'])} | {fmt(c['limit'])} | {detail} |")
-    lines += ["", f"- tensor arena (edgert plan): {format_bytes(d['arena_bytes'])}"]
+    source = d.get("arena_source", "planned")
+    arena = "unknown" if d["arena_bytes"] is None else format_bytes(d["arena_bytes"])
+    lines += ["", f"- tensor arena on the target: {arena} ({source})"]
+    if d.get("arena_plan_bytes") is not None and source != "planned":
+        lines.append(f"- tensor arena (edgert plan for the target): {format_bytes(d['arena_plan_bytes'])}")
     if d.get("micro_arena_bytes") is not None:
-        lines.append(f"- tensor arena (TFLite Micro, measured): {format_bytes(d['micro_arena_bytes'])}")
+        lines.append(f"- tensor arena (TFLite Micro wheel, 64-bit host): {format_bytes(d['micro_arena_bytes'])}")
     lines.append(f"- model file: {format_bytes(d['flash_bytes'])}, {d.get('macs', 0):,} MACs")
     lines.append(f"- latency (estimate): {d['latency_ms']:.3g} ms, energy: {d['energy_uj']:.4g} µJ per inference")
+    if d.get("instructions") is not None:
+        lines.append(f"- measured on {d.get('measured_on')}: {d['instructions']:,} instructions per invoke "
+                     "(emulated: instructions, not cycles)")
     if d.get("rate_hz"):
         lines.append(f"- at {d['rate_hz']:g}/s: average power {d['average_power_mw']:.4g} mW")
         if d.get("battery_hours") is not None:

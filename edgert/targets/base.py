@@ -76,6 +76,8 @@ class Target:
         full_int8: Every op must be integer-quantized (no float fallback on the device).
         param_cache_bytes: On-chip parameter memory (Edge TPU); weights beyond it stream per inference.
         arena: True when RAM is a TFLite Micro tensor arena (derived from the runtime family).
+        core: The processor and TFLite Micro build the arena is planned for (a name in
+            :data:`edgert.model.memory.ARENA_CONFIGS`, e.g. ``"cortex-m4"``), None when unknown.
         calibration: Which published result the latency/energy numbers were calibrated on.
         source: Where the profile was loaded from.
         inherits: The profile this one extends, if any.
@@ -103,6 +105,7 @@ class Target:
     full_int8: bool = False
     param_cache_bytes: int | None = None
     arena: bool = False
+    core: str | None = None
     calibration: str = ""
     source: str = ""
     inherits: str | None = None
@@ -142,7 +145,10 @@ class OpAssessment:
     Attributes:
         unsupported: ``{op name: count}`` of ops the target cannot run.
         problems: The first :class:`Problem` of each unsupported op name.
-        measured_arena: The arena the real TFLite Micro allocated (TFLite Micro family), else None.
+        measured_arena: The arena the real TFLite Micro wheel allocated on this 64-bit host
+            (TFLite Micro family), else None.
+        arena: The TFLite Micro family's :class:`~edgert.targets.tflm.TargetArena` (the arena on
+            the target itself), else None.
         edgetpu: The Edge TPU partition prediction (``fit --json``'s ``edgetpu``), else None.
         delegate: XNNPACK/GPU delegate coverage (``name, delegated_ops, cpu_ops``), else None.
         host_op_ids: ``(subgraph, op index)`` of ops a host CPU runs beside an accelerator.
@@ -151,6 +157,7 @@ class OpAssessment:
     unsupported: dict[str, int] = field(default_factory=dict)
     problems: dict[str, Problem] = field(default_factory=dict)
     measured_arena: int | None = None
+    arena: Any = None
     edgetpu: dict[str, Any] | None = None
     delegate: dict[str, Any] | None = None
     host_op_ids: set[tuple[int, int]] = field(default_factory=set)

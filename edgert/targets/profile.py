@@ -60,6 +60,7 @@ _FIELDS: dict[str, tuple[tuple[type, ...], bool]] = {
     "full_int8": ((bool,), False),
     "param_cache_bytes": ((int,), False),
     "arena": ((bool,), False),
+    "core": ((str,), False),
     "calibration": ((str,), False),
     "inherits": ((str,), False),
 }
