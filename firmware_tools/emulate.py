@@ -244,6 +244,9 @@ def run(args: argparse.Namespace, announce: Callable[[dict[str, Any]], None]) ->
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         emulator.start()
+        for line in emulator.boot_log.decode(errors="replace").splitlines():
+            if "warning:" in line:  # e.g. the flash image could not be opened: say so, it changes what persists
+                sys.stderr.write(f"edgert device emulate: {line.strip()}\n")
         announce(emulator.describe())
         while not stop.wait(0.5):
             if not emulator.running():

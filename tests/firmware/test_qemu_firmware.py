@@ -118,6 +118,7 @@ class RawSmp:
         self.port.reset_input_buffer()
         self.decoder = FrameDecoder()
         self.seq = 0
+        self.received = b""  # everything the firmware sent, to catch fault messages or a reboot banner
 
     def close(self) -> None:
         self.port.close()
@@ -139,7 +140,9 @@ class RawSmp:
 
         deadline = time.monotonic() + REPLY_TIMEOUT_S
         while time.monotonic() < deadline:
-            for pkt in self.decoder.feed(self.port.read(4096)):
+            chunk = self.port.read(4096)
+            self.received += chunk
+            for pkt in self.decoder.feed(chunk):
                 if pkt[6] == seq and pkt[0] & 0x07 in (1, 3):
                     return cbor2.loads(pkt[8:])
         raise TimeoutError(f"no reply to sequence {seq} within {REPLY_TIMEOUT_S}s")
@@ -247,6 +250,8 @@ def test_malformed_and_oversized_requests_get_error_replies(board):
     finally:
         smp.close()
     assert em.running()
+    # Never a fault, never a reboot: the firmware would say so on the line (and print its banner again).
+    assert b"fault" not in smp.received and b"edgert firmware: ready" not in smp.received
 
 
 # ---- power loss ------------------------------------------------------------------------------
