@@ -92,7 +92,8 @@ def raw_fps(model, frames: int) -> tuple[float, float]:
 def scenes(corpus: Path) -> list[np.ndarray]:
     from PIL import Image
 
-    return [np.asarray(Image.open(corpus / "inputs" / f"tflm__person_detection__{n}.bmp").convert("RGB")) for n in ("person", "no_person")]
+    inputs = corpus / "inputs"
+    return [np.asarray(Image.open(inputs / f"tflm__person_detection__{n}.bmp").convert("RGB")) for n in ("person", "no_person")]
 
 
 def make_images(folder: Path, pictures: list[np.ndarray], frames: int) -> None:

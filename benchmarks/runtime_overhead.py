@@ -62,7 +62,7 @@ def measure(path: Path, backend_name: str | None, seconds: float, threads: int |
     out_idx = [d["index"] for d in raw.get_output_details()]
 
     def raw_call():
-        for i, x in zip(in_idx, inputs):
+        for i, x in zip(in_idx, inputs, strict=True):
             raw.set_tensor(i, x)
         raw.invoke()
         return [raw.get_tensor(i) for i in out_idx]
@@ -73,7 +73,7 @@ def measure(path: Path, backend_name: str | None, seconds: float, threads: int |
     def edgert_float_call():
         return model.predict(*inputs)
 
-    same = all(np.array_equal(a, b) for a, b in zip(raw_call(), edgert_call()))
+    same = all(np.array_equal(a, b) for a, b in zip(raw_call(), edgert_call(), strict=True))
     for fn in (raw_call, edgert_call, edgert_float_call):  # warm-up: XNNPACK packs weights on first run
         _time_block(fn, 3)
     block = max(1, int(BLOCK_US / max(_time_block(raw_call, 3), 0.1)))

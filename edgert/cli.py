@@ -12,6 +12,7 @@ import importlib
 import logging
 import sys
 import traceback
+
 from edgert.errors import EdgertError
 
 __all__ = ["main", "build_parser"]

@@ -162,6 +162,7 @@ def load_numpy(path: str | Path, expect: str, *, mmap: bool = False):
         if "allow_pickle" in str(e) or "Python objects" in str(e):
             raise InputDataError(f"{path}: holds Python objects (pickled), which edgert never loads",
                                  "save a numeric array, e.g. numpy.save(path, numpy.asarray(x, numpy.float32))") from None
-        raise InputDataError(f"{path}: not a readable NumPy file ({str(e).splitlines()[0]})", "write it again with numpy.save") from None
+        raise InputDataError(f"{path}: not a readable NumPy file ({str(e).splitlines()[0]})",
+                             "write it again with numpy.save") from None
     except (OSError, EOFError) as e:
         raise InputDataError(f"{path}: not a readable NumPy file ({e})", "write it again with numpy.save") from None

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import signal
 import threading
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 __all__ = ["deferred_interrupts", "checkpoint", "interrupt_pending"]
 

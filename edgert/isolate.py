@@ -104,6 +104,7 @@ def run_isolated(
             )
         finally:
             os.close(write_fd)
+        assert proc.stdin is not None  # stdin=PIPE
         with os.fdopen(read_fd, "rb") as reader:
             try:
                 proc.stdin.write(payload)

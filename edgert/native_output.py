@@ -24,8 +24,8 @@ import os
 import re
 import sys
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 __all__ = ["native_chatter_to_debug", "is_native_chatter"]
 
@@ -73,7 +73,7 @@ def native_chatter_to_debug(*, stdout: bool = False) -> Iterator[None]:
         return
     capture = tempfile.TemporaryFile()
     terminal = sys.stderr
-    live = open(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace")  # noqa: SIM115
+    live = open(os.dup(saved[2]), "w", buffering=1, encoding="utf-8", errors="replace")
     for fd in fds:
         os.dup2(capture.fileno(), fd)
     sys.stderr = live

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, Optional, TextIO
+from collections.abc import Callable
+from typing import TextIO
 
 __all__ = ["ProgressFn", "TerminalProgress", "report"]
 
 ProgressFn = Callable[[int, int, str], None]
 
 
-def report(progress: Optional[ProgressFn], done: int, total: int, label: str = "") -> None:
+def report(progress: ProgressFn | None, done: int, total: int, label: str = "") -> None:
     """Call ``progress`` if one was given (saves every caller an ``if``)."""
     if progress is not None:
         progress(done, total, label)
@@ -35,7 +36,7 @@ class TerminalProgress:
         self._stream = stream
         self.min_interval = min_interval
         self._last = 0.0
-        self._label = None
+        self._label: str | None = None
         self._tty = hasattr(self.stream, "isatty") and self.stream.isatty()
 
     @property

@@ -27,10 +27,11 @@ import logging
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from smp import file_management as smpfs
 from smp import image_management as smpimg
@@ -445,7 +446,9 @@ def _chunk_size(info: DeviceInfo, probe: bytes) -> int:
     return room
 
 
-def _upload_file(link: SmpLink, info: DeviceInfo, data: bytes, name: str, window: int, progress, label: str, result: FlashResult) -> None:
+def _upload_file(
+    link: SmpLink, info: DeviceInfo, data: bytes, name: str, window: int, progress, label: str, result: FlashResult
+) -> None:
     total = len(data)
 
     def build(seq: int, off: int, chunk: bytes) -> bytes:
@@ -700,7 +703,8 @@ def _read_tensor(link: SmpLink, info: DeviceInfo, index: int, size: int) -> byte
     """Read output ``index`` (``size`` bytes) with TENSOR_READ, as many bytes per reply as the device sends."""
     out = bytearray()
     while len(out) < size:
-        body = link.request(lambda s: TensorReadRequest(index=index, off=len(out), sequence=s).BYTES,
+        # request() calls the builder (retries included) before it returns, so it always sees this pass's ``out``.
+        body = link.request(lambda s: TensorReadRequest(index=index, off=len(out), sequence=s).BYTES,  # noqa: B023
                             f"TENSOR_READ {index}", reply_wire=encoded_size(info.buf_size))
         data, off, total = body.get("data"), body.get("off"), body.get("len")
         if not isinstance(data, bytes) or off != len(out) or total != size or not data:

@@ -16,9 +16,11 @@ frames, and may deliver damaged frames: both must be skipped, never raised.
 from __future__ import annotations
 
 import binascii
+import re
 import struct
+import sys
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
 
 from smp import packet as smppacket
 
@@ -37,6 +39,22 @@ START = smppacket.START_DELIMITER  # 0x06 0x09
 CONTINUE = smppacket.CONTINUE_DELIMITER  # 0x04 0x14
 #: Zephyr's console transport reads lines into 128-byte buffers (incl. the NUL).
 MAX_LINE_LENGTH = 127
+
+if sys.version_info >= (3, 11):
+
+    def _a2b_base64_strict(data: bytes) -> bytes:
+        return binascii.a2b_base64(data, strict_mode=True)
+
+else:
+    # Python 3.10 has no strict_mode: accept exactly what 3.11's strict_mode accepts (whole quads, then
+    # RFC 4648 padding, or extra "=" after a whole quad), then decode.
+    _STRICT_BASE64 = re.compile(rb"(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?|(?:[A-Za-z0-9+/]{4})+=+")
+
+    def _a2b_base64_strict(data: bytes) -> bytes:
+        if _STRICT_BASE64.fullmatch(data) is None:
+            raise binascii.Error("not strict base64")
+        return binascii.a2b_base64(data)
+
 #: A frame cannot be larger than this (the 16-bit length field); longer garbage is dropped.
 MAX_FRAME_BYTES = 0xFFFF
 _LEN = struct.Struct("!H")
@@ -164,7 +182,7 @@ class FrameDecoder:
             self.noise += len(line)
             return None
         try:
-            self._body += binascii.a2b_base64(body.rstrip(b"\r"), strict_mode=True)
+            self._body += _a2b_base64_strict(body.rstrip(b"\r"))
         except binascii.Error:
             self._fail()
             return None

@@ -63,7 +63,7 @@ class Timeouts:
     reconnect: float = 5.0
     open: float = 2.0
 
-    def scaled(self, factor: float) -> "Timeouts":
+    def scaled(self, factor: float) -> Timeouts:
         """The same policy with every duration multiplied by ``factor`` (tests use < 1)."""
         return Timeouts(
             self.response_base * factor,
@@ -170,7 +170,7 @@ class SmpLink:
         except (serial.SerialException, OSError):
             pass
 
-    def __enter__(self) -> "SmpLink":
+    def __enter__(self) -> SmpLink:
         return self
 
     def __exit__(self, *exc) -> None:

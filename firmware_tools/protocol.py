@@ -206,7 +206,8 @@ def make_packet(op: int, group: int, command: int, seq: int, body: dict[str, Any
     """
     payload = cbor2.dumps(body)
     head = ((version & 0b11) << 3) | (op & 0b111)
-    return bytes([head, 0]) + len(payload).to_bytes(2, "big") + group.to_bytes(2, "big") + bytes([seq & 0xFF, command & 0xFF]) + payload
+    header = bytes([head, 0]) + len(payload).to_bytes(2, "big") + group.to_bytes(2, "big") + bytes([seq & 0xFF, command & 0xFF])
+    return header + payload
 
 
 def parse_packet(packet: bytes) -> tuple[dict[str, int], dict[str, Any]]:
@@ -251,13 +252,14 @@ def response_error(body: dict[str, Any]) -> tuple[int, int] | None:
     return None
 
 
-_EDGERT_ERROR_CLASS = {
+# Keyed by plain rc ints as they arrive in replies (an EdgertErr member hashes and compares equal to its value).
+_EDGERT_ERROR_CLASS: dict[int, type[DeviceRejectedError]] = {
     ERR_HASH_MISMATCH: HashMismatchError,
     ERR_TOO_LARGE: ModelTooLargeError,
     ERR_SIGNATURE_INVALID: SignatureError,
 }
 
-_EDGERT_HINTS = {
+_EDGERT_HINTS: dict[int, str] = {
     ERR_NO_MODEL: "flash a model first: edgert flash MODEL --port PORT",
     ERR_HASH_MISMATCH: "the upload was corrupted; flash again",
     ERR_TOO_LARGE: "use a smaller model (edgert fit MODEL --target T) or a board with more flash/RAM",

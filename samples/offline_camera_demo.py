@@ -82,7 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         model = load_model(model_path)
         labels = ["no person", "person"]
         # The corpus model carries no metadata, so the class names are given here.
-        as_video = Pipeline(model, f"video:{clip}", [f"csv:{out}/preds.csv", f"snapshots:{out}/snapshots", "console?rate=4"], labels=labels)
+        sinks = [f"csv:{out}/preds.csv", f"snapshots:{out}/snapshots", "console?rate=4"]
+        as_video = Pipeline(model, f"video:{clip}", sinks, labels=labels)
         print("video :", as_video.run().text())
         as_camera = Pipeline(model, f"camera:{clip}", [], max_frames=150, retry_delays=(0.05, 0.2))
         print("camera:", as_camera.run().text())

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "add_kernels_option",
@@ -61,7 +62,8 @@ def _checked(parse: Callable[[str], Any], ok: Callable[[Any], bool], rule: str, 
 positive_int = _checked(_int, lambda v: v >= 1, "must be at least 1", "``type=`` for counts and sizes that must be at least 1.")
 non_negative_int = _checked(_int, lambda v: v >= 0, "must be 0 or more", "``type=`` for counts where 0 means none (or off).")
 finite_float = _checked(_float, lambda v: True, "", "``type=`` for a number that may take any finite value (not nan, not inf).")
-positive_float = _checked(_float, lambda v: v > 0, "must be above 0", "``type=`` for durations, capacities, temperatures: above 0.")
+positive_float = _checked(_float, lambda v: v > 0, "must be above 0",
+                          "``type=`` for durations, capacities, temperatures: above 0.")
 non_negative_float = _checked(_float, lambda v: v >= 0, "must be 0 or more", "``type=`` for budgets where 0 means none allowed.")
 open_fraction = _checked(_float, lambda v: 0 < v < 1, "must be between 0 and 1 (exclusive)",
                          "``type=`` for a share strictly between 0 and 1 (a held-out part of the data).")

@@ -6,8 +6,8 @@ import signal
 import sys
 from contextlib import contextmanager
 
-from edgert.commands.output import emit
 from edgert.commands import add_kernels_option, add_no_cache_option, finite_float, non_negative_int, positive_float, positive_int
+from edgert.commands.output import emit
 from edgert.model.metadata import TASKS
 
 __all__ = ["register"]
@@ -50,8 +50,10 @@ def register(sub, add_common) -> None:
     p.add_argument("--sink", action="append", default=[], metavar="URL", help="where results go (repeatable; default: console)")
     p.add_argument("--max-frames", type=positive_int, default=None, metavar="N", help="stop after N predictions")
     p.add_argument("--top-k", type=positive_int, default=None, metavar="K", help="classes per result (classification)")
-    p.add_argument("--threshold", type=finite_float, default=None, metavar="T", help="score threshold, or the anomaly threshold for anomaly models")
-    p.add_argument("--labels", default=None, metavar="FILE", help="class names, one per line (for models without edgert metadata)")
+    p.add_argument("--threshold", type=finite_float, default=None, metavar="T",
+                   help="score threshold, or the anomaly threshold for anomaly models")
+    p.add_argument("--labels", default=None, metavar="FILE",
+                   help="class names, one per line (for models without edgert metadata)")
     p.add_argument("--task", choices=TASKS, default=None,
                    help="postprocessing (default: from metadata, else from output shapes)")
     p.add_argument("--backend", default=None, help="interpreter backend: ai_edge_litert or tflite_runtime")
@@ -62,8 +64,10 @@ def register(sub, add_common) -> None:
     p.add_argument("--opencv-shrink", action="store_true",
                    help="shrink camera/video frames with OpenCV INTER_AREA (faster; not bit-equal to edgert predict)")
     p.add_argument("--prepare-threads", type=non_negative_int, default=None, metavar="N",
-                   help="threads decoding/preparing frames of a video or image folder side by side (default: one per core but one, at most 3; 0: on the capture thread)")
-    p.add_argument("--stall-timeout", type=positive_float, default=5.0, metavar="S", help="seconds a live source's read may hang before the device is reset and reopened with back-off "
+                   help="threads decoding/preparing frames of a video or image folder side by side "
+                   "(default: one per core but one, at most 3; 0: on the capture thread)")
+    p.add_argument("--stall-timeout", type=positive_float, default=5.0, metavar="S",
+                   help="seconds a live source's read may hang before the device is reset and reopened with back-off "
                    "(default 5; a quiet serial sensor is simply waited for)")
     add_common(p)
     p.set_defaults(handler=_run)

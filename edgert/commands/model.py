@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edgert.commands.output import emit
 from edgert.commands import add_kernels_option, add_no_cache_option, non_negative_int, positive_int
+from edgert.commands.output import emit
 
 __all__ = ["register"]
 
@@ -97,7 +97,8 @@ def _predict(args) -> int:
 
 
 def _predict_text(result: dict) -> str:
-    lines = [f"{result['model']} on {', '.join(result['inputs'])} ({result['backend']}{', ' + result['delegate'] if result['delegate'] else ''})"]
+    delegate = ", " + result["delegate"] if result["delegate"] else ""
+    lines = [f"{result['model']} on {', '.join(result['inputs'])} ({result['backend']}{delegate})"]
     if "top" in result:
         for rank, c in enumerate(result["top"], 1):
             name = c["label"] if c["label"] is not None else f"class {c['index']}"
@@ -142,7 +143,8 @@ def _bench(args) -> int:
 
 def _bench_text(result: dict) -> str:
     rows = result.get("backends") or [result]
-    lines = [f"{result['model']}: {rows[0]['runs']} runs after {rows[0]['warmup']} warm-up, threads {rows[0]['threads'] or 'default'}, {rows[0]['kernels']} kernels"]
+    lines = [f"{result['model']}: {rows[0]['runs']} runs after {rows[0]['warmup']} warm-up, "
+             f"threads {rows[0]['threads'] or 'default'}, {rows[0]['kernels']} kernels"]
     lines.append(f"  {'backend':<24} {'min':>9} {'p50':>9} {'p90':>9} {'p99':>9} {'fps':>9}")
     for r in rows:
         lat = r["latency_ms"]

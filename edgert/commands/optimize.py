@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import sys
 
-from edgert.commands.output import emit, progress_bar
 from edgert.commands import float_list, non_negative_float, open_fraction, positive_float, positive_int, unit_fraction
+from edgert.commands.output import emit, progress_bar
 from edgert.errors import InputDataError
 from edgert.units import format_bytes
 
@@ -42,7 +42,8 @@ def register(sub, add_common) -> None:
     p.add_argument("--prefer", choices=("auto", "size", "latency"), default="auto",
                    help="among passing candidates, pick the smallest file or the lowest estimated latency on the "
                    "target (auto: size on MCUs/Edge TPU, latency on CPUs/GPUs)")
-    p.add_argument("--test-fraction", type=open_fraction, default=0.3, help="share of the data held out for accuracy (default 0.3)")
+    p.add_argument("--test-fraction", type=open_fraction, default=0.3,
+                   help="share of the data held out for accuracy (default 0.3)")
     p.add_argument("--batch-size", type=positive_int, default=32, help="fine-tuning batch size (default 32)")
     add_common(p)
     p.set_defaults(handler=_optimize)
@@ -55,9 +56,12 @@ def register(sub, add_common) -> None:
         "held-out digits presented as a camera stream. No network needed.",
     )
     d.add_argument("--output", "-o", default="edgert-demo", help="artifact directory (default ./edgert-demo)")
-    d.add_argument("--targets", default=None, metavar="LIST", help="comma-separated target profiles (default: the four demo devices)")
-    d.add_argument("--max-accuracy-drop", type=non_negative_float, default=1.0, metavar="POINTS", help="accuracy budget (default 1.0)")
-    d.add_argument("--frames", type=positive_int, default=60, help="held-out digits shown to the loop as video frames (default 60)")
+    d.add_argument("--targets", default=None, metavar="LIST",
+                   help="comma-separated target profiles (default: the four demo devices)")
+    d.add_argument("--max-accuracy-drop", type=non_negative_float, default=1.0, metavar="POINTS",
+                   help="accuracy budget (default 1.0)")
+    d.add_argument("--frames", type=positive_int, default=60,
+                   help="held-out digits shown to the loop as video frames (default 60)")
     d.add_argument("--retrain", action="store_true", help="train the teacher again even if edgert-demo/ has one")
     add_common(d)
     d.set_defaults(handler=_demo)
@@ -124,7 +128,8 @@ def _optimize_text(r: dict) -> str:
         acc = "-" if c["accuracy"] is None else f"{100 * c['accuracy']:.2f}"
         drop = "-" if c["accuracy_drop"] is None else f"{c['accuracy_drop']:+.2f}"
         host = "-" if c["host_latency_ms"] is None else f"{c['host_latency_ms']:.3f}"
-        lines.append(f"{c['name'] + mark:34} {c['status']:8} {format_bytes(c['size_bytes']):>10} {format_bytes(c['arena_bytes']):>10} "
+        lines.append(f"{c['name'] + mark:34} {c['status']:8} "
+                     f"{format_bytes(c['size_bytes']):>10} {format_bytes(c['arena_bytes']):>10} "
                      f"{est:>8} {host:>8} {acc:>7} {drop:>6}")
     if r["chosen"]:
         lines.append(f"chosen: {r['chosen']} → {r['output_dir']}/best/")

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from edgert.commands.output import emit
 from edgert.commands import positive_float
+from edgert.commands.output import emit
 from edgert.units import format_bytes
 
 __all__ = ["register"]
@@ -38,7 +38,8 @@ def _targets_text(result: dict) -> str:
     rows = [f"{'name':20} {'kind':8} {'RAM':>10} {'flash':>10} {'quant':8} {'I/O':14} description"]
     for t in result["targets"]:
         rows.append(
-            f"{t['name']:20} {t['kind']:8} {format_bytes(t['ram_bytes'], exact=True):>10} {format_bytes(t['flash_bytes'], exact=True):>10} "
+            f"{t['name']:20} {t['kind']:8} "
+            f"{format_bytes(t['ram_bytes'], exact=True):>10} {format_bytes(t['flash_bytes'], exact=True):>10} "
             f"{t['quantization']:8} {t['input_dtype'] + '/' + t['output_dtype']:14} {t['description']}"
         )
     return "\n".join(rows)

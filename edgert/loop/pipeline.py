@@ -34,8 +34,9 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -380,7 +381,9 @@ class Pipeline:
         self._reopens = 0
         self._fatal: str | None = None
         # Capture-side seconds and skipped frames, one dict per thread (no shared counters): [reader, *preparers].
-        self._capture_stats = [dict.fromkeys(("read", "decode", "preprocess", "skipped"), 0) for _ in range(1 + prepare_threads)]
+        self._capture_stats: list[dict[str, float]] = [
+            dict.fromkeys(("read", "decode", "preprocess", "skipped"), 0) for _ in range(1 + prepare_threads)
+        ]
         self._thread: threading.Thread | None = None
         self._preparers: list[threading.Thread] = []
 
@@ -389,7 +392,8 @@ class Pipeline:
                opencv_shrink: bool) -> None:
         model = self.model
         if len(model.inputs) != 1:
-            raise InputDataError(f"the loop feeds one input; this model takes {len(model.inputs)}", "use edgert predict with one .npy per input")
+            raise InputDataError(f"the loop feeds one input; this model takes {len(model.inputs)}",
+                                 "use edgert predict with one .npy per input")
         self.spec = spec = model.inputs[0]
         metadata = model.metadata
         plan: ImagePreprocess | None = None
@@ -404,8 +408,8 @@ class Pipeline:
             plan = image_preprocess_for(spec, metadata)
         self.plan = plan
         # OpenCV frames are resized by OpenCV (far cheaper than a round trip through Pillow).
-        use_cv2 = plan is not None and getattr(self.source, "opencv_frames", False)
-        self._resize = opencv_resizer(plan, shrink=opencv_shrink) if use_cv2 else None
+        use_cv2 = getattr(self.source, "opencv_frames", False)
+        self._resize = opencv_resizer(plan, shrink=opencv_shrink) if plan is not None and use_cv2 else None
         self.post = Postprocessor(model.inputs, model.outputs, metadata, task=task, top_k=top_k, threshold=threshold,
                                   labels=labels, model_file=getattr(model, "file", None))
 
@@ -487,7 +491,7 @@ class Pipeline:
             for queue in inboxes or self._outboxes:
                 queue.close()
 
-    def _prepare_loop(self, inbox: "FrameQueue", outbox: "FrameQueue", stats: dict[str, float]) -> None:
+    def _prepare_loop(self, inbox: FrameQueue, outbox: FrameQueue, stats: dict[str, float]) -> None:
         """A prepare thread: decode and prepare the frames of one inbox, in order, into its outbox.
 
         A frame that cannot be prepared still goes through, with ``tensor`` None,
@@ -580,7 +584,7 @@ class Pipeline:
         self._thread = threading.Thread(target=self._capture_loop, name="edgert-capture", daemon=True)
         self._preparers = [
             threading.Thread(target=self._prepare_loop, args=(inbox, outbox, stats), name=f"edgert-prepare-{k}", daemon=True)
-            for k, (inbox, outbox, stats) in enumerate(zip(self._inboxes, outboxes, self._capture_stats[1:]))
+            for k, (inbox, outbox, stats) in enumerate(zip(self._inboxes, outboxes, self._capture_stats[1:], strict=False))
         ]
         start = time.monotonic()
         self._heartbeat = start
@@ -624,7 +628,8 @@ class Pipeline:
                 t3 = time.perf_counter()
                 model_input = None
                 if need_float_input:
-                    model_input = frame.data if frame.kind == "tensor" and np.asarray(frame.data).dtype.kind == "f" else dequantize(frame.tensor, spec)
+                    float_tensor = frame.kind == "tensor" and np.asarray(frame.data).dtype.kind == "f"
+                    model_input = frame.data if float_tensor else dequantize(frame.tensor, spec)
                 fields = post(outputs, model_input)
                 if live:  # how old the prediction is: capture -> now
                     latency = (time.monotonic() - frame.timestamp) * 1000.0

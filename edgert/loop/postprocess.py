@@ -28,8 +28,9 @@ or ``logits``), ``score_threshold``, ``anomaly_threshold``, and for raw boxes
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -95,13 +96,14 @@ class BBox:
         """Area in the box's own units (0 for an inverted box)."""
         return max(0.0, self.xmax - self.xmin) * max(0.0, self.ymax - self.ymin)
 
-    def scale(self, width: float, height: float) -> "BBox":
+    def scale(self, width: float, height: float) -> BBox:
         """The box in pixels of a ``width`` x ``height`` image."""
         return BBox(self.xmin * width, self.ymin * height, self.xmax * width, self.ymax * height)
 
     def to_dict(self) -> dict[str, float]:
         """The JSON form (``xmin, ymin, xmax, ymax``)."""
-        return {k: round(float(v), 5) for k, v in zip(("xmin", "ymin", "xmax", "ymax"), (self.xmin, self.ymin, self.xmax, self.ymax))}
+        corners = (self.xmin, self.ymin, self.xmax, self.ymax)
+        return {k: round(float(v), 5) for k, v in zip(("xmin", "ymin", "xmax", "ymax"), corners, strict=True)}
 
 
 @dataclass(frozen=True)
@@ -150,7 +152,9 @@ def _softmax(x: np.ndarray) -> np.ndarray:
     return e / np.sum(e)
 
 
-def get_classes(scores: np.ndarray, top_k: int = 1, threshold: float | None = None, labels: Sequence[str] | None = None) -> list[Class]:
+def get_classes(
+    scores: np.ndarray, top_k: int = 1, threshold: float | None = None, labels: Sequence[str] | None = None
+) -> list[Class]:
     """Top-k classes of one score vector, best first, at least ``threshold``."""
     flat = np.asarray(scores, np.float32).reshape(-1)
     k = max(1, min(top_k, flat.size))
@@ -180,7 +184,9 @@ def _iou(box: np.ndarray, others: np.ndarray) -> np.ndarray:
     return inter / np.maximum(area + areas - inter, 1e-12)
 
 
-def non_max_suppression(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5, max_detections: int = 100) -> list[int]:
+def non_max_suppression(
+    boxes: np.ndarray, scores: np.ndarray, iou_threshold: float = 0.5, max_detections: int = 100
+) -> list[int]:
     """Greedy NMS: indices of kept boxes (``[N, 4]`` as ymin, xmin, ymax, xmax), best first."""
     order = np.argsort(-scores, kind="stable")
     keep: list[int] = []
@@ -237,7 +243,13 @@ def decode_boxes(
 
 
 def get_objects(
-    boxes: np.ndarray, classes: np.ndarray, scores: np.ndarray, count: np.ndarray | int, *, threshold: float = 0.5, labels: Sequence[str] | None = None
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    scores: np.ndarray,
+    count: np.ndarray | int,
+    *,
+    threshold: float = 0.5,
+    labels: Sequence[str] | None = None,
 ) -> list[Object]:
     """Objects from ``TFLite_Detection_PostProcess`` outputs (already NMS'd; boxes ymin, xmin, ymax, xmax)."""
     n = int(np.asarray(count).reshape(-1)[0]) if np.size(count) else 0
@@ -295,7 +307,12 @@ def infer_task(inputs, outputs, metadata: dict | None = None, model_file=None) -
         return "detection"
     if _raw_box_shapes(outputs) is not None:
         return "detection"
-    if len(outputs) == 1 and len(inputs) == 1 and outputs[0].num_elements == inputs[0].num_elements and inputs[0].num_elements > 1:
+    if (
+        len(outputs) == 1
+        and len(inputs) == 1
+        and outputs[0].num_elements == inputs[0].num_elements
+        and inputs[0].num_elements > 1
+    ):
         return "anomaly"
     if len(outputs) == 1:
         dims = [d for d in outputs[0].shape if d != 1]
@@ -370,8 +387,18 @@ def _number(post: dict, key: str, default: float | None = None) -> float | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InputDataError(f"metadata postprocessing.{key} is {value!r}, not a number", "re-embed the metadata with a number there")
+        raise InputDataError(f"metadata postprocessing.{key} is {value!r}, not a number",
+                             "re-embed the metadata with a number there")
     return float(value)
+
+
+def _number_or_default(post: dict, key: str, default: float) -> float:
+    """``postprocessing[key]`` as a float, ``default`` when absent; an explicit null is not a number."""
+    value = _number(post, key, default)
+    if value is None:
+        raise InputDataError(f"metadata postprocessing.{key} is null, not a number",
+                             "re-embed the metadata with a number there")
+    return value
 
 
 class Postprocessor:
@@ -406,7 +433,7 @@ class Postprocessor:
             n = len(self.labels)
             log.warning("%d label%s for %d classes: results are named by position, check the labels file",
                         n, "" if n == 1 else "s", outputs[0].num_elements)
-        self.top_k = int(top_k if top_k is not None else _number(post, "top_k", 1))
+        self.top_k = int(top_k if top_k is not None else _number_or_default(post, "top_k", 1))
         self.logits = post.get("output") == "logits"
         self.box_format = "yxyx"
         self.iou_threshold = 0.5
@@ -426,8 +453,11 @@ class Postprocessor:
             self._setup_detection(inputs, outputs, post, model_file)
 
     def _setup_detection(self, inputs, outputs, post: dict, model_file) -> None:
-        """Read the raw-box keys and find the layout: TFLite_Detection_PostProcess / SSD outputs, boxes + scores, or one YOLO output."""
-        self.iou_threshold = _number(post, "iou_threshold", 0.5)
+        """Read the raw-box keys and find the layout.
+
+        The layouts: TFLite_Detection_PostProcess / SSD outputs, boxes + scores, or one YOLO output.
+        """
+        self.iou_threshold = _number_or_default(post, "iou_threshold", 0.5)
         self.objectness = post.get("objectness", False)
         if not isinstance(self.objectness, bool):
             raise InputDataError(f"metadata postprocessing.objectness is {self.objectness!r}, not true or false",
@@ -444,7 +474,8 @@ class Postprocessor:
                 self.box_format = post.get("box_format", "cxcywh")
                 self._box_scale = _pixel_scale(self.box_format, *_input_hw(inputs))
         if self.objectness and self._yolo is None:
-            raise InputDataError(f"metadata postprocessing.objectness needs one YOLO-style [1, N, 5+C] output; this model has {shapes}",
+            raise InputDataError("metadata postprocessing.objectness needs one YOLO-style [1, N, 5+C] output; "
+                                 f"this model has {shapes}",
                                  "remove objectness from the metadata")
         if self._order is None and self._raw is None and self._yolo is None:
             raise InputDataError(
@@ -452,7 +483,8 @@ class Postprocessor:
                 "use --task classification/regression, or export with TFLite_Detection_PostProcess",
             )
         if self._order is None and self.box_format not in BOX_FORMATS:
-            raise InputDataError(f"metadata postprocessing.box_format {self.box_format!r} is unknown", f"use one of: {', '.join(BOX_FORMATS)}")
+            raise InputDataError(f"metadata postprocessing.box_format {self.box_format!r} is unknown",
+                                 f"use one of: {', '.join(BOX_FORMATS)}")
 
     def _boxes_and_scores(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Raw boxes ``[N, 4]`` (normalised) and class scores ``[N, C]`` from boxes+scores or YOLO outputs."""
@@ -497,8 +529,8 @@ class Postprocessor:
                 score = float(np.asarray(out, np.float32).reshape(-1)[0])
             else:
                 score = reconstruction_error(model_input, out)
-            thr = self.threshold
-            return {"anomaly": Anomaly(score, thr, None if thr is None else bool(score > thr))}
+            limit = self.threshold
+            return {"anomaly": Anomaly(score, limit, None if limit is None else bool(score > limit))}
         return {"values": [float(v) for o in outputs for v in np.asarray(o, np.float32).reshape(-1)[:64]]}
 
 

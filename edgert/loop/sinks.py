@@ -37,13 +37,16 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
 from edgert.errors import DeviceError, InputDataError
 from edgert.files import write_new_file
 from edgert.loop.postprocess import Result
 from edgert.loop.sources import Frame
 from edgert.loop.urls import ParsedUrl, bool_option, choice_option, float_option, int_option, open_serial, parse_url
+
+if TYPE_CHECKING:
+    import serial
 
 __all__ = [
     "Sink",
@@ -256,11 +259,13 @@ def csv_rows(result: Result) -> list[list[Any]]:
     if result.objects is not None:
         if not result.objects:
             return [head + [""] * 7]
-        return [head + [o.id, o.label or "", f"{o.score:.6f}"] + [f"{v:.5f}" for v in (o.bbox.xmin, o.bbox.ymin, o.bbox.xmax, o.bbox.ymax)]
+        return [head + [o.id, o.label or "", f"{o.score:.6f}"]
+                + [f"{v:.5f}" for v in (o.bbox.xmin, o.bbox.ymin, o.bbox.xmax, o.bbox.ymax)]
                 for o in result.objects]
     if result.anomaly is not None:
         a = result.anomaly
-        return [head + [f"{a.score:.6g}", "" if a.threshold is None else a.threshold, "" if a.is_anomaly is None else int(a.is_anomaly)]]
+        return [head + [f"{a.score:.6g}", "" if a.threshold is None else a.threshold,
+                        "" if a.is_anomaly is None else int(a.is_anomaly)]]
     return [head + [" ".join(f"{v:.6g}" for v in result.values or [])]]
 
 
@@ -406,7 +411,8 @@ def annotate(frame: Frame, result: Result):
     for obj in result.objects or []:
         box = obj.bbox.scale(width, height)
         draw.rectangle([box.xmin, box.ymin, box.xmax, box.ymax], outline=(255, 0, 0), width=2)
-        draw.text((box.xmin + 2, box.ymin + 1), f"{obj.label if obj.label is not None else obj.id} {obj.score:.2f}", fill=(255, 0, 0))
+        name = obj.label if obj.label is not None else obj.id
+        draw.text((box.xmin + 2, box.ymin + 1), f"{name} {obj.score:.2f}", fill=(255, 0, 0))
     text = result.headline()
     draw.rectangle([0, 0, width, 12], fill=(0, 0, 0))
     draw.text((2, 1), text, fill=(255, 255, 255))
@@ -458,7 +464,7 @@ class SerialSink(Sink):
         self.port = url.target
         self.baud = int_option(url, "baud", 115200, 1)
         self.format = choice_option(url, "format", "csv", ("csv", "json"))
-        self._ser = None
+        self._ser: serial.SerialBase | None = None
         self._retry_at = 0.0
 
     def open(self) -> None:
@@ -473,6 +479,7 @@ class SerialSink(Sink):
                 self.open()
             except DeviceError as e:
                 raise OSError(errno.ENODEV, str(e)) from None
+            assert self._ser is not None  # open() returned, so the port is open
         line = json.dumps(result.to_dict(), separators=(",", ":")) if self.format == "json" else serial_line(result)
         try:
             self._ser.write((line + "\n").encode("ascii", "replace"))

@@ -35,9 +35,9 @@ import numpy as np
 
 from edgert.errors import DeviceError, InputDataError
 from edgert.files import load_numpy
-from edgert.runtime.io import to_input_dtype
 from edgert.loop.urls import ParsedUrl, choice_option, float_option, int_option, open_serial, parse_url
 from edgert.loop.windows import BINARY_DTYPES, WindowAssembler
+from edgert.runtime.io import to_input_dtype
 
 __all__ = [
     "Frame",
@@ -188,7 +188,7 @@ class Source:
         self.close()
         self.open()
 
-    def __enter__(self) -> "Source":
+    def __enter__(self) -> Source:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -299,7 +299,10 @@ class CameraSource(Source):
                 f"camera {self.device} could not be opened",
                 "check the cable, ls /dev/video*, and that the user is in the 'video' group",
             )
-        for prop, value in ((cv2.CAP_PROP_FRAME_WIDTH, self.width), (cv2.CAP_PROP_FRAME_HEIGHT, self.height), (cv2.CAP_PROP_FPS, self.fps)):
+        requested = (
+            (cv2.CAP_PROP_FRAME_WIDTH, self.width), (cv2.CAP_PROP_FRAME_HEIGHT, self.height), (cv2.CAP_PROP_FPS, self.fps)
+        )
+        for prop, value in requested:
             if value:
                 cap.set(prop, value)
         self._cap = cap
@@ -352,14 +355,16 @@ class Picamera2Source(Source):
             from picamera2 import Picamera2
         except ImportError:
             raise DeviceError(
-                "picamera2 is not installed", "on Raspberry Pi OS: sudo apt install python3-picamera2 (venv with --system-site-packages)"
+                "picamera2 is not installed",
+                "on Raspberry Pi OS: sudo apt install python3-picamera2 (venv with --system-site-packages)",
             ) from None
         try:
             cam = Picamera2(self.camera_num)
             cam.configure(cam.create_video_configuration(main={"size": self.size, "format": "RGB888"}))
             cam.start()
         except (RuntimeError, IndexError, OSError) as e:
-            raise DeviceError(f"CSI camera {self.camera_num} could not be started: {e}", "check the ribbon cable and rpicam-hello") from None
+            raise DeviceError(f"CSI camera {self.camera_num} could not be started: {e}",
+                              "check the ribbon cable and rpicam-hello") from None
         self._cam = cam
 
     def read(self) -> Frame | None:
@@ -528,10 +533,13 @@ class NpySource(Source):
     def open(self) -> None:
         self._array = load_numpy(self.path, ".npy", mmap=True)
         if self._array.dtype.kind not in "fiub" or self._array.size == 0:
-            raise InputDataError(f"npy: {self.path} holds {self._array.dtype} data of shape {list(self._array.shape)}, not numbers")
+            raise InputDataError(
+                f"npy: {self.path} holds {self._array.dtype} data of shape {list(self._array.shape)}, not numbers"
+            )
 
     def configure(self, spec, plan) -> None:
         arr = self._array
+        assert arr is not None, "open() loads the array before the loop configures the source"
         n = spec.num_elements
         if arr.dtype == np.uint8 and spec.dtype != "uint8" and plan is None and arr.ndim in (2, 3, 4):
             # 8-bit pixels for a float/int8 model: they need normalising, not a cast.
@@ -546,7 +554,8 @@ class NpySource(Source):
             self._frames = arr.reshape(arr.shape[0], n)
         else:
             raise InputDataError(
-                f"npy: {self.path.name} has shape {list(arr.shape)}; the model input {spec.name!r} takes {list(spec.shape)} ({n} values)",
+                f"npy: {self.path.name} has shape {list(arr.shape)}; "
+                f"the model input {spec.name!r} takes {list(spec.shape)} ({n} values)",
                 "save one input per row: shape (N, ...) with the model's input size",
             )
         if arr.dtype.kind in "biu" and np.dtype(spec.dtype).kind in "iu" and arr.dtype != np.dtype(spec.dtype):

@@ -13,7 +13,7 @@ import logging
 import os
 import socket
 import time
-from typing import Mapping
+from collections.abc import Mapping
 
 __all__ = ["SystemdNotifier"]
 

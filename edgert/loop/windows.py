@@ -89,7 +89,9 @@ class WindowAssembler:
         dtype: Sample type of a binary stream.
     """
 
-    def __init__(self, window: int, hop: int | None = None, fmt: str = "csv", columns: int | None = None, dtype: str = "float32") -> None:
+    def __init__(
+        self, window: int, hop: int | None = None, fmt: str = "csv", columns: int | None = None, dtype: str = "float32"
+    ) -> None:
         if window < 1:
             raise InputDataError(f"window={window} must be at least 1")
         hop = window if hop is None else hop
@@ -231,7 +233,8 @@ class WindowAssembler:
             self._other_run = self._other_run + 1 if n == self._other_count else 1
             self._other_count = n
             if self._other_run >= RELEARN_AFTER:
-                log.warning("sensor lines now have %d values, not %d: windows restart from here (columns= pins a count)", n, self.columns)
+                log.warning("sensor lines now have %d values, not %d: windows restart from here (columns= pins a count)",
+                            n, self.columns)
                 self.columns = n
                 self._other_run = 0
                 self._count = self._skip = 0  # a window begun in the old layout is not finished in the new one

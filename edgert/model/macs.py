@@ -27,7 +27,8 @@ on any validated model without running it.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol, Sequence
+from collections.abc import Sequence
+from typing import Any, NamedTuple, Protocol
 
 from edgert.model.schema import OperatorInfo, TensorSpec, builtin_options
 

@@ -12,13 +12,14 @@ import hashlib
 import os
 from functools import cached_property, lru_cache
 from pathlib import Path
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 
 from edgert.errors import InputDataError, InvalidModelError
 from edgert.model.macs import estimate_macs
 from edgert.model.metadata import read_metadata
+
 # Re-exported: the records and dtype tables live in the schema leaf, where every model module reads them.
 from edgert.model.schema import (
     MAX_MODEL_BYTES,
@@ -34,7 +35,7 @@ from edgert.model.validate import find_runtime_quirks, validate_model_bytes
 
 __all__ = ["TensorSpec", "OperatorInfo", "ModelFile", "read_model", "dtype_nbytes", "MAX_MODEL_BYTES", "TFLITE_DTYPES"]
 
-ModelSource = Union[str, os.PathLike, bytes, bytearray, memoryview]
+ModelSource = str | os.PathLike | bytes | bytearray | memoryview
 
 
 @lru_cache(maxsize=1)
@@ -310,7 +311,7 @@ def _load_bytes(source: ModelSource) -> tuple[bytes, str | None]:
         raise InputDataError(f"{path}: cannot read ({e.strerror})") from None
 
 
-def read_model(source: ModelSource | "ModelFile") -> ModelFile:
+def read_model(source: ModelSource | ModelFile) -> ModelFile:
     """Read and structurally validate a .tflite model.
 
     Args:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -266,7 +266,7 @@ def snake_case(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
 
 
-@lru_cache(maxsize=None)
+@cache
 def schema_fields(table_cls: type) -> tuple[SchemaField, ...]:
     """The fields of a generated ``tflite`` table class, recorded from its accessors.
 
@@ -289,7 +289,7 @@ def schema_fields(table_cls: type) -> tuple[SchemaField, ...]:
         params = list(inspect.signature(fn).parameters)[1:]
         if len(params) > 1:
             continue
-        obj = table_cls.__new__(table_cls)
+        obj: Any = object.__new__(table_cls)  # generated tables define no __new__; skip __init__
         probe = _Probe()
         obj._tab = probe
         result = fn(obj, 0) if params else fn(obj)

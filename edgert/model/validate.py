@@ -40,12 +40,13 @@ files that are structurally sound.
 from __future__ import annotations
 
 import struct
-from functools import lru_cache
-from typing import NamedTuple
+from functools import cache
+from typing import NamedTuple, NoReturn
 
 import numpy as np
 
 from edgert.errors import InvalidModelError
+
 # SchemaField and schema_fields are re-exported: the validator's walk is what they were recorded for.
 from edgert.model.schema import (
     EXTERNAL_OFFSET_MIN,
@@ -96,7 +97,7 @@ _I32 = struct.Struct("<i")
 _U8 = struct.Struct("<B")
 
 
-@lru_cache(maxsize=None)
+@cache
 def _union_tables(table_cls: type, accessor: str) -> dict[int, type]:
     """``{union type code: table class}`` for a union field of ``table_cls``."""
     import tflite
@@ -264,7 +265,7 @@ def validate_model_bytes(data: bytes, name: str = "model") -> None:
     _check_semantics(tflite.Model.GetRootAs(data, 0), data, name)
 
 
-def _fail(name: str, problem: str):
+def _fail(name: str, problem: str) -> NoReturn:
     raise InvalidModelError(f"{name}: {problem}", _HINT)
 
 
@@ -396,8 +397,8 @@ def _check_operator(
         if off > 1 and off + size > n:
             _fail(name, f"{what} custom options point at bytes {off}..{off + size} but the file has {n} bytes")
     table_cls = _union_tables(tflite.Operator, "BuiltinOptions").get(op.BuiltinOptionsType())
-    fields = _SUBGRAPH_OPTION_FIELDS.get(table_cls.__name__ if table_cls else "")
-    if fields and op.BuiltinOptions() is not None:
+    fields = _SUBGRAPH_OPTION_FIELDS.get(table_cls.__name__) if table_cls else None
+    if table_cls and fields and op.BuiltinOptions() is not None:
         opts = table_cls()
         tab = op.BuiltinOptions()
         opts.Init(tab.Bytes, tab.Pos)

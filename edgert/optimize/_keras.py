@@ -52,7 +52,9 @@ def epoch_callback(progress, epochs: int, label: str) -> Any:
     from edgert.interrupt import checkpoint
     from edgert.progress import report
 
-    class _EpochEnd(keras().callbacks.Callback):
+    callback: Any = keras().callbacks.Callback  # Keras is imported here, at run time: no static base class
+
+    class _EpochEnd(callback):
         def on_epoch_end(self, epoch, logs=None):
             report(progress, epoch + 1, epochs, label)
             checkpoint()

@@ -70,7 +70,8 @@ def load_dataset(source: str | Path, input_shape: tuple, *, require_labels: bool
     elif path.suffix.lower() == ".npz":
         data = _load_npz(path, input_shape)
     else:
-        raise InputDataError(f"{path}: not an .npz file or a folder", "pass an .npz with x and y, or a folder of class sub-folders")
+        raise InputDataError(f"{path}: not an .npz file or a folder",
+                             "pass an .npz with x and y, or a folder of class sub-folders")
     if require_labels and data.y is None:
         raise InputDataError(
             f"{path}: the data has no labels (no 'y' array)",
@@ -90,7 +91,8 @@ def _load_npz(path: Path, input_shape: tuple) -> Dataset:
     except (OSError, ValueError) as e:
         raise InputDataError(f"{path}: not a readable .npz ({e})", "write it with numpy.savez(path, x=..., y=...)") from None
     if "x" not in arrays:
-        raise InputDataError(f"{path}: no 'x' array (found: {', '.join(sorted(arrays)) or 'none'})", "save inputs as x and labels as y")
+        raise InputDataError(f"{path}: no 'x' array (found: {', '.join(sorted(arrays)) or 'none'})",
+                             "save inputs as x and labels as y")
     x = np.asarray(arrays["x"], dtype=np.float32)
     if x.ndim < 2:
         raise InputDataError(f"{path}: x must be batch-first samples, got shape {list(x.shape)}")
@@ -115,9 +117,9 @@ def _load_folder(path: Path, input_shape: tuple) -> Dataset:
     classes = sorted(p.name for p in path.iterdir() if p.is_dir())
     if not classes:
         raise InputDataError(f"{path}: no class sub-folders", "put each class's images in a sub-folder named after the class")
-    h, w, c = (int(d) for d in input_shape[1:4]) if len(input_shape) == 4 else (None, None, None)
-    if h is None:
+    if len(input_shape) != 4:
         raise InputDataError(f"{path}: image folders need an image model (input H×W×C), this one takes {list(input_shape[1:])}")
+    h, w, c = (int(d) for d in input_shape[1:4])
     xs, ys = [], []
     for idx, name in enumerate(classes):
         for f in sorted((path / name).iterdir()):
@@ -125,7 +127,7 @@ def _load_folder(path: Path, input_shape: tuple) -> Dataset:
                 continue
             try:
                 with Image.open(f) as im:
-                    im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.BILINEAR)
+                    im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.Resampling.BILINEAR)
                     arr = np.asarray(im, dtype=np.float32) / 255.0
             except (UnidentifiedImageError, OSError) as e:
                 raise InputDataError(f"{f}: not a readable image ({e})") from None
@@ -144,15 +146,16 @@ def split_dataset(data: Dataset, test_fraction: float = 0.3, seed: int = 0) -> t
         order = rng.permutation(n)
         cut = int(round(n * (1 - test_fraction)))
         return Dataset(data.x[order[:cut]], None, data.labels), Dataset(data.x[order[cut:]], None, data.labels)
-    train_idx, test_idx = [], []
+    train_list: list[int] = []
+    test_list: list[int] = []
     for cls in np.unique(data.y):
         idx = rng.permutation(np.flatnonzero(data.y == cls))
         k = int(round(len(idx) * test_fraction))
         if len(idx) > 1:
             k = min(max(k, 1), len(idx) - 1)
-        test_idx.extend(idx[:k])
-        train_idx.extend(idx[k:])
-    train_idx, test_idx = rng.permutation(train_idx), rng.permutation(test_idx)
+        test_list.extend(idx[:k])
+        train_list.extend(idx[k:])
+    train_idx, test_idx = rng.permutation(train_list), rng.permutation(test_list)
     return (
         Dataset(data.x[train_idx], data.y[train_idx], data.labels),
         Dataset(data.x[test_idx], data.y[test_idx], data.labels),
@@ -170,7 +173,7 @@ def digit_pixels(images: np.ndarray, size: int) -> np.ndarray:
     pix = np.clip(np.round(np.asarray(images, dtype=np.float32) * (255.0 / 16.0)), 0, 255).astype(np.uint8)
     if size == pix.shape[-1]:
         return pix
-    return np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.BILINEAR)) for p in pix])
+    return np.stack([np.asarray(Image.fromarray(p).resize((size, size), Image.Resampling.BILINEAR)) for p in pix])
 
 
 def digits_dataset(size: int = 16) -> Dataset:

@@ -45,7 +45,7 @@ def plot_pareto(result: Any, path: str | Path) -> Path:
     base = result.baseline
     floor = 100 * base.get("accuracy", 0) - result.budget
     modes = sorted({c.mode for c in measured})
-    colors = dict(zip(modes, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    colors = dict(zip(modes, plt.rcParams["axes.prop_cycle"].by_key()["color"], strict=False))
     for ax, xkey, xlabel in ((axes[0], lambda c: c.size_bytes / 1024, "file size (KiB)"), (axes[1], lat, lat_label)):
         for mode in modes:
             for passed in (True, False):

@@ -127,7 +127,7 @@ def _check_data(x: np.ndarray, y: np.ndarray | None, batch_size: int) -> None:
 def fine_tune(
     model: Any,
     x: np.ndarray,
-    y: np.ndarray,
+    y: np.ndarray | None,
     *,
     epochs: int,
     batch_size: int = 32,
@@ -137,7 +137,11 @@ def fine_tune(
     label: str = "fine-tune",
     seed: int = 0,
 ) -> Any:
-    """Train ``model`` in place on ``(x, y)`` with Adam and cross-entropy; returns it."""
+    """Train ``model`` in place on ``(x, y)`` with Adam and cross-entropy; returns it.
+
+    Raises:
+        InputDataError: ``y`` is None (no labels) or ``x`` is shorter than one batch.
+    """
     _check_data(x, y, batch_size)
     seed_training(model, seed)
     compile_for_training(model, learning_rate)
@@ -147,9 +151,9 @@ def fine_tune(
 
 
 def _magnitude_callback(kernels: list, schedule: PolynomialSparsity, frequency: int):
-    k = keras()
+    callback: Any = keras().callbacks.Callback  # Keras is imported here, at run time: no static base class
 
-    class MagnitudeMask(k.callbacks.Callback):
+    class MagnitudeMask(callback):
         """Recompute masks along the schedule and keep masked weights at zero after every step."""
 
         def __init__(self):
@@ -168,7 +172,7 @@ def _magnitude_callback(kernels: list, schedule: PolynomialSparsity, frequency: 
                 self.masks[i] = mask.reshape(w.shape)
 
         def apply(self) -> None:
-            for var, mask in zip(kernels, self.masks):
+            for var, mask in zip(kernels, self.masks, strict=True):
                 var.assign(np.where(mask, np.asarray(var), 0.0).astype(var.dtype))
 
         def on_train_batch_end(self, batch, logs=None):
@@ -226,6 +230,7 @@ def magnitude_prune(
 
 def _l1_keep(fraction: float):
     def choose(layer: Any, kernel: np.ndarray | None) -> np.ndarray:
+        assert kernel is not None, "structured_prune narrows with copy_weights=True: every prunable layer's kernel is passed"
         n = kernel.shape[-1]
         keep = max(1, int(round(n * (1.0 - fraction))))
         norms = np.abs(kernel.reshape(-1, n)).sum(axis=0)

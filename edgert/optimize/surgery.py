@@ -11,7 +11,8 @@ positions of a Flatten).
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -42,7 +43,8 @@ def linear_chain(model: Any) -> list[Any]:
     for layer in layers:
         nodes = layer._inbound_nodes  # Keras 3: one node per call of the layer
         if len(nodes) != 1:
-            raise ConversionError(f"layer {layer.name} is used {len(nodes)} times", "structured pruning needs a plain chain of layers")
+            raise ConversionError(f"layer {layer.name} is used {len(nodes)} times",
+                                  "structured pruning needs a plain chain of layers")
         tensors = nodes[0].input_tensors
         if len(tensors) != 1:
             raise ConversionError(
@@ -136,7 +138,8 @@ def narrow_model(
         elif keep_in is not None:
             raise ConversionError(
                 f"layer {layer.name} ({kind}) cannot follow a narrowed layer",
-                "structured pruning supports Conv2D, DepthwiseConv2D, Dense, BatchNormalization, Flatten, pooling and activations",
+                "structured pruning supports Conv2D, DepthwiseConv2D, Dense, BatchNormalization, Flatten, "
+                "pooling and activations",
             )
         new_layers.append(layer.__class__.from_config(config))
         new_weights.append(weights)
@@ -146,7 +149,7 @@ def narrow_model(
         out = layer(out)
     narrowed = k.Model(inp, out, name=f"{model.name}_{name_suffix}")
     if copy_weights:
-        for layer, weights in zip(new_layers, new_weights):
+        for layer, weights in zip(new_layers, new_weights, strict=True):
             if weights:
                 layer.set_weights(weights)
     return narrowed

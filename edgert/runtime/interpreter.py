@@ -19,7 +19,8 @@ import contextlib
 import gc
 import logging
 import sys
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -148,7 +149,7 @@ class Model:
         if (
             signature is not None
             and len(signature) == arr.ndim
-            and all(s < 0 or s == d for s, d in zip(signature, arr.shape))
+            and all(s < 0 or s == d for s, d in zip(signature, arr.shape, strict=True))
         ):
             self.resize_input(self._in.index(port), arr.shape)
             return arr
@@ -169,7 +170,7 @@ class Model:
         except (ValueError, RuntimeError) as e:
             raise InputDataError(f"input {port.spec.name!r} cannot take shape {list(shape)}: {_first_line(e)}") from None
         port.shape = tuple(int(d) for d in shape)
-        for out, detail in zip(self._out, self._interp.get_output_details()):
+        for out, detail in zip(self._out, self._interp.get_output_details(), strict=True):
             out.shape = tuple(int(d) for d in detail["shape"])
 
     def input_view(self, index: int) -> np.ndarray:

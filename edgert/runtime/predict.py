@@ -35,10 +35,10 @@ def predict_files(model, paths: list[str]) -> dict[str, Any]:
             f"the model takes {len(model.inputs)} input(s) ({names}), got {len(paths)} file(s)",
             "pass one file per model input, in order",
         )
-    arrays = [load_input(path, spec, model.metadata) for path, spec in zip(paths, model.inputs)]
+    arrays = [load_input(path, spec, model.metadata) for path, spec in zip(paths, model.inputs, strict=True)]
     raw_outputs = model.predict(*arrays, dequantize_output=False)
     outputs = []
-    for spec, raw in zip(model.outputs, raw_outputs):
+    for spec, raw in zip(model.outputs, raw_outputs, strict=True):
         entry: dict[str, Any] = {"name": spec.name, "dtype": spec.dtype, "shape": list(raw.shape)}
         if spec.quantized:
             entry["values"] = dequantize(raw, spec).tolist()

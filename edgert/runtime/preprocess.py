@@ -86,7 +86,7 @@ class ImagePreprocess:
     zero_point: int | None
     shape: tuple[int, ...]
     layout: str = "NHWC"
-    lut: np.ndarray = field(default=None, repr=False)  # type: ignore[assignment]
+    lut: np.ndarray | None = field(default=None, repr=False)
     uniform: bool = field(default=False, repr=False)
     shortcut: str | None = field(default=None, repr=False)
 
@@ -108,7 +108,7 @@ class ImagePreprocess:
         }
 
     # -- the per-frame path ----------------------------------------------------------
-    def __call__(self, image: "Image.Image | np.ndarray", color: str = "rgb") -> np.ndarray:
+    def __call__(self, image: Image.Image | np.ndarray, color: str = "rgb") -> np.ndarray:
         """Prepare one image (see :func:`prepare_image`)."""
         pixels = self._resized_pixels(image, color)
         if pixels.dtype == np.uint8:
@@ -125,6 +125,7 @@ class ImagePreprocess:
             return np.array(pixels, dtype=np.uint8, copy=True)
         if self.shortcut == "xor128":  # int8 input = pixel - 128 (the common int8 image models)
             return (pixels ^ np.uint8(0x80)).view(np.int8)
+        assert lut is not None, "image_preprocess_for builds the table of every plan"
         if self.uniform:
             return np.take(lut[0], pixels)
         # One fancy-index over a flattened table: pixel + 256 * channel.
@@ -137,7 +138,7 @@ class ImagePreprocess:
         values = (pixels.astype(np.float32) - self.mean) / self.std
         return _quantize(values, self.dtype, self.scale, self.zero_point)
 
-    def _resized_pixels(self, image: "Image.Image | np.ndarray", color: str) -> np.ndarray:
+    def _resized_pixels(self, image: Image.Image | np.ndarray, color: str) -> np.ndarray:
         """Resize in the frame's own channel order, then convert channels on the small image."""
         from PIL import Image
 
@@ -180,7 +181,7 @@ class ImagePreprocess:
                 arr = self._resize_array(arr)
         return self._convert_channels(arr, color)
 
-    def _resize_pil(self, img: "Image.Image") -> "Image.Image":
+    def _resize_pil(self, img: Image.Image) -> Image.Image:
         from PIL import Image
 
         if img.size == (self.width, self.height):
@@ -311,6 +312,7 @@ def _default_normalization(spec: TensorSpec) -> tuple[float, float]:
         return 128.0, 1.0
     if spec.quantized and spec.dtype in ("int8", "uint8"):
         info = np.iinfo(np.dtype(spec.dtype))
+        assert spec.scale is not None and spec.zero_point is not None  # quantized: the reader sets both
         lo = (info.min - spec.zero_point) * spec.scale
         hi = (info.max - spec.zero_point) * spec.scale
         if abs(lo) < 2.0 and abs(hi - 255.0) < 0.1 * 255:
@@ -403,7 +405,7 @@ def image_preprocess_for(spec: TensorSpec, metadata: dict | None) -> ImagePrepro
 
 
 def prepare_image(
-    image: "Image.Image | np.ndarray",
+    image: Image.Image | np.ndarray,
     spec: TensorSpec,
     metadata: dict | None = None,
     *,

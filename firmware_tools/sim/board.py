@@ -106,7 +106,8 @@ class Simulator:
         self.buf_size, self.buf_count = buf_size, buf_count
         self.tensor_io = tensor_io
         if require_signature and not trust_keys:
-            raise InputDataError("--require-signature needs at least one --trust-key", "pass the public key PEM the device trusts")
+            raise InputDataError("--require-signature needs at least one --trust-key",
+                                 "pass the public key PEM the device trusts")
         from firmware_tools.signing import load_key
 
         self.trust_keys = [load_key(k) for k in trust_keys]
@@ -187,7 +188,7 @@ class Simulator:
         assert self._store is not None
         return self._store
 
-    def start(self) -> "Simulator":
+    def start(self) -> Simulator:
         """Open the pty and serve it in a background thread."""
         self.line.open()
         self.line.tx = bytearray(_BOOT_BANNER if self.faults.noise else b"")
@@ -216,7 +217,7 @@ class Simulator:
         except OSError as e:  # cleanup must not mask why the simulator stopped
             log.warning("could not remove %s: %s", self._tmp, e)
 
-    def __enter__(self) -> "Simulator":
+    def __enter__(self) -> Simulator:
         return self.start()
 
     def __exit__(self, *exc) -> None:

@@ -31,7 +31,7 @@ class Faults:
     noise: bool = False
 
     @classmethod
-    def parse(cls, specs: list[str] | tuple[str, ...]) -> "Faults":
+    def parse(cls, specs: list[str] | tuple[str, ...]) -> Faults:
         """Build a plan from ``--fault`` strings (``flip@N``, ``drop@N:L``, ``powerloss@N``, ``wrong-hash``...).
 
         Raises:

@@ -15,7 +15,8 @@ import select
 import threading
 import time
 import tty
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 __all__ = ["PtyLine", "BURST_SECONDS"]
 

@@ -8,7 +8,7 @@ the complete old or the complete new model (PROTOCOL.md sections 3, 4 and 6).
 from __future__ import annotations
 
 import os
-from typing import Callable
+from collections.abc import Callable
 
 from firmware_tools.protocol import (
     ERR_BAD_INPUT,

@@ -9,12 +9,12 @@ request whose fields have the wrong type with EINVAL rather than crashing
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 from edgert.errors import EdgertError
 from firmware_tools.framing import FrameDecoder
-from firmware_tools.protocol import (ERR_NOT_SUPPORTED, GROUP_EDGERT, MGMT_ERR, OP_READ, OP_WRITE, make_packet,
-                                     parse_packet)
+from firmware_tools.protocol import ERR_NOT_SUPPORTED, GROUP_EDGERT, MGMT_ERR, OP_READ, OP_WRITE, make_packet, parse_packet
 from firmware_tools.sim.faults import Faults
 
 __all__ = ["FRAME_OVERHEAD", "Handler", "Route", "SmpServer", "group_error", "fits_buffer"]

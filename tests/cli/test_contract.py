@@ -59,10 +59,12 @@ def test_unknown_option_is_one_line(command, capsys):
         (["run", MISSING, "--source", "camera:0", "--stall-timeout", "0"], "--stall-timeout: must be above 0, got 0"),
         (["run", MISSING, "--source", "camera:0", "--threshold", "nan"], "--threshold: expected a finite number, got 'nan'"),
         (["fit", MISSING, "-t", "cortex-m4-256k", "--battery-mah", "-1"], "--battery-mah: must be above 0"),
-        (["optimize", MISSING, "-t", "x", "-d", "y", "-o", "z", "--max-accuracy-drop", "-1"], "--max-accuracy-drop: must be 0 or more"),
+        (["optimize", MISSING, "-t", "x", "-d", "y", "-o", "z", "--max-accuracy-drop", "-1"],
+         "--max-accuracy-drop: must be 0 or more"),
         (["optimize", MISSING, "-t", "x", "-d", "y", "-o", "z", "--max-accuracy-drop", "1", "--test-fraction", "1"],
          "--test-fraction: must be between 0 and 1 (exclusive), got 1"),
-        (["optimize", MISSING, "-t", "x", "-d", "y", "-o", "z", "--max-accuracy-drop", "1", "--alpha", "1.5"], "--alpha: must be from 0 to 1"),
+        (["optimize", MISSING, "-t", "x", "-d", "y", "-o", "z", "--max-accuracy-drop", "1", "--alpha", "1.5"],
+         "--alpha: must be from 0 to 1"),
         (["demo", "--frames", "0"], "--frames: must be at least 1"),
     ],
 )
@@ -93,7 +95,8 @@ def test_json_default_covers_result_types():
             return {"ok": True}
 
     value = {"n": np.int8(-3), "f": np.float32(0.5), "a": np.arange(3, dtype=np.uint8), "r": Result(), "p": Path("a/b")}
-    assert json.loads(json.dumps(value, default=json_default)) == {"n": -3, "f": 0.5, "a": [0, 1, 2], "r": {"ok": True}, "p": "a/b"}
+    expected = {"n": -3, "f": 0.5, "a": [0, 1, 2], "r": {"ok": True}, "p": "a/b"}
+    assert json.loads(json.dumps(value, default=json_default)) == expected
 
 
 @pytest.mark.parametrize("command", ["predict", "bench", "run"])

@@ -211,7 +211,7 @@ class Device:
             self.proc.stderr.close()
             self.proc.stdout.close()
 
-    def __enter__(self) -> "Device":
+    def __enter__(self) -> Device:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -232,7 +232,7 @@ class RawSmp:
     def close(self) -> None:
         self.ser.close()
 
-    def __enter__(self) -> "RawSmp":
+    def __enter__(self) -> RawSmp:
         return self
 
     def __exit__(self, *exc) -> None:

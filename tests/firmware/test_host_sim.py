@@ -21,13 +21,13 @@ pytest.importorskip("smp")
 pytest.importorskip("smpclient")
 pytest.importorskip("cbor2")
 
-from edgert.errors import InvalidModelError  # noqa: E402
-from firmware_tools import errors as fw_errors  # noqa: E402
-from firmware_tools.flash import device_info, flash_many, flash_model, rollback  # noqa: E402
-from firmware_tools.link import Timeouts  # noqa: E402
-from firmware_tools.protocol import STAGED_NAME  # noqa: E402
-from firmware_tools.sim import Faults, Simulator  # noqa: E402
-from firmware_tools.sim_store import RECORD_AREA, FlashStore, decode_record  # noqa: E402
+from edgert.errors import InvalidModelError
+from firmware_tools import errors as fw_errors
+from firmware_tools.flash import device_info, flash_many, flash_model, rollback
+from firmware_tools.link import Timeouts
+from firmware_tools.protocol import STAGED_NAME
+from firmware_tools.sim import Faults, Simulator
+from firmware_tools.sim_store import RECORD_AREA, FlashStore, decode_record
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Short waits so fault tests finish quickly; the policy (base + size-scaled) is the production one.
@@ -406,10 +406,10 @@ def _pretend_unsigned(real):
 
 
 def test_image_group_state_test_confirm_and_revert(tmp_path, host_hello, host_keys):
+    from firmware_tools.flash import FlashResult, _upload_image, read_info
     from firmware_tools.link import SmpLink
     from firmware_tools.protocol import make_packet
     from firmware_tools.signing import image_hash, sign_model
-    from firmware_tools.flash import _upload_image, read_info, FlashResult
 
     image = sign_model(host_hello, host_keys["ed25519"])
     digest = image_hash(image)
@@ -435,7 +435,7 @@ def test_several_ports_flash_in_parallel_with_one_summary(tmp_path, host_speech)
     with _sim(tmp_path / "a", baudrate=921600) as a, _sim(tmp_path / "b", baudrate=921600) as b:
         calls = []
         results = flash_many([a.port, b.port, "/dev/edgert-missing"], host_speech,
-                             progress=lambda d, t, l: calls.append((d, t)), timeouts=FAST)
+                             progress=lambda d, t, _label: calls.append((d, t)), timeouts=FAST)
         assert [r.ok for r in results] == [True, True, False]
         assert "cannot open" in results[2].error
         assert calls[-1][0] >= 2 * len(host_speech)
@@ -520,8 +520,15 @@ def test_cli_export_c_writes_the_model_bytes_as_an_aligned_array(tmp_path, host_
 def test_edgert_group_error_codes_and_malformed_requests(tmp_path, host_hello):
     from firmware_tools.flash import invoke
     from firmware_tools.link import SmpLink
-    from firmware_tools.protocol import (ERR_BAD_INPUT, ERR_NO_MODEL, ERR_NO_PREVIOUS, ERR_NOT_SUPPORTED, GROUP_EDGERT,
-                                         make_packet, response_error)
+    from firmware_tools.protocol import (
+        ERR_BAD_INPUT,
+        ERR_NO_MODEL,
+        ERR_NO_PREVIOUS,
+        ERR_NOT_SUPPORTED,
+        GROUP_EDGERT,
+        make_packet,
+        response_error,
+    )
 
     def ask(link, op, group, cmd, body):
         return link.request(lambda s: make_packet(op, group, cmd, s, body), "raw", check=False)
@@ -530,8 +537,10 @@ def test_edgert_group_error_codes_and_malformed_requests(tmp_path, host_hello):
         assert response_error(ask(link, 2, GROUP_EDGERT, 3, {"inputs": [b"\0"]})) == (GROUP_EDGERT, ERR_NO_MODEL)
         assert response_error(ask(link, 2, GROUP_EDGERT, 2, {})) == (GROUP_EDGERT, ERR_NO_PREVIOUS)
         assert response_error(ask(link, 2, GROUP_EDGERT, 9, {})) == (GROUP_EDGERT, ERR_NOT_SUPPORTED)
-        assert response_error(ask(link, 2, GROUP_EDGERT, 1, {"name": STAGED_NAME, "sha": b"short"})) == (GROUP_EDGERT, ERR_BAD_INPUT)
-        assert response_error(ask(link, 0, 8, 2, {"name": STAGED_NAME, "off": "zero"})) is not None  # wrong type: EINVAL, no crash
+        short_sha = {"name": STAGED_NAME, "sha": b"short"}
+        assert response_error(ask(link, 2, GROUP_EDGERT, 1, short_sha)) == (GROUP_EDGERT, ERR_BAD_INPUT)
+        # wrong type: EINVAL, no crash
+        assert response_error(ask(link, 0, 8, 2, {"name": STAGED_NAME, "off": "zero"})) is not None
         assert ask(link, 2, 0, 0, {"d": "still alive"}) == {"r": "still alive"}
         assert flash_model(link.port, host_hello).ok
         with pytest.raises(fw_errors.DeviceRejectedError) as e:

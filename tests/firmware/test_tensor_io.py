@@ -13,9 +13,9 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -23,10 +23,10 @@ import pytest
 pytest.importorskip("smp")
 pytest.importorskip("cbor2")
 
-from firmware_tools import errors as fw_errors  # noqa: E402
-from firmware_tools.flash import INLINE, INVOKE_SECONDS, STAGED, flash_model, invoke, invoke_request_size, read_info  # noqa: E402
-from firmware_tools.link import SmpLink, Timeouts  # noqa: E402
-from firmware_tools.protocol import (  # noqa: E402
+from firmware_tools import errors as fw_errors
+from firmware_tools.flash import INLINE, INVOKE_SECONDS, STAGED, flash_model, invoke, invoke_request_size, read_info
+from firmware_tools.link import SmpLink, Timeouts
+from firmware_tools.protocol import (
     CMD_INFO,
     CMD_INVOKE,
     CMD_TENSOR_READ,
@@ -40,7 +40,7 @@ from firmware_tools.protocol import (  # noqa: E402
     make_packet,
     response_error,
 )
-from firmware_tools.sim import Simulator  # noqa: E402
+from firmware_tools.sim import Simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 TARGET = "cortex-m4-256k"
@@ -310,7 +310,6 @@ def multi_output_model(tmp_path_factory) -> Path:
 def test_a_multi_output_model_validates_bit_exact(tmp_path, multi_output_model):
     _micro_or_skip()
     from edgert.model import read_model
-
     from firmware_tools.validate import validate_on_device
 
     mf = read_model(multi_output_model)

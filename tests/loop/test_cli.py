@@ -65,7 +65,8 @@ def test_finite_run_prints_the_summary(vww_model, scene_images, tmp_path, capsys
 
     for i, rgb in enumerate(scene_images):
         Image.fromarray(rgb).save(tmp_path / f"{i}.png")
-    rc = main(["run", str(VWW_INT8), "--source", f"images:{tmp_path}", "--sink", f"csv:{tmp_path / 'o.csv'}", "--json", "--top-k", "2"])
+    rc = main(["run", str(VWW_INT8), "--source", f"images:{tmp_path}", "--sink", f"csv:{tmp_path / 'o.csv'}",
+               "--json", "--top-k", "2"])
     assert rc == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["frames"] == 2 and summary["dropped"] == 0 and summary["stopped_by"] == "end"
@@ -116,7 +117,8 @@ def test_unwritable_sink_exits_2(scene_images, tmp_path, capsys):
 
 def test_stdin_pipe_through_the_command(ad01_frames):
     data = b"".join(csv_line(row) for row in ad01_frames[:10])
-    proc = subprocess.run([sys.executable, "-m", "edgert", "run", str(AD01_INT8), "--source", "stdin?hop=640", "--json", "--threshold", "1e9"],
+    proc = subprocess.run([sys.executable, "-m", "edgert", "run", str(AD01_INT8), "--source", "stdin?hop=640", "--json",
+                           "--threshold", "1e9"],
                           input=data, capture_output=True, timeout=120)
     assert proc.returncode == 0, proc.stderr.decode()
     summary = json.loads(proc.stdout)

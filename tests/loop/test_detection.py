@@ -52,7 +52,9 @@ def _convert(function, int8: bool = False) -> bytes:
     converter = tf.lite.TFLiteConverter.from_concrete_functions([function.get_concrete_function()], function)
     if int8:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([(frame[None, ::2, ::2] / 255.0).astype(np.float32)] for frame, _ in _square_frames(COLORS))
+        converter.representative_dataset = lambda: (
+            [(frame[None, ::2, ::2] / 255.0).astype(np.float32)] for frame, _ in _square_frames(COLORS)
+        )
         converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         converter.inference_input_type = converter.inference_output_type = tf.int8
     with warnings.catch_warnings():
@@ -126,11 +128,15 @@ def _detection_postprocess_op_model(tmp_path) -> bytes:
     """Bright cells scored as background / white / red, then TFLite_Detection_PostProcess (5 detections)."""
     grid = SIZE // CELL
     n = grid * grid
-    anchors = np.array([[(r + 0.5) / grid, (c + 0.5) / grid, 1 / grid, 1 / grid] for r in range(grid) for c in range(grid)], np.float32)
+    anchors = np.array(
+        [[(r + 0.5) / grid, (c + 0.5) / grid, 1 / grid, 1 / grid] for r in range(grid) for c in range(grid)], np.float32
+    )
     attrs = {"max_detections": "i: 5", "max_classes_per_detection": "i: 1", "use_regular_nms": "b: false",
              "nms_score_threshold": "f: 0.3", "nms_iou_threshold": "f: 0.5", "y_scale": "f: 10.0", "x_scale": "f: 10.0",
              "h_scale": "f: 5.0", "w_scale": "f: 5.0", "num_classes": "i: 2"}
-    signature = 'name: "TFLite_Detection_PostProcess" ' + " ".join(f'attr {{ key: "{k}" value {{ {v} }} }}' for k, v in attrs.items())
+    signature = 'name: "TFLite_Detection_PostProcess" ' + " ".join(
+        f'attr {{ key: "{k}" value {{ {v} }} }}' for k, v in attrs.items()
+    )
 
     @tf.function(experimental_implements=signature)
     def postprocess(box_encodings, class_predictions, anchor_boxes):  # the converter puts the op in its place
@@ -218,7 +224,7 @@ def _boxes_on_grid(objects, tol: float) -> set[tuple[float, ...]]:
 
 def _assert_square_and_its_cells(results, squares, tol: float = 1e-6) -> None:
     """Every frame: exactly the square's window and its four cells, of the square's colour."""
-    for i, (result, square) in enumerate(zip(results, squares)):
+    for i, (result, square) in enumerate(zip(results, squares, strict=True)):
         assert len(result.objects) == 5, (i, [o.to_dict() for o in result.objects])
         assert _boxes_on_grid(result.objects, tol) == _square_and_its_cells(square)
         assert {(o.id, o.label) for o in result.objects} == {(i % 2, LABELS[i % 2])}
@@ -238,7 +244,7 @@ def test_tflite_detection_postprocess_op_on_a_video(white_and_red_squares, tmp_p
     model = load_model(path)
     assert "TFLite_Detection_PostProcess" in [op.name for op in model.file.operators()]
     results = _run_loop(model, clip, labels=LABELS)
-    for i, (result, square) in enumerate(zip(results, squares)):
+    for i, (result, square) in enumerate(zip(results, squares, strict=True)):
         # The square covers 2x2 cells of the model's grid: the op keeps exactly those four.
         assert len(result.objects) == 4
         assert {o.label for o in result.objects} == {LABELS[i % 2]}
@@ -249,7 +255,7 @@ def test_ssd_style_outputs_on_a_video_boxes_follow_the_square_and_are_drawn(dete
     path, squares = moving_square
     shots = tmp_path / "shots"
     results = _run_loop(load_model(detector), path, [f"snapshots:{shots}?every=1&format=png"], threshold=0.5, labels=LABELS)
-    for result, (xmin, ymin, xmax, ymax) in zip(results, squares):
+    for result, (xmin, ymin, xmax, ymax) in zip(results, squares, strict=True):
         assert 1 <= len(result.objects) <= TOP
         for obj in result.objects:  # every reported cell lies inside the square (8x8 cells of 64: 1/8 each)
             b = obj.bbox

@@ -238,7 +238,8 @@ def test_file_sinks_and_a_full_disk(vww_model, photo_dir, tmp_path):
     assert rows[0] == "frame,name,time,latency_ms,id,label,score,top_k" and len(rows) == 7
     changes = sum(1 for i, r in enumerate(results) if i == 0 or r.classes[0].id != results[i - 1].classes[0].id)
     saved = sorted(p.name for p in shots.iterdir())
-    expected = {r.frame for i, r in enumerate(results) if r.frame % 4 == 0 or i == 0 or r.classes[0].id != results[i - 1].classes[0].id}
+    expected = {r.frame for i, r in enumerate(results)
+                if r.frame % 4 == 0 or i == 0 or r.classes[0].id != results[i - 1].classes[0].id}
     run_id = saved[0].partition("_frame_")[0]  # the run's start, UTC: 20261125-214300
     assert saved == [f"{run_id}_frame_{i:08d}.jpg" for i in sorted(expected)] and len(saved) >= changes
     with Image.open(shots / saved[0]) as img:
@@ -261,7 +262,8 @@ def test_no_network_the_loop_opens_no_socket(vww_model, ad01_model, ad01_frames,
 
     for name in ("socket", "create_connection", "socketpair", "getaddrinfo", "fromfd"):
         monkeypatch.setattr(socket, name, forbidden)
-    summary = Pipeline(vww_model, f"images:{photo_dir}", [f"jsonl:{tmp_path / 'a.jsonl'}", f"csv:{tmp_path / 'a.csv'}", f"snapshots:{tmp_path / 's'}"]).run()
+    sinks = [f"jsonl:{tmp_path / 'a.jsonl'}", f"csv:{tmp_path / 'a.csv'}", f"snapshots:{tmp_path / 's'}"]
+    summary = Pipeline(vww_model, f"images:{photo_dir}", sinks).run()
     assert summary.frames == 6 and not summary.sink_errors
     stop_after_two = []
 

@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 
 from edgert.errors import InputDataError
-from edgert.model import TensorSpec, read_model
 from edgert.loop.postprocess import (
     BBox,
     Postprocessor,
@@ -16,6 +15,7 @@ from edgert.loop.postprocess import (
     infer_task,
     non_max_suppression,
 )
+from edgert.model import TensorSpec, read_model
 from tests.conftest import CONFORMANCE, require_conformance
 
 pytestmark = pytest.mark.runtime
@@ -33,7 +33,8 @@ def test_top_k_with_labels_and_threshold():
 
 
 def test_logits_model_reports_probabilities():
-    post = Postprocessor([_t("x", (1, 4))], [_t("y", (1, 3))], {"task": "classification", "postprocessing": {"output": "logits", "top_k": 3}})
+    metadata = {"task": "classification", "postprocessing": {"output": "logits", "top_k": 3}}
+    post = Postprocessor([_t("x", (1, 4))], [_t("y", (1, 3))], metadata)
     classes = post([np.array([[2.0, 0.0, 1.0]], np.float32)])["classes"]
     assert [c.id for c in classes] == [0, 2, 1]
     assert sum(c.score for c in classes) == pytest.approx(1.0, abs=1e-6)
@@ -58,7 +59,8 @@ def test_raw_box_decoding_per_class_nms_and_threshold():
 
 def test_ssd_postprocess_outputs():
     boxes = np.array([[[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.9, 0.9], [0, 0, 0, 0]]], np.float32)
-    objects = get_objects(boxes, np.array([[3.0, 1.0, 0.0]]), np.array([[0.9, 0.4, 0.0]]), np.array([2.0]), threshold=0.3, labels=["a", "b", "c", "d"])
+    objects = get_objects(boxes, np.array([[3.0, 1.0, 0.0]]), np.array([[0.9, 0.4, 0.0]]), np.array([2.0]),
+                          threshold=0.3, labels=["a", "b", "c", "d"])
     assert [(o.id, o.label) for o in objects] == [(3, "d"), (1, "b")]
     assert objects[0].bbox.to_dict() == BBox(0.2, 0.1, 0.4, 0.3).to_dict()  # ymin,xmin,ymax,xmax -> x/y
 
@@ -69,7 +71,8 @@ def test_ssd_shapes_are_recognised_as_detection_by_shape_and_name():
     inp = [_t("image", (1, 300, 300, 3), "uint8")]
     assert infer_task(inp, outs) == "detection"
     post = Postprocessor(inp, outs, None, threshold=0.5)
-    result = post([np.array([[[0, 0, 1, 1]] * 10], np.float32), np.full((1, 10), 7.0), np.linspace(1, 0, 10)[None], np.array([10.0])])
+    result = post([np.array([[[0, 0, 1, 1]] * 10], np.float32), np.full((1, 10), 7.0), np.linspace(1, 0, 10)[None],
+                   np.array([10.0])])
     assert {o.id for o in result["objects"]} == {7} and len(result["objects"]) == 5
 
 

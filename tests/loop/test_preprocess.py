@@ -114,7 +114,8 @@ def test_float_frames_take_the_arithmetic_path():
 
 @pytest.mark.parametrize(
     "name",
-    ["anomaly_detection__ad01_int8", "keyword_spotting__kws_ref_model", "tflm__micro_speech_quantized", "streaming_wakeword__str_ww_ref_model"],
+    ["anomaly_detection__ad01_int8", "keyword_spotting__kws_ref_model", "tflm__micro_speech_quantized",
+     "streaming_wakeword__str_ww_ref_model"],
 )
 def test_feature_and_audio_models_cannot_take_images(name):
     spec = read_model(require_conformance(CONFORMANCE / "models" / f"{name}.tflite")).inputs[0]

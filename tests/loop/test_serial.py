@@ -119,7 +119,8 @@ def test_binary_float32_stream(ad01_model, ad01_frames, pty_pair):
     start_writer(lambda: [pty_pair.write(raw[i : i + 1000]) for i in range(0, len(raw), 1000)])
     summary = pipeline.run()
     assert summary.frames == 3 and summary.malformed == 0
-    assert [r.anomaly.score for r in results] == pytest.approx([_expected_score(ad01_model, ad01_frames, w) for w in (0, 5, 10)], rel=1e-5)
+    expected = [_expected_score(ad01_model, ad01_frames, w) for w in (0, 5, 10)]
+    assert [r.anomaly.score for r in results] == pytest.approx(expected, rel=1e-5)
 
 
 def test_serial_anomaly_sample_runs_and_flags_the_noisy_stretch():
@@ -130,7 +131,8 @@ def test_serial_anomaly_sample_runs_and_flags_the_noisy_stretch():
     from tests.loop.conftest import AD01_INPUT, AD01_INT8
 
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "samples" / "serial_anomaly_detector.py"), str(AD01_INT8), "--simulate", str(AD01_INPUT), "--threshold", "30"],
+        [sys.executable, str(ROOT / "samples" / "serial_anomaly_detector.py"), str(AD01_INT8), "--simulate", str(AD01_INPUT),
+         "--threshold", "30"],
         capture_output=True, text=True, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -170,7 +172,8 @@ def test_port_opened_while_the_sensor_is_mid_line_still_gives_every_window(ad01_
     ("columns=128", b"0.5," * 119 + b"0.5\n",
      "all 12 lines were malformed: lines have 120 values, not columns=128; set columns=120 or check baud= and format="),
     ("baud=9600", b"\xf0\x8c\x11\xe0\x8c\x8c\n",  # what a 115200 baud board looks like at 9600
-     "all 12 lines were malformed: most are not numbers; check baud= (a wrong rate garbles text) and format= (binary for raw samples)"),
+     "all 12 lines were malformed: most are not numbers; "
+     "check baud= (a wrong rate garbles text) and format= (binary for raw samples)"),
 ], ids=["wrong-columns", "wrong-baud"])
 def test_a_run_where_every_line_is_malformed_says_why_once(options, line, why, ad01_model, pty_pair, caplog):
     pipeline = Pipeline(ad01_model, f"serial:{pty_pair.name}?{options}")

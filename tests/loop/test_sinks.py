@@ -117,7 +117,8 @@ def test_snapshot_folder_that_exists_but_takes_no_files_fails_at_open():
 def test_unwritable_snapshot_folder_exits_2_like_jsonl_and_csv(scene_images, tmp_path, capsys):
     Image.fromarray(scene_images[0]).save(tmp_path / "a.png")
     (tmp_path / "file").write_text("x")
-    for url in (f"snapshots:{tmp_path / 'file' / 'sub'}", f"jsonl:{tmp_path / 'file' / 'x.jsonl'}", f"csv:{tmp_path / 'file' / 'x.csv'}"):
+    blocked = tmp_path / "file"
+    for url in (f"snapshots:{blocked / 'sub'}", f"jsonl:{blocked / 'x.jsonl'}", f"csv:{blocked / 'x.csv'}"):
         assert main(["run", str(VWW_INT8), "--source", f"images:{tmp_path}", "--sink", url]) == 2
         line = _one_line_error(capsys)
         assert f"cannot write {tmp_path / 'file'}" in line and "you can write)" in line, line
@@ -160,7 +161,8 @@ def test_csv_of_a_classification_run_refuses_anomaly_rows(ad01_model, ad01_frame
     assert path.read_text() == earlier
     sink.close()
     sink = open_sink(f"csv:{path}")
-    with pytest.raises(InputDataError, match=r"^csv: .*out\.csv holds classification rows; this run writes anomaly rows \(.*move"):
+    with pytest.raises(InputDataError,
+                       match=r"^csv: .*out\.csv holds classification rows; this run writes anomaly rows \(.*move"):
         sink.start("anomaly")
     sink.start("classification")
     sink.close()
@@ -168,7 +170,7 @@ def test_csv_of_a_classification_run_refuses_anomaly_rows(ad01_model, ad01_frame
 
 def test_csv_appends_rows_of_the_same_task_under_the_one_header(tmp_path):
     path = tmp_path / "out.csv"
-    for run in range(2):
+    for _ in range(2):
         sink = open_sink(f"csv:{path}")
         sink.write(_classified(0), _picture())
         sink.close()

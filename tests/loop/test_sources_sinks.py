@@ -7,7 +7,7 @@ import io
 import numpy as np
 import pytest
 
-from edgert.errors import DeviceError, InputDataError
+from edgert.errors import InputDataError
 from edgert.loop import Pipeline, open_sink, open_source
 from edgert.loop.sources import StdinSource
 from edgert.loop.urls import parse_url
@@ -28,7 +28,8 @@ def test_stdin_csv_windows_in_order_including_an_unterminated_last_line(ad01_mod
     results = []
     summary = Pipeline(ad01_model, source, on_result=results.append).run()
     assert summary.frames == 2 and summary.malformed == 1 and summary.dropped == 0
-    assert [r.anomaly.score for r in results] == pytest.approx([_mse(ad01_model, ad01_frames[i : i + 5]) for i in (0, 5)], rel=1e-5)
+    expected = [_mse(ad01_model, ad01_frames[i : i + 5]) for i in (0, 5)]
+    assert [r.anomaly.score for r in results] == pytest.approx(expected, rel=1e-5)
 
 
 def test_npy_rows_are_model_inputs(ad01_model, ad01_frames, tmp_path):

@@ -60,10 +60,12 @@ def still_clip(tmp_path_factory, scene_images):
     return path
 
 
-@pytest.mark.parametrize("opencv_shrink, threads", [(False, 0), (False, 2), (True, 3)], ids=["pillow-shrink", "pillow-shrink-2-threads", "cv2-shrink-3-threads"])
+@pytest.mark.parametrize("opencv_shrink, threads", [(False, 0), (False, 2), (True, 3)],
+                         ids=["pillow-shrink", "pillow-shrink-2-threads", "cv2-shrink-3-threads"])
 def test_finite_video_every_frame_once_in_order(vww_model, clip, opencv_shrink, threads):
     results = []
-    summary = Pipeline(vww_model, f"video:{clip}", on_result=results.append, opencv_shrink=opencv_shrink, prepare_threads=threads).run()
+    summary = Pipeline(vww_model, f"video:{clip}", on_result=results.append, opencv_shrink=opencv_shrink,
+                       prepare_threads=threads).run()
     decoded = _decoded(clip)
     assert summary.frames == len(decoded) == FRAMES
     assert summary.dropped == 0 and summary.stopped_by == "end"
@@ -73,7 +75,7 @@ def test_finite_video_every_frame_once_in_order(vww_model, clip, opencv_shrink, 
     # way the run was asked to: prepare_image's own Pillow shrink (the default) or OpenCV's.
     plan = image_preprocess_for(vww_model.inputs[0], None)
     resize = opencv_resizer(plan, shrink=True) if opencv_shrink else (lambda bgr: bgr)
-    for result, bgr in zip(results, decoded):
+    for result, bgr in zip(results, decoded, strict=True):
         scores = vww_model.predict(plan(resize(bgr), color="bgr"))[0][0]
         assert result.classes[0].id == int(np.argmax(scores))
         assert result.classes[0].score == pytest.approx(float(scores.max()))

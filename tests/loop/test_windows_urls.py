@@ -34,7 +34,7 @@ def test_windows_do_not_depend_on_how_the_driver_splits_bytes():
         split += pieces.feed(data[pos : pos + step])
         pos += step
     assert len(whole) == len(split) == (60 - 12) // 3 + 1
-    for a, b in zip(whole, split):
+    for a, b in zip(whole, split, strict=True):
         assert np.array_equal(a, b)
     assert np.array_equal(whole[1], np.arange(3, 15, dtype=np.float32))  # slides one line (3 values)
 
@@ -150,11 +150,13 @@ def test_diagnosis_says_why_a_stream_gave_no_window_and_the_fix():
     garbled = WindowAssembler(window=4)  # a wrong baud rate
     garbled.feed(b"\xf0\x8c\x11\xe0\n" * 3)
     assert garbled.diagnosis() == (
-        "all 3 lines were malformed: most are not numbers; check baud= (a wrong rate garbles text) and format= (binary for raw samples)"
+        "all 3 lines were malformed: most are not numbers; "
+        "check baud= (a wrong rate garbles text) and format= (binary for raw samples)"
     )
     ragged = WindowAssembler(window=640)
     ragged.feed(b"1,2\n1,2,3\n1\n")
-    assert ragged.diagnosis().startswith("all 2 lines were malformed: lines have 2, 3 values, never one count twice in a row")  # "1" still waits for a second line
+    # "1" still waits for a second line
+    assert ragged.diagnosis().startswith("all 2 lines were malformed: lines have 2, 3 values, never one count twice in a row")
     short = WindowAssembler(window=27648)
     short.feed(b"1 2 3\n4 5 6\n")
     short.finish()

@@ -60,10 +60,10 @@ def test_inputs_match_the_manifest(model_path, model_bytes, manifest):
 def _reference_interpreter(data: bytes):
     """Whichever real interpreter this venv has (ai-edge-litert, or tflite-runtime on the Pi)."""
     try:
-        from ai_edge_litert.interpreter import Interpreter
+        from ai_edge_litert import interpreter
     except ImportError:
-        Interpreter = pytest.importorskip("tflite_runtime.interpreter").Interpreter
-    it = Interpreter(model_content=data)
+        interpreter = pytest.importorskip("tflite_runtime.interpreter")
+    it = interpreter.Interpreter(model_content=data)
     it.allocate_tensors()
     return it
 

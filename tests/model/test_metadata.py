@@ -7,7 +7,7 @@ import pytest
 
 from edgert.errors import BackendError, InvalidModelError
 from edgert.model import METADATA_NAME, embed_metadata, read_model
-from edgert.model.metadata import MetadataWriterError, WRITER_SCHEMA_MODULES
+from edgert.model.metadata import WRITER_SCHEMA_MODULES, MetadataWriterError
 
 pytestmark = pytest.mark.runtime
 
@@ -45,7 +45,7 @@ def _run_litert(data: bytes) -> list[np.ndarray]:
 
     it = Interpreter(model_content=data)
     it.allocate_tensors()
-    for d, x in zip(it.get_input_details(), _inputs(it.get_input_details())):
+    for d, x in zip(it.get_input_details(), _inputs(it.get_input_details()), strict=True):
         it.set_tensor(d["index"], x)
     it.invoke()
     return [it.get_tensor(d["index"]).copy() for d in it.get_output_details()]
@@ -87,7 +87,7 @@ def test_embed_keeps_outputs_identical_in_litert_and_tflm(model_bytes, name):
     assert after.metadata_names() == before.metadata_names() + [METADATA_NAME]
     assert after.ops == before.ops and after.parameters == before.parameters
     assert [t.to_dict() for t in after.inputs] == [t.to_dict() for t in before.inputs]
-    for t_old, t_new in zip(before.tensors(), after.tensors()):
+    for t_old, t_new in zip(before.tensors(), after.tensors(), strict=True):
         if t_old.is_constant:
             assert bytes(before.buffer_data(t_old.buffer)) == bytes(after.buffer_data(t_new.buffer))
     # The schema asks for 16-byte aligned buffer data; the rewrite honours it.
@@ -96,13 +96,13 @@ def test_embed_keeps_outputs_identical_in_litert_and_tflm(model_bytes, name):
     ref = _run_litert(data)
     got = _run_litert(out)
     assert len(ref) == len(got)
-    for a, b in zip(ref, got):
+    for a, b in zip(ref, got, strict=True):
         np.testing.assert_array_equal(a, b)
     if before.inputs[0].dtype != "uint8":
         n_in, n_out = len(before.inputs), len(before.outputs)
         micro_ref = _run_tflm(data, n_in, n_out)
         micro_got = _run_tflm(out, n_in, n_out)
-        for a, b in zip(micro_ref, micro_got):
+        for a, b in zip(micro_ref, micro_got, strict=True):
             np.testing.assert_array_equal(a, b)
 
 

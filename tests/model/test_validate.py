@@ -114,7 +114,7 @@ def test_every_conformance_model_validates(model_path, model_bytes):
 
 def test_truncation_at_every_kib_boundary_is_invalid(model_bytes):
     cases = 0
-    for name, data in model_bytes.items():
+    for data in model_bytes.values():
         for cut in list(range(0, len(data), 1024)) + [len(data) - 1]:
             with pytest.raises(InvalidModelError) as e:
                 read_model(data[:cut])
@@ -332,7 +332,7 @@ def test_large_model_extension_reads_and_rejects_out_of_file_buffers(model_bytes
     ext = _externalize(data)
     before, after = read_model(data), read_model(ext)
     assert after.schema.Buffers(1).DataLength() == 0  # really external now
-    for t_old, t_new in zip(before.tensors(), after.tensors()):
+    for t_old, t_new in zip(before.tensors(), after.tensors(), strict=True):
         assert t_old.buffer_bytes == t_new.buffer_bytes
         if t_old.is_constant:
             np.testing.assert_array_equal(before.tensor_data(t_old), after.tensor_data(t_new))
@@ -351,7 +351,7 @@ def test_embed_metadata_keeps_external_buffers(model_bytes):
     out = embed_metadata(ext, {"task": "classification"})
     a, b = read_model(ext), read_model(out)
     assert b.metadata == {"task": "classification"}
-    for t_old, t_new in zip(a.tensors(), b.tensors()):
+    for t_old, t_new in zip(a.tensors(), b.tensors(), strict=True):
         if t_old.is_constant:
             np.testing.assert_array_equal(a.tensor_data(t_old), b.tensor_data(t_new))
             assert b.buffer_span(t_new.buffer)[0] % 16 == 0

@@ -83,6 +83,6 @@ def test_quantization_aware_fine_tuning_keeps_int8_accuracy(teacher, digits_spli
     tuned = quantization_aware_fine_tune(teacher, train.x, train.y, epochs=2)
     assert tuned is not teacher
     # Training moved the float shadow weights (the result is not just the teacher again).
-    changed = [not np.allclose(np.asarray(a), np.asarray(b)) for a, b in zip(teacher.weights, tuned.weights)]
+    changed = [not np.allclose(np.asarray(a), np.asarray(b)) for a, b in zip(teacher.weights, tuned.weights, strict=True)]
     assert any(changed)
     assert tflite_top1(int8_of(tuned)) >= tflite_top1(int8_of(teacher)) - 0.01

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -18,7 +20,7 @@ def test_polynomial_schedule_ramps_cubically_and_holds():
     values = [s(t) for t in range(0, 200, 5)]
     assert s(0) == 0.0 and s(10) == 0.0
     assert s(110) == pytest.approx(0.8) and s(500) == pytest.approx(0.8)
-    assert all(b >= a for a, b in zip(values, values[1:]))
+    assert all(b >= a for a, b in itertools.pairwise(values))
     # Cubic: half-way through the ramp, 1 - 0.5**3 = 87.5% of the final sparsity is already reached.
     assert s(60) == pytest.approx(0.8 * 0.875)
 
@@ -30,7 +32,7 @@ def test_magnitude_pruning_reaches_sparsity_but_only_gzip_shrinks(teacher, digit
     before = [np.asarray(w).copy() for w in teacher.weights]
     result = magnitude_prune(teacher, train.x, train.y, sparsity=0.6, epochs=2)
     # The teacher is untouched; the copy carries the masks folded into its weights.
-    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(before, teacher.weights))
+    assert all(np.array_equal(a, np.asarray(b)) for a, b in zip(before, teacher.weights, strict=True))
     assert kernel_sparsity(teacher) < 0.05
     assert result.sparsity == pytest.approx(0.6, abs=0.01)
     assert kernel_sparsity(result.model) == pytest.approx(result.sparsity)

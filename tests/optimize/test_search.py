@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 
 import numpy as np
@@ -65,7 +64,7 @@ def test_training_is_reproducible(teacher, digits_split):
     train, _ = digits_split
     runs = [structured_prune(teacher, train.x[:256], train.y[:256], fraction=0.5, epochs=2, seed=3).model
             for _ in range(2)]
-    for a, b in zip(runs[0].get_weights(), runs[1].get_weights()):
+    for a, b in zip(runs[0].get_weights(), runs[1].get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
 
 

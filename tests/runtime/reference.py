@@ -73,7 +73,7 @@ def write_reference(corpus: Path, out: Path = REFERENCE) -> dict:
         builtin = load_model(path, backend="ai_edge_litert", threads=1, kernels="builtin")
         reference = load_model(path, backend="ai_edge_litert", threads=1, kernels="reference")
         for i, (o, b, r) in enumerate(zip(outputs, builtin.predict(*inputs, dequantize_output=False),
-                                          reference.predict(*inputs, dequantize_output=False))):
+                                          reference.predict(*inputs, dequantize_output=False), strict=True)):
             arrays[f"{path.stem}/{i}"] = o
             arrays[f"{path.stem}/{i}/builtin"] = b
             arrays[f"{path.stem}/{i}/reference"] = r

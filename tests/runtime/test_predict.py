@@ -23,7 +23,7 @@ def _raw_interpreter(model):
 
 
 def _raw_run(raw, inputs):
-    for detail, x in zip(raw.get_input_details(), inputs):
+    for detail, x in zip(raw.get_input_details(), inputs, strict=True):
         raw.set_tensor(detail["index"], x)
     raw.invoke()
     return [raw.get_tensor(d["index"]) for d in raw.get_output_details()]
@@ -40,11 +40,11 @@ def test_predict_bit_identical_to_raw_interpreter(model_path):
         expected = _raw_run(raw, inputs)
         got = model.predict(*inputs, dequantize_output=False)
         assert len(got) == len(expected) == len(model.outputs)
-        for g, e in zip(got, expected):
+        for g, e in zip(got, expected, strict=True):
             assert g.dtype == e.dtype and g.shape == e.shape
             assert g.tobytes() == e.tobytes()
         floats = model.predict(*inputs)
-        for f, e, spec in zip(floats, expected, model.outputs):
+        for f, e, spec in zip(floats, expected, model.outputs, strict=True):
             want = dequantize(e, spec)
             assert f.dtype == (np.float32 if spec.quantized else e.dtype)
             assert f.tobytes() == want.tobytes()

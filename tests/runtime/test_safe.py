@@ -11,8 +11,7 @@ import pytest
 from edgert.errors import InvalidModelError
 from edgert.isolate import IsolationError, run_isolated
 from edgert.model import read_model
-from edgert.runtime import load_model, select_backend
-from edgert.runtime import safe
+from edgert.runtime import load_model, safe, select_backend
 
 pytestmark = pytest.mark.runtime
 
