@@ -29,9 +29,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from edgert.errors import DeviceError
 
@@ -277,17 +278,22 @@ def find_tflm_tree(tree: str | os.PathLike | None = None) -> Path:
     return path
 
 
-def find_cortex_dfp(tflm_tree: Path, dfp: str | os.PathLike | None = None) -> Path:
-    """Arm's Cortex_DFP (device headers): ``dfp``, ``$EDGERT_CORTEX_DFP``, or ``cortex_dfp`` beside the TFLM tree."""
+def find_cortex_dfp(tflm_tree: Path, dfp: str | os.PathLike | None = None) -> Path | None:
+    """Arm's Cortex_DFP (device headers), or None: ``dfp``, ``$EDGERT_CORTEX_DFP``, or ``cortex_dfp`` beside the tree.
+
+    Optional. The port needs no device header (``device/cortex_m/cortex_m_regs.h``); when the DFP is there
+    its ``Device/ARMCMx/Include`` joins the include path, as in TFLM's cortex_m_generic build, for code
+    that includes ``CMSIS_DEVICE_ARM_CORTEX_M_XX_HEADER_FILE``.
+    """
     candidates = [Path(p) for p in (dfp, os.environ.get("EDGERT_CORTEX_DFP")) if p]
     candidates += [tflm_tree.parent / "cortex_dfp", _default_third_party() / "cortex_dfp"]
     for c in candidates:
         if (c / "Device" / "ARMCM4" / "Include" / "ARMCM4.h").is_file():
             return c
-    raise FirmwareBuildError(
-        f"no Arm Cortex_DFP device headers found (looked in {', '.join(str(c) for c in candidates)})",
-        "set EDGERT_CORTEX_DFP to a checkout of ARM-software/Cortex_DFP",
-    )
+    if dfp is not None:
+        raise FirmwareBuildError(f"no Arm Cortex_DFP device headers in {dfp}",
+                                 "point it at a checkout of ARM-software/Cortex_DFP, or leave it out")
+    return None
 
 
 def check_toolchain() -> dict[str, str]:
@@ -357,8 +363,8 @@ def _tflm_sources(tree: Path, kernels: str) -> list[Path]:
     return srcs
 
 
-def _include_dirs(tree: Path, dfp: Path, core: Core) -> list[Path]:
-    return [
+def _include_dirs(tree: Path, dfp: Path | None, core: Core) -> list[Path]:
+    dirs = [
         DEVICE_DIR, PORT_DIR, tree,
         tree / "third_party" / "flatbuffers" / "include",
         tree / "third_party" / "gemmlowp",
@@ -366,8 +372,10 @@ def _include_dirs(tree: Path, dfp: Path, core: Core) -> list[Path]:
         tree / "third_party" / "cmsis_nn",
         tree / "third_party" / "cmsis_nn" / "Include",
         tree / "third_party" / "cmsis" / "CMSIS" / "Core" / "Include",
-        dfp / "Device" / core.device / "Include",
     ]
+    if dfp is not None:
+        dirs.append(dfp / "Device" / core.device / "Include")
+    return dirs
 
 
 def _common_flags(core: Core, kernels: str) -> list[str]:
@@ -474,7 +482,7 @@ def build_firmware(target, out_dir: str | os.PathLike | None = None, *, kernels:
         out_dir: Where to write ``edgert-<target>.elf/.bin/.map``; default a folder in the cache.
         kernels: ``cmsis-nn`` or ``reference``.
         tflm_tree: TFLM tree (default ``$EDGERT_TFLM_TREE`` or ``../shared/third_party/tflm``).
-        dfp: Arm Cortex_DFP (default ``$EDGERT_CORTEX_DFP`` or beside the TFLM tree).
+        dfp: Arm Cortex_DFP, optional (default ``$EDGERT_CORTEX_DFP`` or beside the TFLM tree).
         jobs: Parallel compiler processes.
         cache: Cache directory (default :func:`cache_dir`).
         progress: Called with one line per step (default: stderr); None for silence.
@@ -507,7 +515,8 @@ def build_firmware(target, out_dir: str | os.PathLike | None = None, *, kernels:
     compiler = _Compiler(tools, cache_root, includes, say)
     flags = _common_flags(core, kernels)
     tree_headers = _digest_files(sorted(p for p in tree.rglob("*.h")), tree)
-    dfp_headers = _digest_files(sorted((dfp_dir / "Device" / core.device / "Include").glob("*.h")))
+    dfp_headers = _digest_files(sorted((dfp_dir / "Device" / core.device / "Include").glob("*.h"))) \
+        if dfp_dir is not None else "no-dfp"
     lib_headers = hashlib.sha256((tree_headers + dfp_headers).encode()).hexdigest()
 
     # 1. The TFLM + CMSIS-NN library, cached as one archive keyed by all its objects.
