@@ -45,11 +45,9 @@ def int8_models() -> list[Path]:
 
 def measure(target: str, models: list[Path]) -> list[dict]:
     """Boot the target's firmware once and measure every model that fits its flash and RAM."""
-    import numpy as np
-
     from firmware_tools.emulate import Emulator
     from firmware_tools.firmware import build_firmware
-    from firmware_tools.flash import connect, device_info, flash_model, invoke
+    from firmware_tools.measure import measure_on_emulated
 
     fw = build_firmware(target, progress=None)
     rows = []
@@ -63,22 +61,15 @@ def measure(target: str, models: list[Path]) -> list[dict]:
                 rows.append(row)
                 continue
             try:
-                flash_model(em.port, path)
-                info = device_info(em.port)
-                link = connect(em.port)
-                try:
-                    inputs = [np.zeros(t.shape, t.dtype).tobytes() for t in model.inputs]
-                    res = invoke(link, inputs, info=info)
-                finally:
-                    link.close()
+                got = measure_on_emulated(model, target, emulator=em)
             except EdgertError as e:
                 row["error"] = str(e)
                 rows.append(row)
                 continue
-            row["measured"] = info.arena_used
-            row["instructions"] = res.instructions
-            if info.arena_used:
-                row["plan_error"] = round((plan.total_bytes - info.arena_used) / info.arena_used, 5)
+            row["measured"] = got.arena_bytes
+            row["instructions"] = got.instructions
+            if got.arena_bytes:
+                row["plan_error"] = round((plan.total_bytes - got.arena_bytes) / got.arena_bytes, 5)
             rows.append(row)
     return rows
 

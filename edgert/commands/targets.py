@@ -22,6 +22,9 @@ def register(sub, add_common) -> None:
     p.add_argument("--battery-mah", type=positive_float, help="battery capacity in mAh (needs --rate)")
     p.add_argument("--battery-v", type=positive_float, default=3.7, help="battery voltage (default 3.7 V)")
     p.add_argument("--no-micro", action="store_true", help="do not load the model in TFLite Micro to measure the real arena")
+    p.add_argument("--measure-on", choices=("emulated",),
+                   help="also run the model on the target's emulated board (our firmware in QEMU): its arena "
+                        "becomes arena_bytes and its instruction count is reported beside the latency estimate")
     add_common(p)
     p.set_defaults(handler=_fit)
 
@@ -56,13 +59,24 @@ def _fit(args) -> int:
         if args.battery_mah <= 0 or args.battery_v <= 0:
             raise InputDataError("--battery-mah and --battery-v must be positive")
         battery_mwh = args.battery_mah * args.battery_v
+    measured = _measure_on_emulated(args.model, args.target) if args.measure_on == "emulated" else None
     report = check_fit(
         args.model,
         args.target,
         rate_hz=rate,
         battery_mwh=battery_mwh,
         measure_micro=not args.no_micro,
+        measured=measured,
         progress=None if args.json else progress_bar(),
     )
     emit(args, report.to_dict(), fit_markdown)
     return 0 if report.fits else 1
+
+
+def _measure_on_emulated(model, target):
+    """The target's emulated board (firmware_tools: QEMU + our TFLite Micro firmware) measures the model."""
+    from edgert.fit import TargetMeasurement
+    from firmware_tools.measure import measure_on_emulated
+
+    got = measure_on_emulated(model, target)
+    return TargetMeasurement(arena_bytes=got.arena_bytes, instructions=got.instructions, board=got.board)

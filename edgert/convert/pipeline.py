@@ -372,12 +372,15 @@ def _write_outputs(out: Path | None, data: bytes, mf, fit, tgt, report: dict[str
 
 
 def _c_source(data: bytes, mf, fit, out: Path | None, files: dict[str, str]) -> dict[str, Any]:
-    arena = getattr(fit, "micro_arena_bytes", None) or getattr(fit, "arena_bytes", None)
+    # The arena on the target (fit's arena_bytes: measured there, or planned for its core), never the
+    # 64-bit wheel's figure; None when fit cannot say, and then the header reserves nothing.
+    arena = getattr(fit, "arena_bytes", None)
     info: dict[str, Any] = {
         "name": C_SOURCE_NAME,
         "arena_bytes": arena,
         "arena_reserved_bytes": reserved_arena_bytes(int(arena)) if arena else None,
-        "arena_source": "tflite-micro" if getattr(fit, "micro_arena_bytes", None) else "planner",
+        "arena_source": getattr(fit, "arena_source", "planned"),
+        "arena_plan_bytes": getattr(fit, "arena_plan_bytes", None),
     }
     if out is None:
         return info

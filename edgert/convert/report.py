@@ -120,7 +120,7 @@ def render_markdown(report: dict[str, Any], fit: Any = None) -> str:
             lines.append(f"not written: {c['error']}")
         else:
             lines.append(
-                f"`{c.get('header')}` / `{c.get('source')}`: arena {c.get('arena_bytes')} B measured ({c.get('arena_source')}), "
+                f"`{c.get('header')}` / `{c.get('source')}`: arena on the target {c.get('arena_bytes')} B ({c.get('arena_source')}), "
                 f"reserve {c.get('arena_reserved_bytes')} B"
             )
     if report.get("timing_s"):

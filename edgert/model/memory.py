@@ -441,12 +441,18 @@ def _cmsis_conv_s8_buffer(isa: str, in_c: int, k_h: int, k_w: int, in_h: int, st
 
 
 def _cmsis_depthwise_s8_buffer(isa: str, in_c: int, out_c: int, k_h: int, k_w: int, pad_h: int, pad_w: int,
-                               dil_h: int, dil_w: int, batches: int) -> int | None:
-    """``arm_depthwise_conv_wrapper_s8_get_buffer_size``; None for the MVE one-input-channel path."""
+                               dil_h: int, dil_w: int, batches: int, conv: dict[str, int]) -> int:
+    """``arm_depthwise_conv_wrapper_s8_get_buffer_size`` (arm_depthwise_conv_get_buffer_sizes_s8.c).
+
+    ``conv`` holds what the one-input-channel MVE path needs: ``in_h, in_w, stride_h, stride_w, out_w``.
+    """
     if isa == "mve" and in_c == 1 and out_c > 1:
-        # CONVERT_DW_CONV_WITH_ONE_INPUT_CH_AND_OUTPUT_CH_ABOVE_THRESHOLD is 1 with GCC: the depthwise
-        # runs as a conv with its own buffer; not modelled.
-        return None
+        # CONVERT_DW_CONV_WITH_ONE_INPUT_CH_AND_OUTPUT_CH_ABOVE_THRESHOLD is 1 with GCC: the depthwise runs
+        # as a conv (arm_deptwise_conv_s8_one_in_ch_get_buffer_size_mve): the conv's buffer for a filter of
+        # out_c x k_h x k_w x 1, plus the reordered weights (out_c * k_h * k_w int8).
+        size = _cmsis_conv_s8_buffer(isa, 1, k_h, k_w, conv["in_h"], conv["stride_w"], conv["stride_h"], pad_w, pad_h,
+                                     dil_w, dil_h, conv["out_w"], conv["in_w"])
+        return size + out_c * k_h * k_w
     if in_c == out_c and batches == 1 and dil_w == 1 and dil_h == 1:
         if isa == "mve":
             return 4 * 124 * k_w * k_h  # arm_depthwise_conv_s8_opt_get_buffer_size_mve, CH_IN_BLOCK_MVE = 124
@@ -514,13 +520,11 @@ def _depthwise(ctx: _OpContext) -> bool:
     inp, filt, out = ctx.t(0), ctx.t(1), ctx.out()
     cmsis = _conv_init_prepare(ctx, "CmsisDepthwiseConvOpData", 3)  # kDepthwiseConvQuantizedDimension
     if cmsis and inp.dtype == "int8" and filt.dtype == "int8":
-        _, _, dh, dw, ph, pw = _window(ctx, "DepthwiseConv2DOptions")
-        n, _, _, ic = inp.shape
+        sh, sw, dh, dw, ph, pw = _window(ctx, "DepthwiseConv2DOptions")
+        n, ih, iw, ic = inp.shape
         _, kh, kw, _ = filt.shape
-        size = _cmsis_depthwise_s8_buffer(ctx.cfg.isa, ic, out.shape[3], kh, kw, ph, pw, dh, dw, n)
-        if size is None:
-            return False
-        ctx.request_scratch(size)
+        conv = {"in_h": ih, "in_w": iw, "stride_h": sh, "stride_w": sw, "out_w": out.shape[2]}
+        ctx.request_scratch(_cmsis_depthwise_s8_buffer(ctx.cfg.isa, ic, out.shape[3], kh, kw, ph, pw, dh, dw, n, conv))
     elif cmsis and not (inp.dtype in ("float32", "int16") and filt.dtype in ("float32", "int8")):
         return False  # int4 weights not modelled; int16 requests no scratch in cmsis_nn/depthwise_conv.cc Prepare
     return True

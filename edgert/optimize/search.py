@@ -117,7 +117,8 @@ class Candidate:
         reason: Why it failed or was skipped (or a note, e.g. the gzip size of a magnitude-pruned model).
         size_bytes: The .tflite file size; ``gzip_bytes`` its compressed size.
         parameters, sparsity: Weight count of the variant and its fraction of zero kernel weights.
-        arena_bytes: Tensor arena (TFLite Micro's real figure on MCUs, else edgert's plan).
+        arena_bytes: Tensor arena on the target (fit's ``arena_bytes``: measured there or planned for its
+            core; None when unknown).
         flash_bytes: What the fit check counted against flash.
         target_latency_ms: Estimated latency on the target (from the profile's cost model).
         host_latency_ms: Measured median invoke time on this host (one thread).
@@ -474,7 +475,7 @@ class _Search:
             return self.record(c, on_candidate)
         c.size_bytes, c.gzip_bytes = len(data), gzip_size(data)
         c.parameters, c.sparsity = parameter_count(model), round(kernel_sparsity(model), 4)
-        c.arena_bytes = fit.micro_arena_bytes or fit.arena_bytes
+        c.arena_bytes = fit.arena_bytes  # the arena on the target (None when fit cannot say)
         c.flash_bytes, c.target_latency_ms = fit.flash_bytes, fit.latency_ms
         c.host_latency_ms, c.accuracy = round(host, 4), round(acc, 4)
         c.evaluated_with = "tflite-micro" if self.micro else "interpreter"

@@ -1,0 +1,72 @@
+"""The arena planner against the truth on the target: our firmware (TFLite Micro + CMSIS-NN) on QEMU's
+Cortex-M4, M7 and M55 boards reports ``arena_used_bytes()`` for every int8 conformance model; the plan
+for that core must be within 2 % of it, and ``fit --measure-on emulated`` must report it with the
+invoke's instruction count. Skipped without the Arm toolchain / QEMU / TFLM tree (failed under CI=true)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from edgert.model import read_model
+from edgert.model.memory import plan_arena
+from tests.conftest import CONFORMANCE, ROOT, require_conformance
+
+# The session fixture that builds the firmware once, and skips (fails under CI=true) without the toolchain.
+from tests.firmware.test_qemu_firmware import firmware  # noqa: F401
+from tests.targets.conftest import int8_conformance_models
+
+#: Board profiles (firmware_tools.firmware.PROFILE_BOARDS) and the arena config of their firmware.
+BOARDS = {"cortex-m4-256k": "cortex-m4", "cortex-m7-stm32h7": "cortex-m7", "cortex-m55": "cortex-m55"}
+
+
+@pytest.fixture(scope="module")
+def boards(firmware):  # noqa: F811 (the imported fixture, by name)
+    """``boards(target)`` -> a started Emulator, one boot per board for the whole module."""
+    from firmware_tools.emulate import Emulator
+
+    started: dict = {}
+
+    def get(target: str):
+        if target not in started:
+            started[target] = Emulator(firmware(target))
+            started[target].start()
+        return started[target]
+
+    yield get
+    for em in started.values():
+        em.stop()
+
+
+@pytest.mark.parametrize("target", list(BOARDS))
+@pytest.mark.parametrize("path", int8_conformance_models())
+def test_plan_within_2_percent_of_the_arena_on_the_board(boards, target, path):
+    from firmware_tools.measure import measure_on_emulated
+
+    model = read_model(require_conformance(path))
+    em = boards(target)
+    plan = plan_arena(model, BOARDS[target])
+    if model.size_bytes > em.firmware.flash_bytes // 2 or plan.total_bytes > em.firmware.arena_bytes:
+        pytest.skip(f"{path.name} does not fit {target}'s board")
+    got = measure_on_emulated(model, target, emulator=em)
+    assert got.arena_bytes and got.instructions
+    assert plan.complete
+    assert abs(plan.total_bytes - got.arena_bytes) <= 0.02 * got.arena_bytes, (plan.total_bytes, got.arena_bytes)
+
+
+def test_fit_measure_on_emulated_reports_the_board_figures(boards):
+    boards("cortex-m4-256k")  # skips here when the toolchain is missing
+    path = require_conformance(CONFORMANCE / "models" / "tflm__hello_world_int8.tflite")
+    out = subprocess.run([sys.executable, "-m", "edgert", "fit", str(path), "--target", "cortex-m4-256k",
+                          "--measure-on", "emulated", "--no-micro", "--json"],
+                         capture_output=True, text=True, cwd=ROOT, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    d = json.loads(out.stdout)
+    assert d["arena_source"] == "measured-target" and d["arena_bytes"] > 0
+    assert d["arena_plan_bytes"] == plan_arena(path, "cortex-m4").total_bytes
+    assert abs(d["arena_plan_bytes"] - d["arena_bytes"]) <= 0.02 * d["arena_bytes"]
+    assert d["instructions"] > 0 and "cortex-m4" in d["measured_on"]
+    assert d["latency_ms"] > 0  # the estimate stays, beside the measured instructions
