@@ -240,7 +240,10 @@ def write_c_source(
     guard = f"EDGERT_{name.upper()}_H_"
     camel = "".join(part.capitalize() for part in name.split("_") if part)
     n_ops = max(len(methods), 1)  # MicroMutableOpResolver<0> is not a valid instantiation
-    arena_lines = ""
+    # No figure at all rather than a low one: fit says the arena on this target is unknown (a core or
+    # an op without an arena model), so the firmware author measures it on the device.
+    arena_lines = ("// Tensor arena: unknown for this target (see edgert fit's warnings); measure it on the\n"
+                   "// device with MicroInterpreter::arena_used_bytes() after AllocateTensors().\n")
     if arena_bytes is not None:
         reserve = reserved_arena_bytes(int(arena_bytes), margin=margin, alignment=alignment)
         arena_lines = (
