@@ -360,8 +360,6 @@ def check_fit(
 
         arena = ops.arena = target_arena(model, target, host_measured=ops.measured_arena,
                                          target_measured=measured.arena_bytes if measured else None)
-        for message in arena.warnings:
-            notes.append(message)
     ram = runtime.ram(model, target, plan, ops)
     checks.append(_ram_check(ram, target, notes))
     latency, energy = runtime.latency_energy(model, target, op_costs(model), ops, notes)
@@ -430,7 +428,10 @@ def fit_markdown(report: FitReport | dict[str, Any]) -> str:
         lines.append(f"| {c['name']} | {'yes' if c['ok'] else '**no**'} | {fmt(c['value'])} | {fmt(c['limit'])} | {detail} |")
     source = d.get("arena_source", "planned")
     arena = "unknown" if d["arena_bytes"] is None else format_bytes(d["arena_bytes"])
-    lines += ["", f"- tensor arena on the target: {arena} ({source})"]
+    if d.get("arena") is None:  # not a TFLite Micro target: the plan of the 64-bit host build, for reference
+        lines += ["", f"- tensor arena (edgert plan, TFLite Micro on a 64-bit host): {arena}"]
+    else:
+        lines += ["", f"- tensor arena on the target: {arena} ({source}, {d['arena'].get('config') or 'no arena model'})"]
     if d.get("arena_plan_bytes") is not None and source != "planned":
         lines.append(f"- tensor arena (edgert plan for the target): {format_bytes(d['arena_plan_bytes'])}")
     if d.get("micro_arena_bytes") is not None:
