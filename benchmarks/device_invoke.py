@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                 cm["flash_vs_base64_line"] = round(fbps / (entry["cmsis_nn"]["uart_bytes_per_s"] * 3 / 4), 3)
         report["targets"][target] = entry
     base = report["targets"].get("cortex-m4-256k", {}).get("cmsis_nn", {})
-    for target, entry in report["targets"].items():
+    for entry in report["targets"].values():
         for key in models:
             m4, here = base.get(key, {}).get("instructions"), entry["cmsis_nn"].get(key, {}).get("instructions")
             if m4 and here:

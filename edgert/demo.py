@@ -16,8 +16,9 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -167,7 +168,7 @@ def write_digit_video(path: str | Path, images: np.ndarray, *, size: int = 16, s
     pix = digit_pixels(images, size)
     side = size * scale
     # MJPG in .avi: every OpenCV build can write it (mp4v needs an encoder some builds lack).
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (side, side))
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter.fourcc(*"MJPG"), fps, (side, side))
     if not writer.isOpened():
         raise InputDataError(f"{path}: OpenCV cannot write this video file", "use an .avi path")
     try:

@@ -20,7 +20,8 @@ def register(sub, add_common) -> None:
     p.add_argument("model", help="the .tflite model")
     p.add_argument("--port", action="append", required=True,
                    help="serial port path or pyserial URL (repeat to flash several devices in parallel)")
-    p.add_argument("--sign", metavar="KEY.pem", default=None, help="send a signed MCUboot image (imgtool key: ed25519 or ECDSA P-256)")
+    p.add_argument("--sign", metavar="KEY.pem", default=None,
+                   help="send a signed MCUboot image (imgtool key: ed25519 or ECDSA P-256)")
     p.add_argument("--target", default=None, help="refuse unless the model fits this target profile")
     p.add_argument("--baud", type=positive_int, default=115200, help="line rate in bits/s")
     p.add_argument("--force", action="store_true", help="upload even when the device already runs this model")
@@ -57,7 +58,8 @@ def register(sub, add_common) -> None:
     e.add_argument("model", help="the .tflite model")
     e.add_argument("-o", "--output", required=True, help="output directory")
     e.add_argument("--name", default="model_data", help="base name of the files and C symbols")
-    e.add_argument("--arena", type=positive_int, default=None, help="tensor arena bytes to reserve (default: the planner's estimate)")
+    e.add_argument("--arena", type=positive_int, default=None,
+                   help="tensor arena bytes to reserve (default: the planner's estimate)")
     add_common(e)
     e.set_defaults(handler=_export_c)
 
@@ -116,7 +118,8 @@ def simulator_banner(info: dict) -> str:
 
 
 def _device_usage(parser) -> int:
-    sys.stderr.write(f"{parser.prog}: error: no action given: info, validate, simulate, firmware or emulate (see: {parser.prog} --help)\n")
+    sys.stderr.write(f"{parser.prog}: error: no action given: info, validate, simulate, firmware or emulate "
+                     f"(see: {parser.prog} --help)\n")
     return 2
 
 

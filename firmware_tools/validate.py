@@ -14,12 +14,11 @@ a device that can do neither is refused before anything is sent.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-
-import logging
 
 from edgert.errors import EdgertError, InputDataError
 from edgert.progress import report
@@ -153,7 +152,7 @@ def validate_on_device(port: str | Any, model: bytes | str | Path, samples: np.n
         host = load_model(mf.data)
         # The same open port: no second open of a device that may reset on open (USB CDC boards).
         flashed = flash_model(link.port, mf.data, progress=progress, baudrate=baudrate, timeouts=timeouts)
-        per_sample = []
+        per_sample: list[dict[str, Any]] = []
         device_raw = []
         for i, inp in enumerate(inputs):
             host.set_input(0, inp)
@@ -164,7 +163,7 @@ def validate_on_device(port: str | Any, model: bytes | str | Path, samples: np.n
                 raise ProtocolError(f"device returned outputs of {[len(o) for o in res.outputs]} bytes, "
                                     f"the model's are {[h.nbytes for h in host_raw]}")
             pairs = [(_dequant(h_raw, o), _dequant(np.frombuffer(d, dtype=o.dtype).reshape(h_raw.shape), o))
-                     for o, h_raw, d in zip(out_specs, host_raw, res.outputs)]
+                     for o, h_raw, d in zip(out_specs, host_raw, res.outputs, strict=True)]
             err = max((float(np.max(np.abs(h - d))) for h, d in pairs if h.size), default=0.0)
             top1 = int(np.argmax(pairs[0][0])), int(np.argmax(pairs[0][1]))  # the first output is the classes
             device_raw.append(res.outputs)
@@ -173,7 +172,7 @@ def validate_on_device(port: str | Any, model: bytes | str | Path, samples: np.n
             report(progress, i + 1, len(x), "validate")
     reference = micro_reference(mf, inputs)
     if reference is not None:
-        for entry, dev, ref in zip(per_sample, device_raw, reference):
+        for entry, dev, ref in zip(per_sample, device_raw, reference, strict=True):
             entry["bit_exact"] = dev == ref
     agree = sum(s["host_top1"] == s["device_top1"] for s in per_sample)
     errors = [s["max_abs_error"] for s in per_sample]

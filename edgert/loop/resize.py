@@ -33,7 +33,7 @@ and then resizes like bilinear.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 
@@ -80,6 +80,7 @@ def opencv_resizer(plan: ImagePreprocess, shrink: bool = False) -> Callable[[np.
             frame = frame[top:bottom, left:right]
             h, w = frame.shape[:2]
         if mode == "nearest":
+            assert nearest is not None  # without INTER_NEAREST_EXACT, opencv_resizer returned None
             interpolation = nearest
         elif w <= width and h <= height:
             interpolation = cv2.INTER_LINEAR  # enlarging: Pillow's filter is plain bilinear too

@@ -42,22 +42,24 @@ def _qat_callback(model: Any, bits: int):
             if "kernel" in var.path.rsplit("/", 1)[-1]:
                 targets.append((var, axes))
 
-    class WeightFakeQuant(k.callbacks.Callback):
+    callback: Any = k.callbacks.Callback  # Keras is imported here, at run time: no static base class
+
+    class WeightFakeQuant(callback):
         """Swap in quantized kernels for the step, then carry the step's update over to the float shadows."""
 
-        def __init__(self):
+        def __init__(self) -> None:
             super().__init__()
             self.shadow: list[np.ndarray] = []
             self.rounded: list[np.ndarray] = []
 
         def on_train_batch_begin(self, batch, logs=None):
             self.shadow = [np.asarray(v).copy() for v, _ in targets]
-            self.rounded = [fake_quantize(w, axes, bits) for w, (_, axes) in zip(self.shadow, targets)]
-            for (var, _), q in zip(targets, self.rounded):
+            self.rounded = [fake_quantize(w, axes, bits) for w, (_, axes) in zip(self.shadow, targets, strict=True)]
+            for (var, _), q in zip(targets, self.rounded, strict=True):
                 var.assign(q)
 
         def on_train_batch_end(self, batch, logs=None):
-            for (var, _), w, q in zip(targets, self.shadow, self.rounded):
+            for (var, _), w, q in zip(targets, self.shadow, self.rounded, strict=True):
                 var.assign(w + (np.asarray(var) - q))
 
     return WeightFakeQuant()

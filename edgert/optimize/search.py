@@ -23,9 +23,10 @@ import hashlib
 import json
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -33,10 +34,10 @@ from edgert.errors import ConversionError, EdgertError, InputDataError
 from edgert.files import atomic_write
 from edgert.interrupt import checkpoint, deferred_interrupts
 from edgert.optimize.data import Dataset, load_dataset, split_dataset
+from edgert.progress import report
 from edgert.runtime.micro import MicroError, micro_available
 from edgert.targets import Target, load_target
 from edgert.targets.base import ALL_FORMATS, FORMAT_TEXT
-from edgert.progress import report
 
 __all__ = [
     "ALL_MODES",
@@ -158,6 +159,11 @@ class Candidate:
     @property
     def measured(self) -> bool:
         return self.size_bytes is not None and self.accuracy is not None
+
+    def measured_accuracy(self) -> tuple[float, float]:
+        """(accuracy, accuracy_drop) of a measured candidate (measure() sets both at once)."""
+        assert self.accuracy is not None and self.accuracy_drop is not None, f"{self.name} was not measured"
+        return self.accuracy, self.accuracy_drop
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -328,8 +334,8 @@ def choose_best(candidates: Iterable[Candidate], prefer: str = "size") -> Candid
         return c.target_latency_ms if c.target_latency_ms is not None else (c.host_latency_ms or 0.0)
 
     if prefer == "latency":
-        return min(passed, key=lambda c: (lat(c), c.size_bytes, -c.accuracy))
-    return min(passed, key=lambda c: (c.size_bytes, lat(c), -c.accuracy))
+        return min(passed, key=lambda c: (lat(c), c.size_bytes, -c.measured_accuracy()[0]))
+    return min(passed, key=lambda c: (c.size_bytes, lat(c), -c.measured_accuracy()[0]))
 
 
 def _closest(candidates: list[Candidate]) -> Candidate | None:
@@ -349,6 +355,9 @@ class _Search:
     def __init__(self, model, target: Target, train: Dataset, test: Dataset, budget: float, space: SearchSpace,
                  cache: VariantCache, progress, seed: int) -> None:
         self.teacher, self.target, self.train, self.test = model, target, train, test
+        if train.y is None or test.y is None:
+            raise InputDataError("the data has no labels", "optimize measures accuracy: give integer class labels (y)")
+        self.train_y, self.test_y = train.y, test.y
         self.budget, self.space, self.cache, self.progress, self.seed = budget, space, cache, progress, seed
         self.calibration = train.x[:_CALIBRATION_SAMPLES]
         allowed, self.skipped_modes = modes_for_target(target)
@@ -401,9 +410,9 @@ class _Search:
             if micro:
                 from edgert.optimize.micro_eval import micro_top1
 
-                acc = float(micro_top1(data, self.test.x, self.test.y)["top1"])
+                acc = float(micro_top1(data, self.test.x, self.test_y)["top1"])
             else:
-                acc = float(evaluate(data, self.test.x, self.test.y)["top1"])
+                acc = float(evaluate(data, self.test.x, self.test_y)["top1"])
             self.cache.scores[key] = (acc, host_latency_ms(data, self.test.x))
         return self.cache.scores[key]
 
@@ -423,7 +432,7 @@ class _Search:
         if train and v.name in self.cache.models:
             return self.cache.models[v.name]
         base = models[v.base] if v.base else self.teacher
-        sp, x, y, bs = self.space, self.train.x, self.train.y, self.space.batch_size
+        sp, x, y, bs = self.space, self.train.x, self.train_y, self.space.batch_size
         if not train:
             if v.kind == "student":
                 return width_student(base, v.amount, seed=self.seed)
@@ -431,18 +440,18 @@ class _Search:
                 return structured_prune(base, fraction=v.amount, epochs=0).model
             return base
         if v.kind == "student":
-            r = distill(base, v.amount, x, y, epochs=sp.epochs_distill, batch_size=bs, progress=self.progress,
-                        temperature=sp.temperature, alpha=sp.alpha,
-                        seed=self.seed, eval_data=(self.test.x, self.test.y))
-            model, extra = r.student, r.to_dict()
+            distilled = distill(base, v.amount, x, y, epochs=sp.epochs_distill, batch_size=bs, progress=self.progress,
+                                temperature=sp.temperature, alpha=sp.alpha,
+                                seed=self.seed, eval_data=(self.test.x, self.test_y))
+            model, extra = distilled.student, distilled.to_dict()
         elif v.kind == "structured":
-            r = structured_prune(base, x, y, fraction=v.amount, epochs=sp.epochs_structured, batch_size=bs,
-                                 progress=self.progress, seed=self.seed)
-            model, extra = r.model, r.to_dict()
+            pruned = structured_prune(base, x, y, fraction=v.amount, epochs=sp.epochs_structured, batch_size=bs,
+                                      progress=self.progress, seed=self.seed)
+            model, extra = pruned.model, pruned.to_dict()
         elif v.kind == "magnitude":
-            r = magnitude_prune(base, x, y, sparsity=v.amount, epochs=sp.epochs_prune, batch_size=bs,
-                                progress=self.progress, seed=self.seed)
-            model, extra = r.model, r.to_dict()
+            pruned = magnitude_prune(base, x, y, sparsity=v.amount, epochs=sp.epochs_prune, batch_size=bs,
+                                     progress=self.progress, seed=self.seed)
+            model, extra = pruned.model, pruned.to_dict()
         else:
             raise ValueError(v.kind)
         self.cache.models[v.name], self.cache.extras[v.name] = model, extra
@@ -572,17 +581,18 @@ class _Search:
                 done += 1
                 report(self.progress, done, total, f"optimize {self.target.name}")
             measured = [c for c in results if c.measured]
-            if v.kind in ("structured", "magnitude") and measured and all(c.accuracy_drop > self.budget for c in measured):
+            all_over_budget = measured and all(c.measured_accuracy()[1] > self.budget for c in measured)
+            if v.kind in ("structured", "magnitude") and all_over_budget:
                 blown.add((v.base, v.kind))
             int8 = next((c for c in results if c.mode == "int8" and c.measured), None)
             # QAT changes accuracy, not size: only worth it for an int8 model that fits but loses too much.
-            if self.space.qat and int8 is not None and int8.fits and int8.accuracy_drop > self.budget:
+            if self.space.qat and int8 is not None and int8.fits and int8.measured_accuracy()[1] > self.budget:
                 float_drop = self._float_drop(v, model)
                 if float_drop is not None and float_drop <= self.budget:
                     name = f"{v.name}+qat"
                     if name not in self.cache.models:
                         self.cache.models[name] = quantization_aware_fine_tune(
-                            model, self.train.x, self.train.y, epochs=self.space.epochs_qat,
+                            model, self.train.x, self.train_y, epochs=self.space.epochs_qat,
                             batch_size=self.space.batch_size, progress=self.progress, seed=self.seed)
                     qv = _Variant(name, "qat", 0, v.name, f"{v.technique} + quantization-aware fine-tuning"
                                   if v.kind != "teacher" else "quantization-aware fine-tuning")
@@ -600,7 +610,7 @@ class _Search:
         """Points the float variant itself loses: QAT only helps when the loss is the quantization's."""
         from edgert.optimize._keras import evaluate_keras
 
-        acc = evaluate_keras(model, self.test.x, self.test.y)
+        acc = evaluate_keras(model, self.test.x, self.test_y)
         return 100.0 * (self.base_accuracy - acc)
 
 
@@ -654,15 +664,15 @@ def optimize(
     space = space or SearchSpace()
     target = load_target(target)
     prefer = resolve_prefer(prefer, target)
-    model, data = _load_inputs(model, data, space.batch_size)
+    model, dataset = _load_inputs(model, data, space.batch_size)
     if test_data is None:
-        train, test = split_dataset(data, test_fraction, seed)
+        train, test = split_dataset(dataset, test_fraction, seed)
     else:
-        train, test = data, test_data
+        train, test = dataset, test_data
     if len(train) < space.batch_size:
         raise InputDataError(f"only {len(train)} fine-tuning samples, fewer than one batch of {space.batch_size}",
                              "give more labeled data")
-    labels = labels or data.labels or None
+    labels = labels or dataset.labels or None
     search = _Search(model, target, train, test, float(max_accuracy_drop), space, cache or VariantCache(), progress, seed)
     out = Path(output_dir) if output_dir is not None else None
 
@@ -714,9 +724,10 @@ def _write_best(result: OptimizeResult, best_dir: Path, search: _Search, labels,
     from edgert.convert import convert
 
     c = result.best
+    assert c is not None and c.accuracy is not None, "_write_outputs writes a best model only when one passed"
     conv = convert(
         result.best_model, target=search.target, mode=c.mode, calibration=search.calibration,
-        eval_data=(search.test.x, search.test.y), labels=labels, preprocessing=preprocessing,
+        eval_data=(search.test.x, search.test_y), labels=labels, preprocessing=preprocessing,
         output_dir=best_dir, task="classification",
     )
     result.best_tflite = conv.tflite

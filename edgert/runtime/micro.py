@@ -17,7 +17,7 @@ import logging
 import os
 import re
 import tempfile
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -209,7 +209,7 @@ def _prepare(model, inputs: Sequence[np.ndarray]) -> list[np.ndarray]:
     if len(inputs) != len(model.inputs):
         raise InputDataError(f"model takes {len(model.inputs)} input(s), got {len(inputs)}")
     prepared = []
-    for spec, arr in zip(model.inputs, inputs):
+    for spec, arr in zip(model.inputs, inputs, strict=True):
         arr = np.asarray(arr)
         if arr.dtype != np.dtype(spec.dtype):
             raise InputDataError(

@@ -11,8 +11,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, TypeGuard
 
 from edgert.errors import EdgertError
 from firmware_tools.protocol import (
@@ -37,7 +38,7 @@ log = logging.getLogger("edgert.firmware.sim")
 KERNELS = "reference"
 
 
-def _uint(value: Any) -> bool:
+def _uint(value: Any) -> TypeGuard[int]:
     """A CBOR unsigned integer (cbor2 decodes true/false as bool, an int subclass)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
@@ -59,7 +60,7 @@ class LoadedModel:
     _measuring: bool = False
 
     @classmethod
-    def load(cls, sha: bytes, data: bytes) -> "LoadedModel":
+    def load(cls, sha: bytes, data: bytes) -> LoadedModel:
         """Read the model's tensors (raises InvalidModelError for a file that is not a model)."""
         from edgert.model import read_model
 
@@ -164,7 +165,7 @@ class TflmRunner:
         if not isinstance(raw, list) or len(raw) != len(loaded.model.inputs):
             return group_error(GROUP_EDGERT, ERR_BAD_INPUT)
         arrays = []
-        for spec, b in zip(loaded.model.inputs, raw):
+        for spec, b in zip(loaded.model.inputs, raw, strict=True):
             if not isinstance(b, bytes) or len(b) != spec.nbytes:
                 return group_error(GROUP_EDGERT, ERR_BAD_INPUT)
             arrays.append(np.frombuffer(b, dtype=spec.dtype).reshape(spec.shape))

@@ -18,8 +18,8 @@ import pytest
 
 from edgert.cli import main
 from edgert.fit import check_fit
-from edgert.targets.edgetpu import EDGETPU_MAX_RESIZE_FACTOR
 from edgert.model import read_model
+from edgert.targets.edgetpu import EDGETPU_MAX_RESIZE_FACTOR
 from tests.conftest import CONFORMANCE, conformance_missing_reason, require_conformance
 
 pytestmark = pytest.mark.runtime

@@ -11,8 +11,8 @@ import json
 import pytest
 
 from edgert.cli import main
-from edgert.fit import check_fit, fit_markdown, parse_rate
 from edgert.errors import InputDataError
+from edgert.fit import check_fit, fit_markdown, parse_rate
 from tests.conftest import CONFORMANCE, require_conformance
 from tests.targets.conftest import KWS_REFERENCE, VWW_REFERENCE
 
@@ -90,7 +90,8 @@ def test_big_float_model_does_not_fit_small_mcu():
 
 def test_cli_fit_json_contract_and_exit_codes(capsys):
     path = str(_model(KWS_REFERENCE["model"]))
-    assert main(["fit", path, "--target", "cortex-m4-256k", "--no-micro", "--rate", "1/s", "--battery-mah", "1000", "--json"]) == 0
+    argv = ["fit", path, "--target", "cortex-m4-256k", "--no-micro", "--rate", "1/s", "--battery-mah", "1000", "--json"]
+    assert main(argv) == 0
     d = json.loads(capsys.readouterr().out)
     for key in ("target", "fits", "checks", "arena_bytes", "flash_bytes", "latency_ms", "energy_uj", "unsupported_ops"):
         assert key in d

@@ -12,10 +12,10 @@ pytest.importorskip("tflite_micro")
 
 from edgert.errors import InputDataError
 from edgert.fit import check_fit
-from edgert.targets.tflm import TFLM_OPS
 from edgert.model import read_model
 from edgert.model.memory import plan_arena
 from edgert.runtime.micro import MicroError, micro_arena_bytes, run_micro, run_micro_many
+from edgert.targets.tflm import TFLM_OPS
 from tests.conftest import CONFORMANCE, require_conformance
 from tests.targets.conftest import int8_conformance_models
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 
 from edgert.cli import main
@@ -44,7 +46,7 @@ def test_every_required_profile_ships_and_loads():
 
 def test_profiles_are_frozen():
     t = load_target("coral-usb")
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError):
         t.ram_bytes = 1  # type: ignore[misc]
 
 
