@@ -70,3 +70,20 @@ def test_fit_measure_on_emulated_reports_the_board_figures(boards):
     assert abs(d["arena_plan_bytes"] - d["arena_bytes"]) <= 0.02 * d["arena_bytes"]
     assert d["instructions"] > 0 and "cortex-m4" in d["measured_on"]
     assert d["latency_ms"] > 0  # the estimate stays, beside the measured instructions
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("target", ["cortex-m4-256k", "cortex-m55"])
+def test_built_depthwise_model_on_the_board(boards, target):
+    """Depthwise shapes the conformance models lack: a 5x5 depthwise (CMSIS-NN's buffered path; on
+    Helium a 4 x 124-channel block buffer), a valid 3x3 one and a 1x3 conv, built with TensorFlow."""
+    pytest.importorskip("tensorflow")
+    from firmware_tools.measure import measure_on_emulated
+    from tests.targets.test_arena_wheel import MODELS, _convert
+
+    build, mode = MODELS["depthwise_int8"]
+    data = _convert(build(), mode)
+    got = measure_on_emulated(data, target, emulator=boards(target))
+    plan = plan_arena(data, BOARDS[target])
+    assert plan.complete and got.arena_bytes
+    assert abs(plan.total_bytes - got.arena_bytes) <= 0.02 * got.arena_bytes, (plan.total_bytes, got.arena_bytes)
