@@ -695,6 +695,10 @@ def plan_arena(model, config: str | ArenaConfig | None = None) -> ArenaPlan:
     tail = _Tail(cfg.structs)
     n_sub = model.num_subgraphs
     unknown: dict[str, int] = {}
+    if "OfflineMemoryAllocation" in model.metadata_names():
+        # Offline-planned offsets (micro_allocation_info.cc GetOfflinePlannedOffsets) replace the greedy
+        # plan of the head; not replayed here.
+        unknown["OfflineMemoryAllocation"] = 1
 
     # MicroAllocator::Create (micro_allocator.cc) / RecordingMicroAllocator::Create: the arena allocator
     # object, the GreedyMemoryPlanner and the MicroAllocator itself live at the top of the tail.

@@ -84,3 +84,22 @@ def test_a_wheel_figure_above_the_plan_of_its_build_corrects_the_target_plan():
     assert exact.source == "planned" and exact.bytes == plan_arena(model, "cortex-m4").total_bytes
     missed = target_arena(model, target, host_measured=host_plan + 4096)
     assert missed.source == "planned-corrected" and missed.bytes == exact.bytes + 4096 and missed.warnings
+
+
+def test_offline_planned_models_are_not_given_a_greedy_plan():
+    pytest.importorskip("tflite_micro")
+    import flatbuffers
+    from tflite_micro.python.tflite_micro import runtime
+
+    m = runtime.convert_bytearray_to_object(bytearray(_model("tflm__hello_world_int8.tflite").read_bytes()))
+    fb = runtime.schema_fb
+    buf = fb.BufferT()
+    buf.data = bytes(16)
+    m.buffers.append(buf)
+    meta = fb.MetadataT()
+    meta.name, meta.buffer = "OfflineMemoryAllocation", len(m.buffers) - 1
+    m.metadata = [*(m.metadata or []), meta]
+    b = flatbuffers.Builder(1024)
+    b.Finish(m.Pack(b), file_identifier=b"TFL3")
+    plan = plan_arena(bytes(b.Output()), "cortex-m4")
+    assert not plan.complete and "OfflineMemoryAllocation" in plan.unknown_ops
