@@ -6,6 +6,12 @@ VENV := .venv
 # What a Raspberry Pi user installs: tflite-runtime + numpy<2, no TensorFlow, no ai-edge-litert.
 PI_VENV := .venv-tflite-runtime
 PI_PACKAGES := "tflite-runtime==2.14.*" "numpy<2" pillow pyserial flatbuffers tflite pytest
+# The CPU build of torch, installed before the [torch] extra so the resolver never picks a CUDA build
+# (several GB). On a machine with the CUDA wheels you want, set TORCH_PIN= (empty) or your own pin.
+TORCH_PIN ?= torch==2.13.0
+# onnx2tf pins TensorFlow 2.19 and numpy 1.26: it gets its own venv; edgert runs it as a child process.
+ONNX2TF_VENV := .venv-onnx2tf
+ONNX2TF_PACKAGES := onnx2tf==1.29.24
 
 # The firmware tests (tests/firmware/test_qemu_*.py) build TFLite Micro for Cortex-M and boot it in QEMU.
 FIRMWARE_APT := gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm
@@ -17,7 +23,7 @@ demo: $(VENV)/.stamp
 
 test: test-main test-tflite-runtime
 
-test-main: $(VENV)/.stamp firmware-toolchain
+test-main: $(VENV)/.stamp $(ONNX2TF_VENV)/.stamp firmware-toolchain
 	$(VENV)/bin/python -m pytest -q
 
 test-tflite-runtime: $(PI_VENV)/.stamp
@@ -41,7 +47,14 @@ firmware-toolchain:
 $(VENV)/.stamp: pyproject.toml
 	test -x $(VENV)/bin/python || $(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/python -m pip install -q --upgrade pip
+	$(if $(TORCH_PIN),$(VENV)/bin/python -m pip install -q "$(TORCH_PIN)")
 	$(VENV)/bin/python -m pip install -q -e ".[dev]"
+	touch $@
+
+$(ONNX2TF_VENV)/.stamp: Makefile
+	test -x $(ONNX2TF_VENV)/bin/python || $(PYTHON) -m venv $(ONNX2TF_VENV)
+	$(ONNX2TF_VENV)/bin/python -m pip install -q --upgrade pip
+	$(ONNX2TF_VENV)/bin/python -m pip install -q $(ONNX2TF_PACKAGES)
 	touch $@
 
 $(PI_VENV)/.stamp: pyproject.toml
@@ -52,4 +65,4 @@ $(PI_VENV)/.stamp: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) $(PI_VENV) edgert-demo build *.egg-info
+	rm -rf $(VENV) $(PI_VENV) $(ONNX2TF_VENV) edgert-demo build *.egg-info

@@ -1,12 +1,12 @@
-"""``edgert convert``: a Keras/SavedModel model -> a .tflite for a target, with its report."""
+"""``edgert convert``: a Keras/SavedModel/ONNX/PyTorch (.pt2) model -> a .tflite for a target, with its report."""
 
 from __future__ import annotations
 
 import logging
 import time
 
-from edgert.commands.output import emit, progress_bar
 from edgert.commands import float_list
+from edgert.commands.output import emit, progress_bar
 from edgert.errors import InputDataError
 from edgert.model.metadata import TASKS
 
@@ -21,11 +21,13 @@ def register(sub, add_common) -> None:
 
     p = sub.add_parser(
         "convert",
-        help="convert a Keras/SavedModel model for a target and report whether it fits",
+        help="convert a Keras/SavedModel/ONNX/PyTorch model for a target and report whether it fits",
         description="Writes DIR/model.tflite, DIR/report.json, DIR/report.md "
         "(microcontroller targets also DIR/model_data.h and .cc). Exit 1 when the model does not fit the target.",
     )
-    p.add_argument("model", help=".keras / .h5 file or SavedModel directory")
+    p.add_argument("model", help=".keras / .h5 / .onnx / .pt2 (torch.export) file or SavedModel directory")
+    p.add_argument("--input-shape", metavar="N,C,H,W", type=_parse_input_shape,
+                   help="input shape with the batch, in the model's own layout: fixes dynamic ONNX/.pt2 dimensions")
     p.add_argument("--target", "-t", required=True, help="target profile name (see `edgert targets`) or a .toml file")
     p.add_argument("--calibration", "-c", metavar="DATA", help="image folder, .npy or .npz of typical inputs")
     p.add_argument("--eval", metavar="DATA", dest="eval_data", help="labeled folder (one subfolder per class) or .npz with x and y")
@@ -41,6 +43,13 @@ def register(sub, add_common) -> None:
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="output directory")
     add_common(p)
     p.set_defaults(handler=_convert)
+
+
+def _parse_input_shape(text: str):
+    """``--input-shape`` (imported when used: the CLI starts without the convert package)."""
+    from edgert.convert.layout import parse_input_shape
+
+    return parse_input_shape(text)
 
 
 def _pixel_stat(values: list[float] | None, name: str):
@@ -74,6 +83,7 @@ def _convert(args) -> int:
         mean=_pixel_stat(args.mean, "mean"),
         std=_pixel_stat(args.std, "std"),
         measure_micro=not args.no_micro,
+        input_shape=args.input_shape,
     )
     log.info("converted in %.1f s", time.perf_counter() - t0)
     emit(args, result.report, _human)
@@ -85,8 +95,9 @@ def _human(report: dict) -> str:
     conv = report["converter"]
     lines = [
         f"{report['files'].get('model', 'model')}: {conv['mode']} for {report['target']}, "
-        f"{m['size_bytes']:,} bytes ({m['size_ratio']:.2f}× float32), "
-        f"{'fits' if report['fits'] else 'DOES NOT FIT'}",
+        f"{m['size_bytes']:,} bytes"
+        + (f" ({m['size_ratio']:.2f}× float32), " if m.get("size_ratio") is not None else ", ")
+        + f"{'fits' if report['fits'] else 'DOES NOT FIT'}",
     ]
     for c in report.get("checks", []):
         if not c.get("ok"):

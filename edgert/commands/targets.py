@@ -16,8 +16,12 @@ def register(sub, add_common) -> None:
     p.set_defaults(handler=_targets)
 
     p = sub.add_parser("fit", help="check whether a .tflite model fits a target (size, RAM, ops, latency, energy)")
-    p.add_argument("model", help="path to a .tflite file")
+    p.add_argument("model", help="path to a .tflite file, or a source model (.onnx, .pt2, .keras, SavedModel) with --calibration")
     p.add_argument("--target", "-t", required=True, help="profile name (see `edgert targets`) or path to a .toml")
+    p.add_argument("--calibration", "-c", metavar="DATA",
+                   help="source models: typical inputs; the model is converted for the target in memory, checked, then fitted")
+    p.add_argument("--input-shape", metavar="N,C,H,W", type=_parse_input_shape,
+                   help="source models: input shape with the batch (fixes dynamic ONNX/.pt2 dimensions)")
     p.add_argument("--rate", help="inferences per time for average power, e.g. 1/s, 5/s, 10/min, 0.2")
     p.add_argument("--battery-mah", type=positive_float, help="battery capacity in mAh (needs --rate)")
     p.add_argument("--battery-v", type=positive_float, default=3.7, help="battery voltage (default 3.7 V)")
@@ -48,6 +52,13 @@ def _targets_text(result: dict) -> str:
     return "\n".join(rows)
 
 
+def _parse_input_shape(text: str):
+    """``--input-shape`` (lazy: the convert package is not imported for plain ``fit``)."""
+    from edgert.convert.layout import parse_input_shape as parse
+
+    return parse(text)
+
+
 def _fit(args) -> int:
     from edgert.commands.output import progress_bar
     from edgert.errors import InputDataError
@@ -59,6 +70,8 @@ def _fit(args) -> int:
         if args.battery_mah <= 0 or args.battery_v <= 0:
             raise InputDataError("--battery-mah and --battery-v must be positive")
         battery_mwh = args.battery_mah * args.battery_v
+    if not str(args.model).lower().endswith(".tflite"):
+        return _fit_source(args, rate)
     measured = _measure_on_emulated(args.model, args.target) if args.measure_on == "emulated" else None
     report = check_fit(
         args.model,
@@ -71,6 +84,34 @@ def _fit(args) -> int:
     )
     emit(args, report.to_dict(), fit_markdown)
     return 0 if report.fits else 1
+
+
+def _fit_source(args, rate) -> int:
+    """``fit`` on a source model: convert it for the target in memory (with every check), report the fit."""
+    from edgert.commands.output import progress_bar
+    from edgert.convert import convert
+    from edgert.errors import InputDataError
+    from edgert.fit import fit_markdown
+
+    if rate is not None or args.battery_mah is not None or args.measure_on:
+        raise InputDataError(
+            "--rate, --battery-mah and --measure-on need a .tflite",
+            "convert first: edgert convert MODEL --target T --calibration DATA -o DIR, then fit DIR/model.tflite",
+        )
+    result = convert(args.model, target=args.target, calibration=args.calibration, input_shape=args.input_shape,
+                     measure_micro=not args.no_micro, progress=None if args.json else progress_bar())
+    keep = ("target", "fits", "checks", "arena_bytes", "micro_arena_bytes", "flash_bytes", "ram_bytes", "latency_ms",
+            "energy_uj", "unsupported_ops", "edgetpu", "delegate", "macs", "verification")
+    report = {k: result.report[k] for k in keep if k in result.report}
+    report["converted"] = {"mode": result.report["converter"]["mode"], "source": result.report["source"]}
+
+    def text(r: dict) -> str:
+        lines = [fit_markdown(result.fit).rstrip()]
+        lines += [f"{'ok  ' if c['ok'] else 'FAIL'} {c['name']}: {c['detail']}" for c in r.get("verification", [])]
+        return "\n".join(lines)
+
+    emit(args, report, text)
+    return 0 if report["fits"] else 1
 
 
 def _measure_on_emulated(model, target):

@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from edgert.convert.calibration import (
     calibration_summary,
@@ -22,17 +23,20 @@ from edgert.convert.calibration import (
     load_labeled,
     read_labels,
 )
+from edgert.convert.layout import adapt_data, layout_record
 from edgert.convert.loader import SourceModel, load_source
 from edgert.convert.settings import ConverterSettings, settings_for
 from edgert.errors import ConversionError, InputDataError
-from edgert.jsonutil import json_default
 from edgert.files import atomic_write
+from edgert.jsonutil import json_default
 from edgert.model.c_source import reserved_arena_bytes, write_c_source
 
 __all__ = ["ConversionResult", "convert", "TASKS", "MODEL_FILE", "REPORT_JSON", "REPORT_MD"]
 
 log = logging.getLogger("edgert.convert")
 
+#: Source routes whose files are verified against the original float model (torch, onnxruntime).
+FOREIGN_ROUTES = ("torch", "onnx")
 #: Task kinds the metadata knows.
 TASKS = ("classification", "detection", "anomaly", "regression")
 #: Output file names inside ``output_dir``.
@@ -150,7 +154,12 @@ def _accuracy(source: SourceModel, settings, data: bytes, float_data: bytes | No
     float_pred = source.predict(x)
     converted_pred = predict_tflite(data, x, progress, "evaluating")
     result = compare(float_pred, converted_pred, y)
-    result["layers"] = layer_errors(source, settings, data, samples, x, float_data=float_data)
+    if hasattr(source, "convert_to_tflite") and float_data is None:
+        # litert-torch quantizes inside PyTorch: no TFLite debugger model and no float twin to compare by name.
+        note = "per-layer error is not available on the PyTorch route"
+        result["layers"] = {"method": None, "samples": 0, "layers": [], "note": note}
+    else:
+        result["layers"] = layer_errors(source, settings, data, samples, x, float_data=float_data)
     return result
 
 
@@ -185,11 +194,14 @@ def convert(
     mean: float | list | None = None,
     std: float | list | None = None,
     measure_micro: bool = True,
+    example_inputs: Any = None,
+    input_shape: Any = None,
 ) -> ConversionResult:
     """Convert a float model for ``target`` and prove it fits.
 
     Args:
-        model: ``.keras``/``.h5`` path, SavedModel directory, or a Keras model.
+        model: ``.keras``/``.h5``/``.onnx``/``.pt2`` path, SavedModel directory, a Keras
+            model or a PyTorch ``nn.Module`` (channels-first models become channels-last).
         target: Target name, profile path or :class:`edgert.targets.Target`.
         mode: Override the target's quantization (``float32``, ``float16``,
             ``dynamic``, ``int8``, ``int16x8``).
@@ -207,6 +219,8 @@ def convert(
         mean: Pixel mean (scalar or per channel) for image inputs; default 0.
         std: Pixel std; default 255 (pixels scaled to [0, 1]).
         measure_micro: Let the fit check run TFLite Micro for the real arena.
+        example_inputs: PyTorch modules: ``(x,)``, one example input in the model's layout.
+        input_shape: Input shape with the batch (PyTorch modules; fixes dynamic ONNX/.pt2 dimensions).
 
     Raises:
         TargetError: Unknown or malformed target.
@@ -231,33 +245,48 @@ def convert(
         )
     out_dir = _output_dir(output_dir)
     label_list = _labels(labels)
-    source = load_source(model)
+    source = load_source(model, example_inputs=example_inputs, input_shape=input_shape)
     timer.done("load model")
+    foreign = getattr(source, "route", None) in FOREIGN_ROUTES
     prep = _merge_preprocessing(source.input_shape, preprocessing, mean, std)
 
     samples = None
     if calibration is not None and settings.needs_calibration:
-        samples = load_calibration(calibration, source.input_shape, progress, preprocessing=prep)
+        samples = load_calibration(adapt_data(calibration, source), source.input_shape, progress, preprocessing=prep)
         timer.done("read calibration data")
     elif calibration is not None:
         log.info("mode %s quantizes no activations: calibration data not used", settings.mode)
     eval_x = eval_y = None
     folder_labels = None  # class names from the evaluation folder, used when they match the outputs
     if eval_data is not None:
-        eval_x, eval_y, classes = load_labeled(eval_data, source.input_shape, preprocessing=prep, labels=label_list, progress=progress)
+        eval_x, eval_y, classes = load_labeled(
+            adapt_data(eval_data, source, labeled=True), source.input_shape,
+            preprocessing=prep, labels=label_list, progress=progress,
+        )
         if label_list is None and isinstance(eval_data, (str, Path)) and Path(eval_data).is_dir():
             folder_labels = classes
         timer.done("read evaluation data")
 
     from edgert.convert.converter import convert_source
 
-    raw = convert_source(source, settings, samples, keep_float=keep_float, progress=progress)
-    timer.done(f"convert ({settings.mode})")
-    float_data = raw if settings.mode == "float32" else convert_source(source, _float_settings(settings))
-    if settings.mode != "float32":
-        timer.done("convert float32 reference")
+    if hasattr(source, "convert_to_tflite"):  # PyTorch: litert-torch, not TFLiteConverter
+        raw = source.convert_to_tflite(settings, samples, keep_float=keep_float, progress=progress)
+        float_data = raw if settings.mode == "float32" else None
+        timer.done(f"convert ({settings.mode}, litert-torch)")
+    else:
+        raw = convert_source(source, settings, samples, keep_float=keep_float, progress=progress)
+        timer.done(f"convert ({settings.mode})")
+        float_data = raw if settings.mode == "float32" else convert_source(source, _float_settings(settings))
+        if settings.mode != "float32":
+            timer.done("convert float32 reference")
 
     converted = read_model(raw)
+    if foreign and settings.full_int8:
+        from edgert.convert.verify import refuse_float_ops
+
+        refuse_float_ops(
+            converted, tgt.name, "these ops have no int8 kernel here: replace them in the model, or convert for a CPU target"
+        )
     label_list = _final_labels(label_list, folder_labels, converted)
     versions = _versions()
     metadata = _metadata(tgt, settings, source, converted, versions, task, label_list, prep, samples, calibration, keep_float)
@@ -274,18 +303,29 @@ def convert(
     timer.done("fit check")
 
     report: dict[str, Any] = dict(fit.to_dict())
+    if foreign:
+        # Every PyTorch/ONNX file is checked against the original float model before it counts.
+        from edgert.convert.verify import verify_conversion
+
+        check_x, where = (eval_x, "evaluation samples") if eval_x is not None else (samples, "calibration samples")
+        verification = verify_conversion(source, tgt, data, check_x, where=where, progress=progress)
+        report["verification"] = verification
+        report["checks"] = list(report["checks"]) + verification
+        report["fits"] = bool(report["fits"]) and all(c["ok"] for c in verification)
+        timer.done("verify")
     report["model"] = {
         "size_bytes": mf.size_bytes,
         "sha256": mf.sha256,
-        "float32_size_bytes": len(float_data),
-        "size_ratio": round(mf.size_bytes / len(float_data), 4),
+        # None on the PyTorch route, which makes no float32 .tflite to compare with.
+        "float32_size_bytes": len(float_data) if float_data is not None else None,
+        "size_ratio": round(mf.size_bytes / len(float_data), 4) if float_data is not None else None,
         "inputs": [t.to_dict() for t in mf.inputs],
         "outputs": [t.to_dict() for t in mf.outputs],
         "ops": mf.ops,
         "parameters": mf.parameters,
         "macs": mf.macs,
     }
-    report["source"] = {"path": source.path, "format": source.format, "sha256": source.sha256}
+    report["source"] = {"path": source.path, "format": source.format, "sha256": source.sha256, **layout_record(source)}
     report["converter"] = {**settings.to_dict(), **versions, "keep_float": list(keep_float)}
     report["metadata"] = metadata
     report["calibration"] = metadata.get("calibration")
@@ -327,7 +367,7 @@ def _metadata(tgt, settings, source, converted, versions, task, labels, prep, sa
         "schema": METADATA_SCHEMA,
         "task": _guess_task(task, labels, converted),
         "target": tgt.name,
-        "source": {"sha256": source.sha256, "format": source.format},
+        "source": {"sha256": source.sha256, "format": source.format, **layout_record(source)},
         "converter": converter,
         "postprocessing": {"output": _output_kind(converted)},
     }

@@ -21,6 +21,21 @@ def _bytes_both(n: Any) -> str:
     return "–" if n is None else f"{int(n):,} B ({format_bytes(int(n))})"
 
 
+def _size_row(model: dict[str, Any]) -> str:
+    if model.get("size_ratio") is None:  # the PyTorch route makes no float32 .tflite
+        return f"| size | {_bytes_both(model.get('size_bytes'))} |"
+    return (
+        f"| size | {_bytes_both(model.get('size_bytes'))} = {model['size_ratio']:.2f}× float32 "
+        f"({_bytes_both(model.get('float32_size_bytes'))}) |"
+    )
+
+
+def _verification_md(checks: list[dict[str, Any]]) -> list[str]:
+    lines = ["## Verification against the original float model", "", "| check | ok | detail |", "|---|---|---|"]
+    lines += [f"| {c['name']} | {'yes' if c['ok'] else '**NO**'} | {c['detail']} |" for c in checks]
+    return lines
+
+
 def _accuracy_md(acc: dict[str, Any]) -> list[str]:
     lines = ["## Accuracy (float vs converted)", ""]
     if acc.get("task") == "classification":
@@ -91,9 +106,11 @@ def render_markdown(report: dict[str, Any], fit: Any = None) -> str:
         "|---|---|",
         f"| fits | **{'yes' if report.get('fits') else 'NO'}** |",
         f"| source | {report.get('source', {}).get('path') or 'in-memory model'} ({report.get('source', {}).get('format')}) |",
+        *([f"| input layout | {report['source']['input_layout']} in the source, "
+           f"{report['source']['converted_input_layout']} in the converted model |"] if report.get("source", {}).get("input_layout") else []),
         f"| mode | {conv.get('mode')} (input {conv.get('input_dtype')}, output {conv.get('output_dtype')}) |",
         f"| op sets | {', '.join(conv.get('supported_ops', []))} |",
-        f"| size | {_bytes_both(model.get('size_bytes'))} = {model.get('size_ratio', 0):.2f}× float32 ({_bytes_both(model.get('float32_size_bytes'))}) |",
+        _size_row(model),
         f"| latency / inference | {_fmt(report.get('latency_ms'))} ms (estimate) |",
         f"| energy / inference | {_fmt(report.get('energy_uj'))} µJ (estimate) |",
         f"| TensorFlow | {conv.get('tensorflow')} |",
@@ -109,6 +126,8 @@ def render_markdown(report: dict[str, Any], fit: Any = None) -> str:
         from edgert.fit import fit_markdown
 
         lines += ["", fit_markdown(fit).rstrip()]
+    if report.get("verification"):
+        lines += [""] + _verification_md(report["verification"])
     if report.get("accuracy"):
         lines += [""] + _accuracy_md(report["accuracy"])
     if "edgetpu_compiler" in report:

@@ -1,0 +1,420 @@
+"""PyTorch and ONNX models through ``edgert.convert.convert`` to the same int8 files as Keras.
+
+Three small models are trained here in PyTorch (a CNN and a CNN with a residual
+add on scikit-learn's digits, a 1-D sensor model on generated three-axis
+signals); the ONNX models are the same networks written with ``onnx.helper``
+from the trained weights (onnxruntime must agree with torch on them). Each is
+converted for a microcontroller, Coral and a Raspberry Pi, and the result must
+run in LiteRT (and TFLite Micro for the MCU), agree with the float original on
+at least 98 % of the held-out samples, and keep no TRANSPOSE next to a
+convolution. Conversions of one model share litert-torch / onnx2tf runs (the
+routes cache them per process), which keeps the module to a few minutes.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("litert_torch")
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+
+from torch import nn  # noqa: E402
+
+from edgert.errors import ConversionError  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+TARGETS = ("cortex-m4-256k", "coral-usb", "raspberry-pi-5")
+MIN_AGREEMENT = 0.98
+N_CAL = 500
+
+
+# --- models -------------------------------------------------------------------------------------
+
+
+class DigitsCNN(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.conv2 = nn.Conv2d(16, 32, 3, padding=1)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv1(x)))
+        x = torch.relu(self.conv2(x))
+        return self.fc(torch.flatten(self.gap(x), 1))
+
+
+class DigitsResidual(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 16, 3, padding=1)
+        self.conv2 = nn.Conv2d(16, 16, 3, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.conv3 = nn.Conv2d(16, 32, 3, padding=1)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(32, 10)
+
+    def forward(self, x):
+        a = torch.relu(self.conv1(x))
+        x = a + torch.relu(self.conv2(a))  # the residual ADD a non-strict export leaves in float
+        x = torch.relu(self.conv3(self.pool(x)))
+        return self.fc(torch.flatten(self.gap(x), 1))
+
+
+class Sensor1D(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv1d(3, 8, 5, padding=2)
+        self.conv2 = nn.Conv1d(8, 16, 3, padding=1)
+        self.fc = nn.Linear(16, 3)
+
+    def forward(self, x):
+        x = torch.relu(self.conv1(x))
+        x = torch.relu(self.conv2(x))
+        return self.fc(x.mean(-1))
+
+
+# --- the same networks as ONNX graphs ------------------------------------------------------------
+
+
+def _onnx_model(model: nn.Module, kind: str, shape: tuple[int, ...]):
+    from onnx import TensorProto, helper, numpy_helper
+
+    sd = {k: v.detach().numpy().astype(np.float32) for k, v in model.state_dict().items()}
+    inits = [numpy_helper.from_array(v, k) for k, v in sd.items()]
+    n = helper.make_node
+    k2 = {"pads": [1, 1, 1, 1]}
+    if kind == "cnn":
+        nodes = [
+            n("Conv", ["x", "conv1.weight", "conv1.bias"], ["c1"], name="conv1", **k2),
+            n("Relu", ["c1"], ["r1"], name="relu1"),
+            n("MaxPool", ["r1"], ["p1"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+            n("Conv", ["p1", "conv2.weight", "conv2.bias"], ["c2"], name="conv2", **k2),
+            n("Relu", ["c2"], ["r2"], name="relu2"),
+            n("GlobalAveragePool", ["r2"], ["g"], name="gap"),
+            n("Flatten", ["g"], ["f"], name="flatten"),
+            n("Gemm", ["f", "fc.weight", "fc.bias"], ["y"], transB=1, name="fc"),
+        ]
+        out = [1, 10]
+    elif kind == "residual":
+        nodes = [
+            n("Conv", ["x", "conv1.weight", "conv1.bias"], ["c1"], name="conv1", **k2),
+            n("Relu", ["c1"], ["a"], name="relu1"),
+            n("Conv", ["a", "conv2.weight", "conv2.bias"], ["c2"], name="conv2", **k2),
+            n("Relu", ["c2"], ["r2"], name="relu2"),
+            n("Add", ["a", "r2"], ["s"], name="residual_add"),
+            n("MaxPool", ["s"], ["p"], kernel_shape=[2, 2], strides=[2, 2], name="pool"),
+            n("Conv", ["p", "conv3.weight", "conv3.bias"], ["c3"], name="conv3", **k2),
+            n("Relu", ["c3"], ["r3"], name="relu3"),
+            n("GlobalAveragePool", ["r3"], ["g"], name="gap"),
+            n("Flatten", ["g"], ["f"], name="flatten"),
+            n("Gemm", ["f", "fc.weight", "fc.bias"], ["y"], transB=1, name="fc"),
+        ]
+        out = [1, 10]
+    else:
+        nodes = [
+            n("Conv", ["x", "conv1.weight", "conv1.bias"], ["c1"], pads=[2, 2], name="conv1"),
+            n("Relu", ["c1"], ["r1"], name="relu1"),
+            n("Conv", ["r1", "conv2.weight", "conv2.bias"], ["c2"], pads=[1, 1], name="conv2"),
+            n("Relu", ["c2"], ["r2"], name="relu2"),
+            n("ReduceMean", ["r2"], ["m"], axes=[2], keepdims=0, name="mean"),
+            n("Gemm", ["m", "fc.weight", "fc.bias"], ["y"], transB=1, name="fc"),
+        ]
+        out = [1, 3]
+    graph = helper.make_graph(
+        nodes,
+        kind,
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, *shape])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, out)],
+        inits,
+    )
+    m = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    onnx.checker.check_model(m)
+    return m
+
+
+# --- data and training ---------------------------------------------------------------------------
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = np.kron(d.images, np.ones((2, 2), np.float32)).astype(np.float32) / 16.0  # 16x16 in [0, 1]
+    order = np.random.default_rng(0).permutation(len(x))  # the file is grouped by writer
+    return x[order, None], d.target[order].astype(np.int64)  # NCHW, as a PyTorch user has it
+
+
+def _sensor(n: int = 900):
+    rng = np.random.default_rng(0)
+    t = np.arange(64, dtype=np.float32) / 64.0
+    y = rng.integers(0, 3, n)
+    freq = np.array([2.0, 5.0, 9.0], np.float32)[y]
+    phase = rng.uniform(0, 2 * np.pi, (n, 3, 1)).astype(np.float32)
+    x = np.sin(2 * np.pi * freq[:, None, None] * t[None, None, :] + phase) + 0.2 * rng.standard_normal((n, 3, 64))
+    return x.astype(np.float32), y.astype(np.int64)  # NCL
+
+
+def _train(model: nn.Module, x: np.ndarray, y: np.ndarray, epochs: int) -> nn.Module:
+    torch.manual_seed(0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.005)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(xt), generator=g).split(64):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(xt[idx]), yt[idx]).backward()
+            opt.step()
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """Per model kind: the trained module, its ONNX file, calibration and evaluation data (channels-first)."""
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("torch_onnx")
+    dx, dy = _digits()
+    sx, sy = _sensor()
+    specs = {
+        "cnn": (DigitsCNN, dx, dy, 60),
+        "residual": (DigitsResidual, dx, dy, 40),
+        "sensor": (Sensor1D, sx, sy, 15),
+    }
+    out = {}
+    for kind, (cls, x, y, epochs) in specs.items():
+        n_train = int(len(x) * 0.75)
+        torch.manual_seed(0)  # initial weights independent of what ran before
+        model = _train(cls(), x[:n_train], y[:n_train], epochs)
+        with torch.no_grad():
+            acc = float((model(torch.from_numpy(x[n_train:])).argmax(1).numpy() == y[n_train:]).mean())
+        assert acc > 0.7, f"{kind} did not train ({acc:.2f})"  # a real classifier, not near-tied logits
+        onnx_path = root / f"{kind}.onnx"
+        onnx.save(_onnx_model(model, kind, x.shape[1:]), onnx_path)
+        cal = root / f"{kind}_cal.npy"
+        np.save(cal, x[:N_CAL])
+        ev = root / f"{kind}_eval.npz"
+        np.savez(ev, x=x[n_train:], y=y[n_train:])
+        out[kind] = {"model": model, "onnx": onnx_path, "cal": cal, "eval": ev, "x": x, "n_train": n_train}
+    return out
+
+
+def test_onnx_graphs_match_torch(trained):
+    """The hand-written ONNX graphs compute what the trained modules compute."""
+    import onnxruntime as ort
+
+    for kind, t in trained.items():
+        sess = ort.InferenceSession(str(t["onnx"]), providers=["CPUExecutionProvider"])
+        x = t["x"][:4]
+        ref = np.concatenate([t["model"](torch.from_numpy(x[i : i + 1])).detach().numpy() for i in range(4)])
+        got = np.concatenate([sess.run(None, {"x": x[i : i + 1]})[0] for i in range(4)])
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4, err_msg=kind)
+
+
+# --- conversions ---------------------------------------------------------------------------------
+
+
+def _convert(trained, route: str, kind: str, target: str, out_dir):
+    from edgert.convert import convert
+
+    t = trained[kind]
+    model = t["onnx"] if route == "onnx" else t["model"]
+    example = (torch.from_numpy(t["x"][:1]),) if route == "torch" else None
+    return convert(
+        model,
+        target=target,
+        calibration=t["cal"],
+        eval_data=t["eval"],
+        output_dir=out_dir,
+        example_inputs=example,
+        labels=None,
+    )
+
+
+def _transposes_next_to_conv(mf) -> list[str]:
+    from edgert.convert.verify import layout_transposes
+
+    return layout_transposes(mf)
+
+
+@pytest.mark.parametrize("route", ["torch", "onnx"])
+@pytest.mark.parametrize("kind", ["cnn", "residual", "sensor"])
+@pytest.mark.parametrize("target", TARGETS)
+def test_converts_for_target(trained, route, kind, target, tmp_path):
+    from edgert.model import read_model
+    from edgert.model.metadata import read_metadata
+    from edgert.runtime import load_model
+
+    result = _convert(trained, route, kind, target, tmp_path)
+    mf = read_model(result.tflite)
+    # Full int8 weights and activations, the target's I/O type, channels-last input.
+    from edgert.convert.verify import float_ops
+
+    assert float_ops(mf) == {}
+    io = "uint8" if target == "coral-usb" else "int8"
+    assert mf.inputs[0].dtype == io and mf.outputs[0].dtype == io
+    shape = trained[kind]["x"].shape[1:]
+    assert tuple(mf.inputs[0].shape[1:]) == (*shape[1:], shape[0])  # NCHW -> NHWC, NCL -> NLC
+    assert _transposes_next_to_conv(mf) == []
+    # Runs in LiteRT and agrees with the float original.
+    acc = result.accuracy
+    assert acc["agreement"] >= MIN_AGREEMENT, acc
+    m = load_model(result.tflite, trusted=True)
+    ev = trained[kind]["x"][trained[kind]["n_train"] :][:3]
+    x_last = np.moveaxis(ev, 1, -1)
+    assert m.predict(x_last[:1])[0].shape[-1] == (3 if kind == "sensor" else 10)
+    # Every check passed, the verification ones included; report, metadata, C source on disk.
+    checks = {c["name"]: c for c in result.report["checks"]}
+    for name in ("float_ops", "layout", "agreement"):
+        assert checks[name]["ok"], checks[name]
+    if target == "cortex-m4-256k":
+        assert checks["micro_run"]["ok"], checks["micro_run"]
+        assert (tmp_path / "model_data.h").is_file() and (tmp_path / "model_data.cc").is_file()
+    assert result.fits, [c for c in result.report["checks"] if not c["ok"]]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["source"]["format"] == ("onnx" if route == "onnx" else "torch")
+    assert report["source"]["input_layout"] == ("NCL" if kind == "sensor" else "NCHW")
+    assert "Verification against the original float model" in (tmp_path / "report.md").read_text()
+    meta = read_metadata(mf)
+    assert meta["source"]["converted_input_layout"] == ("NLC" if kind == "sensor" else "NHWC")
+    if kind != "sensor":
+        assert meta["preprocessing"]["layout"] == "NHWC"
+
+
+def test_micro_run_matches_litert(trained, tmp_path):
+    """The MCU file runs in the real TFLite Micro interpreter with LiteRT's outputs."""
+    from edgert.convert.verify import MICRO_MAX_STEPS
+    from edgert.model import read_model
+    from edgert.runtime import load_model
+    from edgert.runtime.micro import run_micro_many
+
+    result = _convert(trained, "torch", "residual", "cortex-m4-256k", tmp_path)
+    mf = read_model(result.tflite)
+    spec = mf.inputs[0]
+    x = np.moveaxis(trained["residual"]["x"][-8:], 1, -1)
+    q = np.clip(np.rint(x / spec.scale) + spec.zero_point, -128, 127).astype(np.int8)
+    micro = run_micro_many(result.tflite, [[s[None]] for s in q])
+    lite = load_model(result.tflite, trusted=True)
+    for s, m_out in zip(q, micro, strict=True):
+        l_out = lite.predict(s[None], dequantize_output=False)[0]
+        assert np.max(np.abs(np.asarray(m_out[0], np.int32) - np.asarray(l_out, np.int32))) <= MICRO_MAX_STEPS
+        assert np.argmax(m_out[0]) == np.argmax(l_out)
+
+
+def test_pt2_file_on_the_command_line(trained, tmp_path, capsys):
+    """``edgert convert model.pt2`` (a torch.export program) with NCHW calibration data."""
+    from edgert.cli import main
+
+    t = trained["cnn"]
+    ep = torch.export.export(t["model"], (torch.from_numpy(t["x"][:1]),))
+    pt2 = tmp_path / "cnn.pt2"
+    torch.export.save(ep, str(pt2))
+    rc = main(
+        [
+            "convert",
+            str(pt2),
+            "--target",
+            "raspberry-pi-5",
+            "--calibration",
+            str(t["cal"]),
+            "--eval",
+            str(t["eval"]),
+            "-o",
+            str(tmp_path / "out"),
+            "--json",
+        ]
+    )
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0, [c for c in report["checks"] if not c["ok"]]
+    assert report["source"]["format"] == "pt2"
+    assert report["accuracy"]["agreement"] >= MIN_AGREEMENT
+
+
+def test_dynamic_onnx_shape_names_input_and_fix(tmp_path, capsys):
+    from onnx import TensorProto, helper
+
+    from edgert.cli import main
+
+    w = helper.make_tensor("w", TensorProto.FLOAT, [4, 3, 3, 3], np.zeros(108, np.float32).tolist())
+    g = helper.make_graph(
+        [helper.make_node("Conv", ["img", "w"], ["y"], name="conv")],
+        "dyn",
+        [helper.make_tensor_value_info("img", TensorProto.FLOAT, [1, 3, "height", "width"])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4, None, None])],
+        [w],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13)])
+    m.ir_version = 8
+    path = tmp_path / "dyn.onnx"
+    onnx.save(m, path)
+    cal = tmp_path / "cal.npy"
+    np.save(cal, np.zeros((2, 3, 8, 8), np.float32))
+    rc = main(["convert", str(path), "--target", "raspberry-pi-5", "--calibration", str(cal), "-o", str(tmp_path / "o")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2
+    assert "'img'" in err[-1] and "--input-shape 1,3,<size>,<size>" in err[-1]
+    assert "Traceback" not in "\n".join(err)
+
+
+def test_custom_onnx_op_is_named(tmp_path):
+    from onnx import TensorProto, helper
+
+    from edgert.convert import convert
+
+    g = helper.make_graph(
+        [helper.make_node("FancyNorm", ["x"], ["y"], domain="com.example", name="fancy_1")],
+        "custom",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])],
+    )
+    m = helper.make_model(g, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("com.example", 1)])
+    m.ir_version = 8
+    path = tmp_path / "custom.onnx"
+    onnx.save(m, path)
+    with pytest.raises(ConversionError, match="fancy_1.*com.example.FancyNorm"):
+        convert(path, target="raspberry-pi-5", calibration=np.zeros((2, 4), np.float32))
+
+
+def test_module_without_shape_is_refused():
+    from edgert.convert import convert
+
+    with pytest.raises(ConversionError, match="example_inputs"):
+        convert(DigitsCNN(), target="raspberry-pi-5", calibration=np.zeros((2, 1, 16, 16), np.float32))
+
+
+def test_float_ops_on_int8_target_are_refused_with_names():
+    """A model whose op has no int8 kernel in litert-torch's PT2E annotator is refused on an int8-only target."""
+
+    class Gelu(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc = nn.Linear(8, 4)
+
+        def forward(self, x):
+            return self.fc(torch.nn.functional.gelu(x) * torch.sigmoid(x))
+
+    from edgert.convert import convert
+
+    cal = np.random.default_rng(0).standard_normal((16, 8)).astype(np.float32)
+    with pytest.raises(ConversionError, match=r"runs int8 only, but these ops stayed in float: .*[A-Z]"):
+        convert(Gelu(), target="cortex-m4-256k", calibration=cal, example_inputs=(torch.zeros(1, 8),))
+
+
+def test_fit_on_an_onnx_file(trained, capsys):
+    """``edgert fit model.onnx --calibration DATA``: converted in memory, verified, fitted."""
+    from edgert.cli import main
+
+    t = trained["residual"]
+    rc = main(["fit", str(t["onnx"]), "--target", "coral-usb", "--calibration", str(t["cal"]), "--json"])
+    report = json.loads(capsys.readouterr().out)
+    assert rc == 0, [c for c in report["checks"] if not c["ok"]]
+    assert {c["name"] for c in report["verification"]} == {"float_ops", "layout", "agreement"}
+    assert report["converted"]["source"]["format"] == "onnx"
