@@ -16,12 +16,17 @@ ONNX2TF_PACKAGES := onnx2tf==1.29.24
 # The firmware tests (tests/firmware/test_qemu_*.py) build TFLite Micro for Cortex-M and boot it in QEMU.
 FIRMWARE_APT := gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm
 
-.PHONY: demo test test-main test-tflite-runtime bench clean firmware-toolchain
+.PHONY: demo test lint test-main test-tflite-runtime bench clean firmware-toolchain
 
 demo: $(VENV)/.stamp
 	$(VENV)/bin/edgert demo
 
-test: test-main test-tflite-runtime
+test: lint test-main test-tflite-runtime
+
+# ruff (pycodestyle, pyflakes, isort, bugbear, pyupgrade, naming) and mypy, both configured in pyproject.toml.
+lint: $(VENV)/.stamp
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 test-main: $(VENV)/.stamp $(ONNX2TF_VENV)/.stamp firmware-toolchain
 	$(VENV)/bin/python -m pytest -q

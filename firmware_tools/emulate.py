@@ -31,11 +31,11 @@ import termios
 import threading
 import time
 import tty
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from firmware_tools.firmware import (APT_TOOLCHAIN, Board, FirmwareBuild, FirmwareBuildError, ToolchainMissingError,
-                                     build_firmware)
+from firmware_tools.firmware import APT_TOOLCHAIN, Board, FirmwareBuild, FirmwareBuildError, ToolchainMissingError, build_firmware
 
 __all__ = ["Emulator", "EmulatorError", "find_qemu", "BOOT_TIMEOUT_S", "BANNER", "run"]
 
@@ -138,6 +138,7 @@ class Emulator:
     def _wait_banner(self, fd: int, deadline: float) -> bytes:
         import select
 
+        assert self._proc is not None  # start() launched QEMU before waiting for its banner
         seen = b""
         while BANNER not in seen:
             if self._proc.poll() is not None:
@@ -227,7 +228,7 @@ class Emulator:
                 "flash_bytes": fw.flash_bytes, "ram": fw.arena_bytes, "elf": str(fw.elf), "icount": self.icount,
                 "pid": self.pid}
 
-    def __enter__(self) -> "Emulator":
+    def __enter__(self) -> Emulator:
         if self.port is None:
             self.start()
         return self

@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import math
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
@@ -156,6 +157,7 @@ def _debugger_rows(source, settings, samples: np.ndarray, debug_x: np.ndarray) -
             fv = np.asarray(interp.get_tensor(f), np.float64)
             qv = np.asarray(interp.get_tensor(q), np.float64)
             if spec.quantized:
+                assert spec.scale is not None and spec.zero_point is not None  # quantized: the reader sets both
                 qv = (qv - spec.zero_point) * spec.scale
             a = acc[q]
             a[0] += float(np.mean(fv**2))

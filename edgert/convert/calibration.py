@@ -9,8 +9,9 @@ calibrated on exactly what it will see on the device.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,9 @@ def is_image_shape(input_shape: tuple[int, ...]) -> bool:
     return len(input_shape) == 3 and input_shape[-1] in (1, 3) and min(input_shape[:2]) >= 2
 
 
-def default_preprocessing(input_shape: tuple[int, ...], mean: float | list | None = None, std: float | list | None = None) -> dict | None:
+def default_preprocessing(
+    input_shape: tuple[int, ...], mean: float | list | None = None, std: float | list | None = None
+) -> dict | None:
     """The metadata ``preprocessing`` dict for an image input (None for non-image inputs).
 
     Defaults to pixels scaled to [0, 1] (mean 0, std 255), the runtime's default.

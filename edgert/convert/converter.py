@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import re
 import warnings
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -159,6 +160,7 @@ def convert_source(
     data = _run(converter)
     if not keep_float:
         return data
+    assert samples is not None  # keep_float needs int8, and apply_settings refused int8 without calibration data
     tf = import_tf()
     nodes, ops = keep_float_nodes(data, keep_float)
     log.info("keeping in float: %s", ", ".join(nodes + ops))

@@ -66,7 +66,8 @@ def parse_compiler_log(text: str) -> dict[str, Any]:
         m = re.search(pattern, text)
         if m:
             out[key] = int(float(m.group(1)) * _UNITS[m.group(2)])
-    operators, cpu_ops = [], {}
+    operators: list[dict[str, Any]] = []
+    cpu_ops: dict[str, int] = {}
     in_table = False
     for line in text.splitlines():
         if re.match(r"^\s*Operator\s+Count\s+Status\s*$", line):

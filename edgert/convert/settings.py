@@ -203,7 +203,8 @@ def settings_for(
     # with wrong scales (tflite-micro PR 2602/2673), so firmware in the field needs per-tensor.
     per_channel_dense = not target.runtime.integer_only
     if not per_channel_dense and m in ("int8", "int16x8"):
-        notes.append("dense layers quantized per-tensor: edgetpu_compiler and older TFLite Micro lack per-channel FULLY_CONNECTED")
+        notes.append("dense layers quantized per-tensor: edgetpu_compiler and older TFLite Micro lack "
+                     "per-channel FULLY_CONNECTED")
     notes.append("static batch 1: device interpreters and the Edge TPU compiler need fixed shapes")
     return ConverterSettings(
         mode=m,

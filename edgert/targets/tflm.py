@@ -121,9 +121,11 @@ def target_arena(model, target: Target, *, host_measured: int | None = None,
     config = ARENA_CONFIGS.get(target.core or "")
     plan = plan_arena(model, config) if config is not None else None
     host_plan = plan_arena(model, HOST_CONFIG) if host_measured is not None else None
-    common = dict(plan=plan, config=config.name if config else None, host_measured=host_measured,
-                  host_plan_bytes=host_plan.total_bytes if host_plan else None, target_measured=target_measured,
-                  plan_bytes=plan.total_bytes if plan is not None and plan.complete else None)
+    common: dict[str, Any] = dict(
+        plan=plan, config=config.name if config else None, host_measured=host_measured,
+        host_plan_bytes=host_plan.total_bytes if host_plan else None, target_measured=target_measured,
+        plan_bytes=plan.total_bytes if plan is not None and plan.complete else None,
+    )
     if target_measured is not None:
         return TargetArena(target_measured, "measured-target", **common)
     if config is None:
@@ -131,13 +133,16 @@ def target_arena(model, target: Target, *, host_measured: int | None = None,
                         "target is unknown" + (f" (the 64-bit TFLite Micro wheel, reference kernels, measured "
                                                f"{host_measured:,} B: not this target's figure)" if host_measured else ""))
         return TargetArena(None, "unknown", warnings=tuple(warnings), **common)
+    assert plan is not None  # planned whenever the core has an arena config
     if not plan.complete:
         ops = ", ".join(f"{k}×{v}" for k, v in plan.unknown_ops.items())
         warnings.append(f"the arena planner does not model {ops} on {config.name}: the tensor arena on the target "
                         "is unknown (measure it on the device: edgert fit --measure-on emulated)")
         return TargetArena(None, "unknown", warnings=tuple(warnings), **common)
-    gap = host_measured - host_plan.total_bytes if host_plan is not None and host_plan.complete else 0
-    if host_measured is not None and gap > PLAN_TOLERANCE * host_measured:
+    gap = 0  # host_plan exists exactly when host_measured does
+    if host_measured is not None and host_plan is not None and host_plan.complete:
+        gap = host_measured - host_plan.total_bytes
+    if host_measured is not None and host_plan is not None and gap > PLAN_TOLERANCE * host_measured:
         warnings.append(f"the 64-bit TFLite Micro wheel measured {host_measured:,} B where its build was planned at "
                         f"{host_plan.total_bytes:,} B: the {gap:,} B the planner misses are added to the target's plan")
         return TargetArena(plan.total_bytes + gap, "planned-corrected", warnings=tuple(warnings), **common)

@@ -64,7 +64,8 @@ def test_generated_source_compiles_and_holds_the_model(tmp_path):
     main.write_text(
         '#include "kws_model.h"\n'
         "static_assert(kKwsModelArenaBytes % kKwsModelAlignment == 0, \"aligned arena\");\n"
-        "int main() { kws_model_resolver_t r; return kws_model_register_ops(r) == kTfLiteOk && kws_model_len == kKwsModelLen ? 0 : 1; }\n"
+        "int main() { kws_model_resolver_t r; "
+        "return kws_model_register_ops(r) == kTfLiteOk && kws_model_len == kKwsModelLen ? 0 : 1; }\n"
     )
     for unit in (cc, main):
         _compile(gxx, unit, tmp_path)

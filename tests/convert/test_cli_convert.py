@@ -13,8 +13,8 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from edgert.cli import main  # noqa: E402
-from edgert.model import read_model  # noqa: E402
+from edgert.cli import main
+from edgert.model import read_model
 
 
 def _edgert(*args: str, cwd: Path) -> subprocess.CompletedProcess:
@@ -58,7 +58,8 @@ def test_cli_not_a_model_exits_2(tmp_path):
     bogus.write_bytes(b"this is a text file, not a Keras archive\n" * 10)
     cal = tmp_path / "cal.npy"
     np.save(cal, np.zeros((4, 16, 16, 1), np.float32))
-    proc = _edgert("convert", str(bogus), "--target", "raspberry-pi-4", "--calibration", str(cal), "-o", str(tmp_path / "o"), cwd=tmp_path)
+    proc = _edgert("convert", str(bogus), "--target", "raspberry-pi-4", "--calibration", str(cal), "-o", str(tmp_path / "o"),
+                   cwd=tmp_path)
     assert proc.returncode == 2
     line = _one_error_line(proc.stderr)
     assert "model.keras" in line and "not a Keras model" in line
@@ -83,7 +84,8 @@ def _run_main(capsys, *args: str) -> tuple[int, str, str]:
 def test_wrong_calibration_shape_exits_2(digits_workspace, tmp_path, capsys):
     cal = tmp_path / "cal.npy"
     np.save(cal, np.zeros((10, 28, 28, 1), np.float32))
-    code, out, err = _run_main(capsys, str(digits_workspace.keras_path), "--target", "cortex-m4-256k", "--calibration", str(cal), "-o", str(tmp_path / "o"))
+    code, out, err = _run_main(capsys, str(digits_workspace.keras_path), "--target", "cortex-m4-256k", "--calibration", str(cal),
+                               "-o", str(tmp_path / "o"))
     assert code == 2 and out == ""
     line = _one_error_line(err)
     assert "[10, 28, 28, 1]" in line and "[16, 16, 1]" in line
@@ -93,7 +95,8 @@ def test_empty_calibration_folder_exits_2(digits_workspace, tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no images here")
-    code, _, err = _run_main(capsys, str(digits_workspace.keras_path), "--target", "coral-usb", "--calibration", str(empty), "-o", str(tmp_path / "o"))
+    code, _, err = _run_main(capsys, str(digits_workspace.keras_path), "--target", "coral-usb", "--calibration", str(empty),
+                             "-o", str(tmp_path / "o"))
     assert code == 2
     assert "no images" in _one_error_line(err)
 
@@ -107,7 +110,8 @@ def test_missing_calibration_for_int8_exits_2(digits_workspace, tmp_path, capsys
 def test_keep_float_refused_on_integer_only_targets(digits_workspace, tmp_path, capsys):
     ws = digits_workspace
     for target in ("coral-usb", "cortex-m4-256k"):
-        code, _, err = _run_main(capsys, str(ws.keras_path), "--target", target, "--calibration", str(ws.cal_npy), "--keep-float", "hidden", "-o", str(tmp_path / target))
+        code, _, err = _run_main(capsys, str(ws.keras_path), "--target", target, "--calibration", str(ws.cal_npy),
+                                 "--keep-float", "hidden", "-o", str(tmp_path / target))
         assert code == 2
         line = _one_error_line(err)
         assert "--keep-float" in line and target in line
@@ -135,7 +139,8 @@ def test_keep_float_on_cpu_target(digits_workspace, tmp_path, capsys):
 
 def test_keep_float_unknown_layer_exits_2(digits_workspace, tmp_path, capsys):
     ws = digits_workspace
-    code, _, err = _run_main(capsys, str(ws.keras_path), "--target", "raspberry-pi-4", "--calibration", str(ws.cal_npy), "--keep-float", "nope", "-o", str(tmp_path / "o"))
+    code, _, err = _run_main(capsys, str(ws.keras_path), "--target", "raspberry-pi-4", "--calibration", str(ws.cal_npy),
+                             "--keep-float", "nope", "-o", str(tmp_path / "o"))
     assert code == 2
     assert "nope" in _one_error_line(err)
 
@@ -145,7 +150,8 @@ def test_does_not_fit_exits_1(digits_workspace, tmp_path, capsys):
     board.write_text('inherits = "cortex-m4-256k"\nname = "tiny-board"\ndescription = "8 KiB flash"\nflash_bytes = 8192\n')
     ws = digits_workspace
     out = tmp_path / "tiny"
-    code, stdout, err = _run_main(capsys, str(ws.keras_path), "--target", str(board), "--calibration", str(ws.cal_npy), "-o", str(out), "--json")
+    code, stdout, err = _run_main(capsys, str(ws.keras_path), "--target", str(board), "--calibration", str(ws.cal_npy),
+                                  "-o", str(out), "--json")
     assert code == 1, err
     report = json.loads(stdout)
     assert report["fits"] is False
@@ -157,7 +163,8 @@ def test_float_modes_and_overrides(digits_workspace, tmp_path, capsys):
     ws = digits_workspace
     for mode, weight_dtype in (("float16", "float16"), ("dynamic", "int8"), ("int16x8", "int8")):
         out = tmp_path / mode
-        code, stdout, err = _run_main(capsys, str(ws.keras_path), "--target", "raspberry-pi-5", "--mode", mode, "--calibration", str(ws.cal_dir), "--eval", str(ws.eval_dir), "-o", str(out), "--json")
+        code, stdout, err = _run_main(capsys, str(ws.keras_path), "--target", "raspberry-pi-5", "--mode", mode,
+                                      "--calibration", str(ws.cal_dir), "--eval", str(ws.eval_dir), "-o", str(out), "--json")
         assert code in (0, 1), err
         report = json.loads(stdout)
         assert report["converter"]["mode"] == mode
@@ -166,7 +173,8 @@ def test_float_modes_and_overrides(digits_workspace, tmp_path, capsys):
         assert big and all(t.dtype == weight_dtype for t in big), mode
         assert report["accuracy"]["drop_points"] <= 1.0
         assert report["accuracy"]["layers"]["layers"]
-    code, _, err = _run_main(capsys, str(ws.keras_path), "--target", "raspberry-pi-4", "--mode", "float16", "--input-dtype", "uint8", "-o", str(tmp_path / "x"))
+    code, _, err = _run_main(capsys, str(ws.keras_path), "--target", "raspberry-pi-4", "--mode", "float16",
+                             "--input-dtype", "uint8", "-o", str(tmp_path / "x"))
     assert code == 2 and "--input-dtype uint8" in _one_error_line(err)
 
 
@@ -192,5 +200,6 @@ def test_files_that_are_not_models(tmp_path):
 
 
 def test_bad_mean_is_exit_2(digits_workspace, tmp_path, capsys):
-    code, _, err = _run_main(capsys, str(digits_workspace.keras_path), "--target", "raspberry-pi-4", "--calibration", str(digits_workspace.cal_dir), "--mean", "gray", "-o", str(tmp_path / "o"))
+    code, _, err = _run_main(capsys, str(digits_workspace.keras_path), "--target", "raspberry-pi-4",
+                             "--calibration", str(digits_workspace.cal_dir), "--mean", "gray", "-o", str(tmp_path / "o"))
     assert code == 2 and "--mean" in _one_error_line(err)

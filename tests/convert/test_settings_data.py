@@ -5,7 +5,6 @@ None of this needs TensorFlow: it runs in the runtime-only venv too.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
@@ -35,7 +34,8 @@ def test_targets_pick_the_settings():
 def test_user_overrides():
     pi = load_target("raspberry-pi-4")
     s = settings_for(pi, mode="int16x8")
-    assert (s.mode, s.input_dtype, s.supported_ops[0]) == ("int16x8", "int16", "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8")
+    int16_ops = "EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8"
+    assert (s.mode, s.input_dtype, s.supported_ops[0]) == ("int16x8", "int16", int16_ops)
     assert settings_for(pi, input_dtype="float32", output_dtype="float32").input_dtype == "float32"
     assert settings_for(pi, mode="fp16").mode == "float16"
     with pytest.raises(InputDataError, match="unknown conversion mode"):
@@ -152,7 +152,7 @@ ADD                            10         Mapped to Edge TPU
 LOG_SOFTMAX                    1          Operation not supported
 QUANTIZE                       1          Mapped to Edge TPU
 SQUARED_DIFFERENCE             2          More than one subgraph is not supported
-"""
+"""  # noqa: E501 - the compiler's output as it prints it
 
 
 def test_parse_compiler_log():
@@ -166,7 +166,9 @@ def test_parse_compiler_log():
 
 
 def test_parse_compiler_failure():
-    r = parse_compiler_log("Edge TPU Compiler version 16.0.384591198\nERROR: Attempting to use a delegate that only supports static-sized tensors with a graph that has dynamic-sized tensors.\nCompilation failed!\n")
+    r = parse_compiler_log("Edge TPU Compiler version 16.0.384591198\n"
+                           "ERROR: Attempting to use a delegate that only supports static-sized tensors with a graph that has "
+                           "dynamic-sized tensors.\nCompilation failed!\n")
     assert r["compiled"] is False and r["errors"][0].startswith("ERROR: Attempting")
     assert r["operators"] == [] and r["cpu_ops"] == {}
 
@@ -183,7 +185,8 @@ def test_importing_the_converter_does_not_import_tensorflow():
     import subprocess
     import sys
 
-    code = "import sys, edgert.convert, edgert.commands.convert; print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))"
+    code = ("import sys, edgert.convert, edgert.commands.convert; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"

@@ -10,10 +10,10 @@ import pytest
 
 pytest.importorskip("tensorflow")
 
-from edgert.convert import evaluate  # noqa: E402
-from edgert.model import read_model  # noqa: E402
-from edgert.runtime import load_model, quantize  # noqa: E402
-from edgert.targets import list_targets  # noqa: E402
+from edgert.convert import evaluate
+from edgert.model import read_model
+from edgert.runtime import load_model, quantize
+from edgert.targets import list_targets
 
 TARGETS = [t.name for t in list_targets()]
 MCU_TARGETS = [t.name for t in list_targets() if t.kind == "mcu"]
