@@ -20,11 +20,12 @@ torch and litert-torch are imported lazily: ``import edgert.convert`` stays chea
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import logging
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -205,9 +206,10 @@ class TorchSource(SourceModel):
         from edgert.convert._tf import stdout_to_stderr
 
         try:
-            with stdout_to_stderr(capture=True):
+            with stdout_to_stderr(capture=True), _root_logging_to_debug():
                 if settings.mode == "float32":
-                    return bytes(litert_torch.convert(exported.module(), (example,), strict_export=True).model_content())
+                    module = _not_training(exported.module())
+                    return bytes(litert_torch.convert(module, (example,), strict_export=True).model_content())
                 from litert_torch.quantize.quant_config import QuantConfig
                 from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
 
@@ -217,13 +219,45 @@ class TorchSource(SourceModel):
                     for i in range(len(samples)):
                         graph(torch.from_numpy(np.ascontiguousarray(samples[i : i + 1], np.float32)))
                         report(progress, i + 1, len(samples), "calibrating")
-                graph = convert_pt2e(graph, fold_quantize=False)
+                graph = _not_training(convert_pt2e(graph, fold_quantize=False))
                 model = litert_torch.convert(
                     graph, (example,), quant_config=QuantConfig(pt2e_quantizer=quantizer), strict_export=True
                 )
                 return bytes(model.model_content())
         except _export_errors() as e:
             raise _export_error(e, self.source_input_shape, "litert-torch") from None
+
+
+class _ToDebug(logging.Handler):
+    """Forwards root-logger records (litert-torch and absl log there) to edgert's logger at DEBUG."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        log.debug("%s: %s", record.name, record.getMessage())
+
+
+@contextlib.contextmanager
+def _root_logging_to_debug() -> Iterator[None]:
+    """While converting, give the root logger a handler of ours.
+
+    litert-torch calls ``logging.warning`` on the root logger; with no handler there,
+    that runs ``basicConfig`` bound to the *captured* stream of the moment, which is
+    closed afterwards, so every later log line of the process fails ("I/O operation
+    on closed file").
+    """
+    root = logging.getLogger()
+    handler = _ToDebug()
+    root.addHandler(handler)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+
+
+def _not_training(module):
+    """Mark a traced module as inference (``.eval()`` raises on ExportedProgram modules; the graph is fixed)."""
+    for m in module.modules():
+        m.training = False
+    return module
 
 
 def _first_output(y):
