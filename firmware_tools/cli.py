@@ -59,7 +59,9 @@ def register(sub, add_common) -> None:
     e.add_argument("-o", "--output", required=True, help="output directory")
     e.add_argument("--name", default="model_data", help="base name of the files and C symbols")
     e.add_argument("--arena", type=positive_int, default=None,
-                   help="tensor arena bytes to reserve (default: the planner's estimate)")
+                   help="tensor arena bytes to reserve (default: planned for --target's core and kernels)")
+    e.add_argument("--target", metavar="NAME|TOML", default=None,
+                   help="MCU profile the arena is planned for (default: the 64-bit tflite-micro build's plan)")
     add_common(e)
     e.set_defaults(handler=_export_c)
 
@@ -225,7 +227,12 @@ def _export_c(args) -> int:
 
     model = read_model(args.model)
     arena = args.arena
-    if arena is None:
+    if arena is None and args.target is not None:
+        from edgert.targets import load_target
+        from edgert.targets.tflm import target_arena
+
+        arena = target_arena(model, load_target(args.target)).bytes  # None: unknown, the header says to measure
+    elif arena is None:
         from edgert.model.memory import plan_arena
 
         arena = plan_arena(model).total_bytes

@@ -88,6 +88,7 @@ __all__ = [
     "INVOKE_SECONDS",
     "rollback",
     "connect",
+    "device_arena",
 ]
 
 log = logging.getLogger("edgert.firmware.flash")
@@ -270,6 +271,35 @@ def _model_bytes(model: bytes | str | Path | Any) -> bytes:
     return bytes(read_model(model).data)
 
 
+def device_arena(data: bytes, info: DeviceInfo) -> tuple[int | None, str]:
+    """The tensor arena the model takes on this device, and where the figure comes from.
+
+    The device names its target profile in INFO: the arena is planned for that profile's core and
+    kernels (:func:`edgert.targets.tflm.target_arena`; a 64-bit host plan is too low on a Cortex-M55,
+    whose CMSIS-NN kernels take Helium scratch buffers). A profile this host does not know falls back
+    to the plan of the 64-bit ``tflite-micro`` build; a core or op without an arena model gives None
+    (the check is skipped rather than decided on a low number).
+    """
+    from edgert.errors import TargetError
+    from edgert.model import read_model
+    from edgert.model.memory import plan_arena
+    from edgert.targets import load_target
+
+    model = read_model(data)
+    try:
+        profile = load_target(info.target) if info.target else None
+    except TargetError:
+        profile = None
+    if profile is None or profile.runtime.interpreter != "tflm":
+        return plan_arena(model).total_bytes, "planned for the 64-bit tflite-micro build"
+    from edgert.targets.tflm import target_arena
+
+    arena = target_arena(model, profile)
+    if arena.bytes is None:
+        log.warning("the tensor arena of this model on %s is unknown: the device's RAM check is skipped", profile.name)
+    return arena.bytes, f"{arena.source} for {profile.name}"
+
+
 def check_capacity(data: bytes, info: DeviceInfo, *, target: str | Any | None = None, payload_size: int | None = None) -> None:
     """Refuse a model the device cannot hold, before anything is sent.
 
@@ -288,13 +318,11 @@ def check_capacity(data: bytes, info: DeviceInfo, *, target: str | Any | None = 
             f"model is {size} bytes but the device's model slot holds {info.slot_size}",
             "shrink the model (edgert optimize / convert for this target) or use a board with more flash",
             group=GROUP_EDGERT, rc=ERR_TOO_LARGE)
-    from edgert.model.memory import plan_arena
-
     if info.ram > 0:  # a device that does not run models may report 0
-        arena = plan_arena(data).total_bytes
-        if arena > info.ram:
+        arena, where = device_arena(data, info)
+        if arena is not None and arena > info.ram:
             raise ModelTooLargeError(
-                f"model needs a {arena}-byte tensor arena but the device has {info.ram} bytes of RAM for it",
+                f"model needs a {arena}-byte tensor arena ({where}) but the device has {info.ram} bytes of RAM for it",
                 "use a smaller model or a board with more RAM", group=GROUP_EDGERT, rc=ERR_TOO_LARGE)
     if target is not None:
         from edgert.fit import check_fit

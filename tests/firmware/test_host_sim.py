@@ -332,6 +332,16 @@ def test_model_larger_than_the_device_ram_is_refused(tmp_path, host_speech):
         assert sim.stats["frames"] == 2
 
 
+def test_ram_check_uses_the_arena_of_the_devices_own_core(tmp_path, conformance_dir):
+    """A Cortex-M55 takes Helium scratch buffers: KWS needs 27,348 B there (measured on the emulated board),
+    more than the 64-bit wheel's 24,272 B. A device with RAM between the two must refuse it."""
+    kws = (conformance_dir / "models" / "keyword_spotting__kws_ref_model.tflite").read_bytes()
+    with Simulator("cortex-m55", flash_path=tmp_path / "flash.bin", baudrate=None, ram=26_000) as sim:
+        with pytest.raises(fw_errors.ModelTooLargeError, match=r"27348-byte tensor arena \(planned for cortex-m55\)"):
+            flash_model(sim.port, kws)
+        assert sim.stats["frames"] == 2 and sim.models.staged is None
+
+
 def test_model_that_does_not_fit_the_target_profile_is_refused_before_sending(tmp_path, conformance_dir, host_hello):
     float_kws = (conformance_dir / "models" / "keyword_spotting__kws_ref_model_float32.tflite").read_bytes()
     with _sim(tmp_path) as sim:
