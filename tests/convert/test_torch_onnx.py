@@ -418,3 +418,23 @@ def test_fit_on_an_onnx_file(trained, capsys):
     assert rc == 0, [c for c in report["checks"] if not c["ok"]]
     assert {c["name"] for c in report["verification"]} == {"float_ops", "layout", "agreement"}
     assert report["converted"]["source"]["format"] == "onnx"
+
+
+def test_predict_feeds_the_converted_model_from_its_metadata(trained, tmp_path, capsys):
+    """``edgert predict`` on an image: the metadata says NHWC, so a PNG reaches the model channels-last."""
+    from PIL import Image
+
+    from edgert.cli import main
+    from edgert.runtime import load_model
+
+    result = _convert(trained, "torch", "cnn", "raspberry-pi-5", tmp_path / "out")
+    x = trained["cnn"]["x"][-1, 0]  # one held-out digit, 16x16 in [0, 1]
+    pixels = np.clip(np.rint(x * 255), 0, 255).astype(np.uint8)
+    png = tmp_path / "digit.png"
+    Image.fromarray(pixels, mode="L").save(png)
+    capsys.readouterr()
+    rc = main(["predict", str(result.path), str(png), "--json"])
+    got = np.asarray(json.loads(capsys.readouterr().out)["outputs"][0]["values"], np.float32)
+    assert rc == 0
+    expected = load_model(result.tflite, trusted=True).predict((pixels / 255.0).astype(np.float32)[None, :, :, None])[0]
+    np.testing.assert_allclose(got.reshape(-1), np.asarray(expected).reshape(-1), atol=1e-6)
