@@ -30,12 +30,14 @@ def register(sub, add_common) -> None:
                    help="input shape with the batch, in the model's own layout: fixes dynamic ONNX/.pt2 dimensions")
     p.add_argument("--target", "-t", required=True, help="target profile name (see `edgert targets`) or a .toml file")
     p.add_argument("--calibration", "-c", metavar="DATA", help="image folder, .npy or .npz of typical inputs")
-    p.add_argument("--eval", metavar="DATA", dest="eval_data", help="labeled folder (one subfolder per class) or .npz with x and y")
+    p.add_argument("--eval", metavar="DATA", dest="eval_data",
+                   help="labeled folder (one subfolder per class) or .npz with x and y")
     p.add_argument("--labels", metavar="FILE", help="class names, one per line")
     p.add_argument("--mode", "-m", help=f"override the target's quantization: {', '.join(MODES)}")
     p.add_argument("--input-dtype", help="override the model input dtype (int8, uint8, int16, float32)")
     p.add_argument("--output-dtype", help="override the model output dtype")
-    p.add_argument("--keep-float", metavar="LAYER", action="append", default=[], help="keep this layer in float (CPU targets; repeatable)")
+    p.add_argument("--keep-float", metavar="LAYER", action="append", default=[],
+                   help="keep this layer in float (CPU targets; repeatable)")
     p.add_argument("--task", choices=TASKS, help="task kind for the metadata")
     p.add_argument("--mean", type=float_list, help="pixel mean for image inputs: one value or one per channel (default 0)")
     p.add_argument("--std", type=float_list, help="pixel std for image inputs: one value or one per channel (default 255)")
@@ -110,7 +112,8 @@ def _human(report: dict) -> str:
         )
         worst = (acc.get("layers") or {}).get("layers") or []
         if worst:
-            lines.append("  worst layers: " + ", ".join(f"{r['layer']} ({r['snr_db']:.1f} dB)" for r in worst[:3] if r["snr_db"] is not None))
+            lines.append("  worst layers: "
+                         + ", ".join(f"{r['layer']} ({r['snr_db']:.1f} dB)" for r in worst[:3] if r["snr_db"] is not None))
     elif acc:
         lines.append(f"  MSE float {acc['float_mse']:.4g} -> converted {acc['converted_mse']:.4g}")
     tpu = report.get("edgetpu_compiler")

@@ -117,6 +117,7 @@ class SourceModel:
             if self.keras_model is not None:
                 y = self.keras_model(chunk, training=False)
             else:
+                assert self._input_name is not None  # loaded with its signature and that signature's input name
                 res = self._signature(**{self._input_name: chunk})
                 y = res[sorted(res)[0]]
             if isinstance(y, (list, tuple)):

@@ -393,7 +393,7 @@ def _write_outputs(out: Path | None, data: bytes, mf, fit, tgt, report: dict[str
     if tgt.runtime.compiler == "edgetpu_compiler":
         from edgert.convert.edgetpu import compile_command, compile_edgetpu
 
-        if model_path is not None:
+        if model_path is not None and out is not None:  # the model is written only into an output folder
             report["edgetpu_compiler"] = compile_edgetpu(model_path, out)
             timer.done("edgetpu_compiler")
         else:

@@ -54,10 +54,12 @@ def _accuracy_md(acc: dict[str, Any]) -> list[str]:
     layers = acc.get("layers") or {}
     rows = layers.get("layers") or []
     if rows:
-        how = {
-            "quantization_debugger": "each op's quantized output against the float op on the same inputs (TFLite QuantizationDebugger)",
+        methods = {
+            "quantization_debugger": "each op's quantized output against the float op on the same inputs "
+                                     "(TFLite QuantizationDebugger)",
             "tensor_compare": "each intermediate tensor against the float32 model's (error accumulated from the input)",
-        }.get(layers.get("method"), "")
+        }
+        how = methods.get(layers.get("method") or "", "")
         lines += [
             "",
             f"### Layers with the most quantization error ({layers.get('samples')} samples; {how})",
@@ -67,7 +69,8 @@ def _accuracy_md(acc: dict[str, Any]) -> list[str]:
         ]
         for r in rows:
             lines.append(
-                f"| `{r['layer']}` | {r['op']} | {_fmt(r['snr_db'], 3)} | {_fmt(r['relative_error'], 3)} | {_fmt(r['max_abs_error'], 3)} |"
+                f"| `{r['layer']}` | {r['op']} | {_fmt(r['snr_db'], 3)} | {_fmt(r['relative_error'], 3)} "
+                f"| {_fmt(r['max_abs_error'], 3)} |"
             )
     if layers.get("note"):
         lines += ["", f"_{layers['note']}_"]
@@ -107,7 +110,8 @@ def render_markdown(report: dict[str, Any], fit: Any = None) -> str:
         f"| fits | **{'yes' if report.get('fits') else 'NO'}** |",
         f"| source | {report.get('source', {}).get('path') or 'in-memory model'} ({report.get('source', {}).get('format')}) |",
         *([f"| input layout | {report['source']['input_layout']} in the source, "
-           f"{report['source']['converted_input_layout']} in the converted model |"] if report.get("source", {}).get("input_layout") else []),
+           f"{report['source']['converted_input_layout']} in the converted model |"]
+          if report.get("source", {}).get("input_layout") else []),
         f"| mode | {conv.get('mode')} (input {conv.get('input_dtype')}, output {conv.get('output_dtype')}) |",
         f"| op sets | {', '.join(conv.get('supported_ops', []))} |",
         _size_row(model),
@@ -119,7 +123,8 @@ def render_markdown(report: dict[str, Any], fit: Any = None) -> str:
         lines.append(f"| kept in float | {', '.join(conv['keep_float'])} |")
     cal = report.get("calibration")
     if cal:
-        lines.append(f"| calibration | {cal['samples']} samples from {cal['source']} (range {cal['min']:.3g}..{cal['max']:.3g}) |")
+        lines.append(f"| calibration | {cal['samples']} samples from {cal['source']} "
+                     f"(range {cal['min']:.3g}..{cal['max']:.3g}) |")
     for note in conv.get("notes", []):
         lines.append(f"| note | {note} |")
     if fit is not None:
@@ -139,7 +144,8 @@ def render_markdown(report: dict[str, Any], fit: Any = None) -> str:
             lines.append(f"not written: {c['error']}")
         else:
             lines.append(
-                f"`{c.get('header')}` / `{c.get('source')}`: arena on the target {c.get('arena_bytes')} B ({c.get('arena_source')}), "
+                f"`{c.get('header')}` / `{c.get('source')}`: "
+                f"arena on the target {c.get('arena_bytes')} B ({c.get('arena_source')}), "
                 f"reserve {c.get('arena_reserved_bytes')} B"
             )
     if report.get("timing_s"):

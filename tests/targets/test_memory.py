@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from edgert.model import read_model
@@ -19,8 +21,8 @@ def test_greedy_reuses_memory_of_dead_buffers():
     assert offsets[2] == 0  # c reuses a's memory
     # all alive at once: nothing can share
     offsets = greedy_plan([(16, 0, 3), (16, 0, 3), (48, 0, 3)])
-    spans = sorted((o, o + s) for o, s in zip(offsets, (16, 16, 48)))
-    assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+    spans = sorted((o, o + s) for o, s in zip(offsets, (16, 16, 48), strict=True))
+    assert all(a[1] <= b[0] for a, b in itertools.pairwise(spans))
     assert max(e for _, e in spans) == 80
 
 
