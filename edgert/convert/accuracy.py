@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from edgert.progress import report
+from edgert.runtime.predict import predict_samples
 
-__all__ = ["LAYER_ROWS", "compare", "evaluate", "layer_errors", "predict_tflite", "worst_layers"]
+__all__ = ["LAYER_ROWS", "compare", "evaluate", "layer_errors", "worst_layers"]
 
 log = logging.getLogger("edgert.convert")
 
@@ -27,18 +27,6 @@ log = logging.getLogger("edgert.convert")
 LAYER_ROWS = 10
 #: Samples fed to the per-layer analysis (statistics settle after a few dozen).
 _LAYER_SAMPLES = 32
-
-
-def predict_tflite(model: Any, x: np.ndarray, progress=None, label: str = "evaluating") -> np.ndarray:
-    """Run a .tflite model (bytes or :class:`edgert.runtime.Model`) on every sample; first output, dequantized."""
-    from edgert.runtime import Model, load_model
-
-    m = model if isinstance(model, Model) else load_model(bytes(model), trusted=True)
-    out = []
-    for i in range(len(x)):
-        out.append(np.asarray(m.predict(x[i : i + 1])[0], np.float32).reshape(-1))
-        report(progress, i + 1, len(x), label)
-    return np.stack(out) if out else np.zeros((0,), np.float32)
 
 
 def _is_classification(pred: np.ndarray, y: np.ndarray) -> bool:
@@ -59,7 +47,7 @@ def evaluate(model: Any, x: np.ndarray, y: np.ndarray, progress=None) -> dict[st
         ``{"samples", "top1"}`` for classifiers (integer ``y``, vector outputs),
         ``{"samples", "mse"}`` otherwise.
     """
-    pred = predict_tflite(model, x, progress)
+    pred = predict_samples(model, x, progress)
     return {"samples": int(len(x)), **_metrics(pred, y)}
 
 

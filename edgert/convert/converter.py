@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 
 from edgert.convert._tf import import_tf, stdout_to_stderr
-from edgert.convert.loader import SourceModel, load_source
+from edgert.convert.loader import load_source
 from edgert.convert.settings import ConverterSettings, normalize_mode
+from edgert.convert.source_model import SourceModel
 from edgert.errors import ConversionError, InputDataError
 from edgert.progress import report
 from edgert.targets import Runtime, runtime_for

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from edgert.convert.layout import channels_last_shape, layout_of, to_channels_first
-from edgert.convert.loader import SourceModel, _from_saved_model, _sha256_file
+from edgert.convert.source_model import SourceModel, from_saved_model, sha256_file
 from edgert.errors import ConversionError, InputDataError
 
 __all__ = ["OnnxSource", "load_onnx", "onnx2tf_python", "ONNX_SUFFIXES", "ONNX2TF_VERSION"]
@@ -268,7 +268,7 @@ def load_onnx(path: str | Path, *, input_shape: Sequence[int] | None = None, sam
         raise ConversionError(f"{p}: not a valid ONNX model ({first})", "export it with torch.onnx.export or onnx.save") from None
     input_name, shape = _check_graph(model, p, input_shape)
     src_shape = tuple(shape[1:])
-    sha = _sha256_file(p)
+    sha = sha256_file(p)
     key = (sha, shape)
     base, workdir = _converted.get(key, (None, None))
     if base is None:
@@ -277,7 +277,7 @@ def load_onnx(path: str | Path, *, input_shape: Sequence[int] | None = None, sam
         atexit.register(shutil.rmtree, workdir, True)
         try:
             saved = _run_onnx2tf(p, input_name, shape, samples, workdir)
-            base = _from_saved_model(saved)
+            base = from_saved_model(saved)
         except BaseException:
             shutil.rmtree(workdir, ignore_errors=True)
             raise

@@ -24,8 +24,9 @@ from edgert.convert.calibration import (
     read_labels,
 )
 from edgert.convert.layout import adapt_data, layout_record
-from edgert.convert.loader import SourceModel, load_source
+from edgert.convert.loader import load_source
 from edgert.convert.settings import ConverterSettings, settings_for
+from edgert.convert.source_model import SourceModel
 from edgert.errors import ConversionError, InputDataError
 from edgert.files import atomic_write
 from edgert.jsonutil import json_default
@@ -149,10 +150,11 @@ def _float_settings(settings: ConverterSettings) -> ConverterSettings:
 
 
 def _accuracy(source: SourceModel, settings, data: bytes, float_data: bytes | None, samples, x, y, progress) -> dict:
-    from edgert.convert.accuracy import compare, layer_errors, predict_tflite
+    from edgert.convert.accuracy import compare, layer_errors
+    from edgert.runtime.predict import predict_samples
 
     float_pred = source.predict(x)
-    converted_pred = predict_tflite(data, x, progress, "evaluating")
+    converted_pred = predict_samples(data, x, progress, "evaluating")
     result = compare(float_pred, converted_pred, y)
     if hasattr(source, "convert_to_tflite") and float_data is None:
         # litert-torch quantizes inside PyTorch: no TFLite debugger model and no float twin to compare by name.

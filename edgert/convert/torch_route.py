@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from edgert.convert.layout import channels_last_shape, layout_of, to_channels_first
-from edgert.convert.loader import SourceModel
+from edgert.convert.source_model import SourceModel
 from edgert.errors import ConversionError, InputDataError
 from edgert.progress import report
 
@@ -422,7 +422,7 @@ def load_pt2(path: str | Path, *, input_shape: Sequence[int] | None = None) -> T
     Raises:
         ConversionError: Not an ExportedProgram, several inputs, or a dynamic shape without ``input_shape``.
     """
-    from edgert.convert.loader import _sha256_file
+    from edgert.convert.source_model import sha256_file
 
     torch = _import_torch()
     p = Path(path)
@@ -451,4 +451,4 @@ def load_pt2(path: str | Path, *, input_shape: Sequence[int] | None = None) -> T
                 f"give the size with --input-shape {concrete.replace('N', '<size>')}",
             )
         shape = _shape_without_batch(dims, str(p))
-    return _source(ep.module(), "pt2", _sha256_file(p), str(p), shape)
+    return _source(ep.module(), "pt2", sha256_file(p), str(p), shape)

@@ -183,8 +183,8 @@ def verify_conversion(source, tgt, data: bytes, x: np.ndarray | None, *, where: 
     Returns:
         Check dicts (``name, ok, value, limit, detail``) to append to the report's checks.
     """
-    from edgert.convert.accuracy import predict_tflite
     from edgert.model import read_model
+    from edgert.runtime.predict import predict_samples
 
     mf = read_model(data)
     checks = []
@@ -210,7 +210,7 @@ def verify_conversion(source, tgt, data: bytes, x: np.ndarray | None, *, where: 
     )
     if x is not None and len(x):
         float_pred = source.predict(x)
-        conv_pred = predict_tflite(data, x, progress, "verifying")
+        conv_pred = predict_samples(data, x, progress, "verifying")
         checks.append(_agreement_check(float_pred, conv_pred, where))
     if x is not None and len(x) and runs_micro(tgt):
         checks.append(_micro_check(data, x))

@@ -403,12 +403,12 @@ class Pipeline:
             except InputDataError as e:
                 raise InputDataError(f"{self.source.describe()} gives images, but {e.message}", e.hint) from None
         self.source.configure(spec, plan)
-        self.frame_kind = getattr(self.source, "frame_kind", self.source.kind)
+        self.frame_kind = self.source.frame_kind
         if self.frame_kind == "image" and plan is None:
             plan = image_preprocess_for(spec, metadata)
         self.plan = plan
         # OpenCV frames are resized by OpenCV (far cheaper than a round trip through Pillow).
-        use_cv2 = getattr(self.source, "opencv_frames", False)
+        use_cv2 = self.source.opencv_frames
         self._resize = opencv_resizer(plan, shrink=opencv_shrink) if plan is not None and use_cv2 else None
         self.post = Postprocessor(model.inputs, model.outputs, metadata, task=task, top_k=top_k, threshold=threshold,
                                   labels=labels, model_file=getattr(model, "file", None))

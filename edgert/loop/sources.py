@@ -153,6 +153,12 @@ class Source:
             InputDataError: The source cannot feed this input.
         """
 
+    @property
+    def frame_kind(self) -> str:
+        """What its frames are once configured: its :attr:`kind`, unless :meth:`configure` found otherwise
+        (an ``npy:`` file of 8-bit pictures for a float model delivers images)."""
+        return self.kind
+
     def open(self) -> None:
         """Open the device/file. Raises DeviceError/InputDataError with a one-line message."""
 

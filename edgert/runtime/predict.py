@@ -1,4 +1,5 @@
-"""What ``edgert predict`` reports: run a model once on input files and describe every output."""
+"""What ``edgert predict`` reports (run a model once on input files and describe every output), and
+running a model over a whole array of samples (what evaluation and conversion checks do)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,35 @@ from typing import Any
 
 from edgert.errors import InputDataError
 
-__all__ = ["TOP_CLASSES", "predict_files", "top_classes"]
+__all__ = ["TOP_CLASSES", "predict_files", "predict_samples", "top_classes"]
 
 #: Classes listed for a classifier.
 TOP_CLASSES = 5
+
+
+def predict_samples(model: Any, x: Any, progress=None, label: str = "evaluating") -> Any:
+    """Run a .tflite model on every sample of ``x`` (one at a time); its first output, dequantized.
+
+    Args:
+        model: ``.tflite`` bytes of a model our converter just wrote (loaded as trusted), or a
+            loaded :class:`~edgert.runtime.Model`.
+        x: Samples, ``(N, *input_shape)``.
+        progress: Progress callback.
+
+    Returns:
+        ``(N, outputs)`` float32 (an empty array for no samples).
+    """
+    import numpy as np
+
+    from edgert.progress import report
+    from edgert.runtime.interpreter import Model, load_model
+
+    m = model if isinstance(model, Model) else load_model(bytes(model), trusted=True)
+    out = []
+    for i in range(len(x)):
+        out.append(np.asarray(m.predict(x[i : i + 1])[0], np.float32).reshape(-1))
+        report(progress, i + 1, len(x), label)
+    return np.stack(out) if out else np.zeros((0,), np.float32)
 
 
 def predict_files(model, paths: list[str]) -> dict[str, Any]:
