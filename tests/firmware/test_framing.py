@@ -11,11 +11,11 @@ smppacket = pytest.importorskip("smp.packet")
 cbor2 = pytest.importorskip("cbor2")
 
 from firmware_tools.framing import FrameDecoder, crc16, encode_frame, encoded_size, iter_packets  # noqa: E402
-from firmware_tools.protocol import make_packet, parse_packet  # noqa: E402
+from firmware_tools.protocol import FILE_UPLOAD, GROUP_FILE, OP_WRITE, STAGED_NAME, make_packet, parse_packet  # noqa: E402
 
 
 def _packet(n: int) -> bytes:
-    return make_packet(2, 8, 0, 7, {"off": 0, "data": os.urandom(n), "name": "/edgert/staged.tflite", "len": n})
+    return make_packet(OP_WRITE, GROUP_FILE, FILE_UPLOAD, 7, {"off": 0, "data": os.urandom(n), "name": STAGED_NAME, "len": n})
 
 
 def test_crc16_is_xmodem():

@@ -531,27 +531,40 @@ def test_edgert_group_error_codes_and_malformed_requests(tmp_path, host_hello):
     from firmware_tools.flash import invoke
     from firmware_tools.link import SmpLink
     from firmware_tools.protocol import (
+        CMD_ACTIVATE,
+        CMD_INVOKE,
+        CMD_ROLLBACK,
         ERR_BAD_INPUT,
         ERR_NO_MODEL,
         ERR_NO_PREVIOUS,
         ERR_NOT_SUPPORTED,
+        FILE_HASH,
         GROUP_EDGERT,
+        GROUP_FILE,
+        GROUP_OS,
+        OP_READ,
+        OP_WRITE,
+        OS_ECHO,
         make_packet,
         response_error,
     )
+
+    unknown_command = 9  # no edgert command has this id
 
     def ask(link, op, group, cmd, body):
         return link.request(lambda s: make_packet(op, group, cmd, s, body), "raw", check=False)
 
     with _sim(tmp_path) as sim, SmpLink(sim.port, timeouts=FAST) as link:
-        assert response_error(ask(link, 2, GROUP_EDGERT, 3, {"inputs": [b"\0"]})) == (GROUP_EDGERT, ERR_NO_MODEL)
-        assert response_error(ask(link, 2, GROUP_EDGERT, 2, {})) == (GROUP_EDGERT, ERR_NO_PREVIOUS)
-        assert response_error(ask(link, 2, GROUP_EDGERT, 9, {})) == (GROUP_EDGERT, ERR_NOT_SUPPORTED)
+        no_model = ask(link, OP_WRITE, GROUP_EDGERT, CMD_INVOKE, {"inputs": [b"\0"]})
+        assert response_error(no_model) == (GROUP_EDGERT, ERR_NO_MODEL)
+        assert response_error(ask(link, OP_WRITE, GROUP_EDGERT, CMD_ROLLBACK, {})) == (GROUP_EDGERT, ERR_NO_PREVIOUS)
+        unknown = ask(link, OP_WRITE, GROUP_EDGERT, unknown_command, {})
+        assert response_error(unknown) == (GROUP_EDGERT, ERR_NOT_SUPPORTED)
         short_sha = {"name": STAGED_NAME, "sha": b"short"}
-        assert response_error(ask(link, 2, GROUP_EDGERT, 1, short_sha)) == (GROUP_EDGERT, ERR_BAD_INPUT)
+        assert response_error(ask(link, OP_WRITE, GROUP_EDGERT, CMD_ACTIVATE, short_sha)) == (GROUP_EDGERT, ERR_BAD_INPUT)
         # wrong type: EINVAL, no crash
-        assert response_error(ask(link, 0, 8, 2, {"name": STAGED_NAME, "off": "zero"})) is not None
-        assert ask(link, 2, 0, 0, {"d": "still alive"}) == {"r": "still alive"}
+        assert response_error(ask(link, OP_READ, GROUP_FILE, FILE_HASH, {"name": STAGED_NAME, "off": "zero"})) is not None
+        assert ask(link, OP_WRITE, GROUP_OS, OS_ECHO, {"d": "still alive"}) == {"r": "still alive"}
         assert flash_model(link.port, host_hello).ok
         with pytest.raises(fw_errors.DeviceRejectedError) as e:
             invoke(link, [b"\0\0"])  # the hello-world model takes one int8 value

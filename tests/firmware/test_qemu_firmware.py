@@ -33,12 +33,26 @@ cbor2 = pytest.importorskip("cbor2")
 
 from edgert.errors import EdgertError  # noqa: E402
 from firmware_tools.framing import FrameDecoder, encode_frame  # noqa: E402
+from firmware_tools.protocol import (  # noqa: E402
+    CMD_ACTIVATE,
+    CMD_INVOKE,
+    CMD_TENSOR_READ,
+    CMD_TENSOR_WRITE,
+    ERR_NO_MODEL,
+    FILE_UPLOAD,
+    GROUP_EDGERT,
+    GROUP_FILE,
+    GROUP_OS,
+    OP_READ,
+    OP_WRITE,
+    OS_ECHO,
+    STAGED_NAME,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = CONFORMANCE / "models"
-STAGED = "/edgert/staged.tflite"
-EDGERT_GROUP = 64
-OP_READ, OP_WRITE = 0, 2
+STAGED = STAGED_NAME
+EDGERT_GROUP = GROUP_EDGERT
 #: The three boards and the profiles that run on them (firmware_tools.firmware.PROFILE_BOARDS).
 TARGETS = ("cortex-m4-256k", "cortex-m7-stm32h7", "cortex-m55")
 #: Per board, the int8 conformance models flashed and validated (VWW: an input larger than one SMP packet).
@@ -151,7 +165,7 @@ class RawSmp:
         self.port.write(data)
 
     def echo(self, text: str) -> str:
-        return self.request(OP_WRITE, 0, 0, {"d": text})["r"]
+        return self.request(OP_WRITE, GROUP_OS, OS_ECHO, {"d": text})["r"]
 
 
 # ---- boot --------------------------------------------------------------------------------------
@@ -228,23 +242,24 @@ def test_malformed_and_oversized_requests_get_error_replies(board):
         # Bad CBOR and wrong types: an SMP error reply, never silence or a fault.
         for payload in (b"\xff", b"\xa1\x61d", b"\xa1\x61d\x7a\xff\xff\xff\xff", b"\xa1\x61d" + b"\x81" * 1200,
                         b"\xa1\x61d\x18\x05"):
-            reply = smp.send_packet(smp.packet(OP_WRITE, 0, 0, payload))
+            reply = smp.send_packet(smp.packet(OP_WRITE, GROUP_OS, OS_ECHO, payload))
             assert reply.get("rc", 0) != 0 or "err" in reply, reply
         # The edgert group without a model, with nonsense fields, and past any tensor.
-        assert smp.request(OP_WRITE, EDGERT_GROUP, 3, {"inputs": [b"\x00" * 10]})["err"]["rc"] == 2  # NO_MODEL
-        assert smp.request(OP_WRITE, EDGERT_GROUP, 4, {"index": 99, "off": 2 ** 31, "data": b"x"}).get("err")
-        assert smp.request(OP_READ, EDGERT_GROUP, 5, {"index": 0, "off": 0}).get("err")
-        assert smp.request(OP_WRITE, EDGERT_GROUP, 99, {}).get("rc", 0) != 0
+        assert smp.request(OP_WRITE, EDGERT_GROUP, CMD_INVOKE, {"inputs": [b"\x00" * 10]})["err"]["rc"] == ERR_NO_MODEL
+        assert smp.request(OP_WRITE, EDGERT_GROUP, CMD_TENSOR_WRITE, {"index": 99, "off": 2 ** 31, "data": b"x"}).get("err")
+        assert smp.request(OP_READ, EDGERT_GROUP, CMD_TENSOR_READ, {"index": 0, "off": 0}).get("err")
+        assert smp.request(OP_WRITE, EDGERT_GROUP, 99, {}).get("rc", 0) != 0  # no such command
         # An upload announcing more than the slot: ENOMEM, nothing stored.
-        big = smp.request(OP_WRITE, 8, 0, {"off": 0, "len": 2 ** 31, "data": b"x", "name": STAGED})
+        big = smp.request(OP_WRITE, GROUP_FILE, FILE_UPLOAD, {"off": 0, "len": 2 ** 31, "data": b"x", "name": STAGED})
         assert big.get("rc") == 2, big
         # A model that is not a flatbuffer, activated: the runner refuses it, INVOKE says so.
         junk_model = bytes(range(256)) * 8
-        assert smp.request(OP_WRITE, 8, 0, {"off": 0, "len": len(junk_model), "data": junk_model[:1024],
+        assert smp.request(OP_WRITE, GROUP_FILE, FILE_UPLOAD, {"off": 0, "len": len(junk_model), "data": junk_model[:1024],
                                              "name": STAGED})["off"] == 1024
-        assert smp.request(OP_WRITE, 8, 0, {"off": 1024, "data": junk_model[1024:], "name": STAGED})["off"] == 2048
-        smp.request(OP_WRITE, EDGERT_GROUP, 1, {"name": STAGED, "sha": _sha(junk_model)})
-        rc = smp.request(OP_WRITE, EDGERT_GROUP, 3, {"inputs": [b"\x00"]}).get("err", {}).get("rc")
+        rest = {"off": 1024, "data": junk_model[1024:], "name": STAGED}
+        assert smp.request(OP_WRITE, GROUP_FILE, FILE_UPLOAD, rest)["off"] == 2048
+        smp.request(OP_WRITE, EDGERT_GROUP, CMD_ACTIVATE, {"name": STAGED, "sha": _sha(junk_model)})
+        rc = smp.request(OP_WRITE, EDGERT_GROUP, CMD_INVOKE, {"inputs": [b"\x00"]}).get("err", {}).get("rc")
         assert rc in (2, 6), rc  # NO_MODEL or INVOKE_FAILED: the device would not run it
         assert smp.echo("alive") == "alive"
     finally:
@@ -321,7 +336,7 @@ def test_smpclient_uploads_to_the_emulated_board(board):
     assert offsets[-1] == len(data) and digest.output == _sha(data)
     smp = RawSmp(em.port)
     try:
-        active = smp.request(OP_WRITE, EDGERT_GROUP, 1, {"name": STAGED, "sha": _sha(data)})["active"]
+        active = smp.request(OP_WRITE, EDGERT_GROUP, CMD_ACTIVATE, {"name": STAGED, "sha": _sha(data)})["active"]
     finally:
         smp.close()
     assert active["sha"] == _sha(data)
