@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from edgert.runtime import load_model, select_backend
-from edgert.runtime.io import random_input
+from edgert.runtime.tensors import random_input
 
 #: Above this raw latency the target is relative, below it absolute.
 SLOW_MODEL_US = 100.0

@@ -25,8 +25,8 @@ from typing import Any
 
 from edgert.errors import InputDataError
 from edgert.model import op_costs, read_model
+from edgert.model.checker import RUNTIME_NAMES
 from edgert.model.memory import plan_arena
-from edgert.model.validate import RUNTIME_NAMES
 from edgert.progress import report as report_progress
 from edgert.targets import Code, OpAssessment, RamUse, Runtime, Target, fixes_for, load_target
 from edgert.targets.base import computes_in_float, dynamic_dims

@@ -15,8 +15,8 @@ from edgert.convert.accuracy import compare, evaluate, layer_errors
 from edgert.convert.calibration import load_calibration, load_labeled, read_labels
 from edgert.convert.converter import convert_keras
 from edgert.convert.edgetpu import compile_edgetpu, parse_compiler_log
+from edgert.convert.for_target import ConversionResult, convert
 from edgert.convert.loader import SourceModel, load_keras_model, load_source
-from edgert.convert.pipeline import ConversionResult, convert
 from edgert.convert.settings import MODES, ConverterSettings, settings_for
 
 __all__ = [

@@ -46,8 +46,8 @@ from edgert.loop.resize import opencv_resizer
 from edgert.loop.sinks import Sink, open_sink
 from edgert.loop.sources import EndOfSource, Frame, Source, SourceLost, open_source
 from edgert.loop.systemd import SystemdNotifier
-from edgert.runtime.io import dequantize, to_input_dtype
 from edgert.runtime.preprocess import ImagePreprocess, image_preprocess_for
+from edgert.runtime.tensors import dequantize, to_input_dtype
 
 __all__ = ["Pipeline", "RunSummary", "FrameQueue", "default_prepare_threads", "RETRY_DELAYS", "LATENCY_WINDOW"]
 

@@ -37,7 +37,7 @@ from edgert.errors import DeviceError, InputDataError
 from edgert.files import load_numpy
 from edgert.loop.urls import ParsedUrl, choice_option, float_option, int_option, open_serial, parse_url
 from edgert.loop.windows import BINARY_DTYPES, WindowAssembler
-from edgert.runtime.io import to_input_dtype
+from edgert.runtime.tensors import to_input_dtype
 
 __all__ = [
     "Frame",

@@ -43,8 +43,8 @@ from pathlib import Path
 from typing import Any
 
 from edgert.errors import BackendError, InputDataError, InvalidModelError
+from edgert.model.checker import validate_model_bytes
 from edgert.model.schema import EXTERNAL_OFFSET_MIN
-from edgert.model.validate import validate_model_bytes
 
 __all__ = [
     "TASKS",

@@ -2,7 +2,7 @@
 
 The schema accessors come from the maintained ``tflite`` package (generated from
 TensorFlow's schema.fbs); nothing here computes flatbuffer offsets by hand.
-:func:`read_model` validates the structure first (see :mod:`edgert.model.validate`)
+:func:`read_model` validates the structure first (see :mod:`edgert.model.checker`)
 so the accessors never walk out of the buffer.
 """
 
@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from edgert.errors import InputDataError, InvalidModelError
+from edgert.model.checker import find_runtime_quirks, validate_model_bytes
 from edgert.model.macs import estimate_macs
 from edgert.model.metadata import read_metadata
 
@@ -31,7 +32,6 @@ from edgert.model.schema import (
     numpy_dtype,
     schema_fields,
 )
-from edgert.model.validate import find_runtime_quirks, validate_model_bytes
 
 __all__ = ["TensorSpec", "OperatorInfo", "ModelFile", "read_model", "dtype_nbytes", "MAX_MODEL_BYTES", "TFLITE_DTYPES"]
 
@@ -78,7 +78,7 @@ class ModelFile:
 
     @cached_property
     def warnings(self) -> list:
-        """Quirks that one runtime refuses (:class:`~edgert.model.validate.RuntimeQuirk`), empty when clean."""
+        """Quirks that one runtime refuses (:class:`~edgert.model.checker.RuntimeQuirk`), empty when clean."""
         return find_runtime_quirks(self.data)
 
     # -- graph --------------------------------------------------------------------

@@ -12,8 +12,8 @@ and no interpreter backend is imported until the first model is loaded.
 
 from edgert.runtime.backend import Backend, available_backends, select_backend
 from edgert.runtime.interpreter import EDGETPU_LIBRARY, Model, load_model
-from edgert.runtime.io import dequantize, load_input, quantize, random_input
 from edgert.runtime.safe import Verdict, check_model, remember_trusted
+from edgert.runtime.tensors import dequantize, load_input, quantize, random_input
 
 __all__ = [
     "EDGETPU_LIBRARY",

@@ -47,7 +47,7 @@ def bench(
     import numpy as np
 
     from edgert.runtime import load_model
-    from edgert.runtime.io import random_input
+    from edgert.runtime.tensors import random_input
 
     if runs < 1 or warmup < 0:
         raise InputDataError(f"runs must be >= 1 and warmup >= 0 (got runs={runs}, warmup={warmup})")

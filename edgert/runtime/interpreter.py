@@ -28,7 +28,7 @@ from edgert.errors import DelegateError, InputDataError, InterpreterRejectedErro
 from edgert.model.reader import ModelFile, ModelSource, TensorSpec, read_model
 from edgert.native_output import native_chatter_to_debug
 from edgert.runtime.backend import KERNELS, Backend, select_backend
-from edgert.runtime.io import dequantize, to_input_dtype
+from edgert.runtime.tensors import dequantize, to_input_dtype
 
 __all__ = ["EDGETPU_LIBRARY", "Model", "load_model"]
 

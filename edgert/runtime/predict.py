@@ -53,7 +53,7 @@ def predict_files(model, paths: list[str]) -> dict[str, Any]:
     Raises:
         InputDataError: Wrong number of inputs or unusable input files.
     """
-    from edgert.runtime.io import dequantize, load_input
+    from edgert.runtime.tensors import dequantize, load_input
 
     if len(paths) != len(model.inputs):
         names = ", ".join(s.name for s in model.inputs)
@@ -89,7 +89,7 @@ def top_classes(model, raw_outputs) -> list[dict[str, Any]] | None:
     """Best classes when the model is a classifier (one vector output), else None."""
     import numpy as np
 
-    from edgert.runtime.io import dequantize
+    from edgert.runtime.tensors import dequantize
 
     meta = model.metadata or {}
     task = meta.get("task")

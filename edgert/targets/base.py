@@ -235,7 +235,7 @@ class Runtime(ABC):
         op_sets: Profile ``op_set`` values this family runs.
         kinds: Profile ``kind`` values a device of this family may have.
         interpreter: The interpreter that loads the file: ``"tflm"`` or ``"litert"``
-            (the runtime keys of :class:`edgert.model.validate.RuntimeQuirk`).
+            (the runtime keys of :class:`edgert.model.checker.RuntimeQuirk`).
         formats: Converter formats it runs.
         integer_only: Runs fully integer-quantized graphs only (no float fallback kernels).
         arena: RAM is a TFLite Micro tensor arena (input/output tensors inside it).

@@ -8,7 +8,7 @@ import pytest
 from edgert.errors import InputDataError
 from edgert.model import read_model
 from edgert.runtime import dequantize, load_model, quantize
-from edgert.runtime.io import random_input
+from edgert.runtime.tensors import random_input
 from tests.conftest import conformance_models, require_conformance
 from tests.runtime.reference import assert_as_claimed, machine, pattern_input, read_reference
 

@@ -1,7 +1,7 @@
 """The structural validator against truncation, random corruption and CVE-shaped files.
 
 Crafted files are made from real conformance models by locating a field through
-the schema accessors (:func:`edgert.model.validate.schema_fields` records each
+the schema accessors (:func:`edgert.model.checker.schema_fields` records each
 field's vtable slot from the generated ``tflite`` code) and patching its value,
 never by guessing offsets.
 """
@@ -20,8 +20,8 @@ import tflite
 
 from edgert.errors import InvalidModelError
 from edgert.model import read_model, validate_model_bytes
+from edgert.model.checker import MAX_TENSOR_ELEMENTS, schema_fields
 from edgert.model.macs import op_costs
-from edgert.model.validate import MAX_TENSOR_ELEMENTS, schema_fields
 from tests.conftest import conformance_models
 from tests.model.conftest import edit_model
 
@@ -413,8 +413,8 @@ def test_legacy_metadata_buffer_and_empty_model(model_bytes):
 
 
 def test_read_model_sources_and_size_limit(model_bytes, tmp_path, monkeypatch):
+    import edgert.model.checker as validate
     import edgert.model.reader as reader
-    import edgert.model.validate as validate
 
     data = model_bytes[HELLO]
     path = tmp_path / "m.tflite"

@@ -28,7 +28,7 @@ __all__ = [
     "to_input_dtype",
 ]
 
-log = logging.getLogger("edgert.runtime.io")
+log = logging.getLogger("edgert.runtime.tensors")
 
 NPY_SUFFIXES = (".npy",)
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")

@@ -11,7 +11,7 @@ import pytest
 from edgert.errors import InputDataError
 from edgert.model import TensorSpec, read_model
 from edgert.runtime import quantize
-from edgert.runtime.io import load_input
+from edgert.runtime.tensors import load_input
 
 pytestmark = pytest.mark.runtime
 
