@@ -67,5 +67,31 @@ def digits():
     return data.images.astype("float32"), data.target.astype("int64")
 
 
+@pytest.fixture(scope="session")
+def firmware():
+    """``firmware(target, kernels="cmsis-nn")`` -> FirmwareBuild of our Cortex-M firmware, built once per session.
+
+    The TFLM library is cached on disk (``$EDGERT_FIRMWARE_CACHE``), so a later session only links.
+    Skips without the Arm toolchain, QEMU or a TFLM tree; fails under ``CI=true``.
+    """
+    from tests.helpers import firmware_toolchain_missing
+
+    reason = firmware_toolchain_missing()
+    if reason:
+        if IN_CI:
+            pytest.fail(f"CI=true but the firmware cannot be built: {reason}")
+        pytest.skip(f"firmware tests need the Arm toolchain, QEMU and a TFLM tree: {reason}")
+    from firmware_tools.firmware import build_firmware
+
+    built: dict = {}
+
+    def get(target: str, kernels: str = "cmsis-nn"):
+        if (target, kernels) not in built:
+            built[target, kernels] = build_firmware(target, kernels=kernels, progress=None)
+        return built[target, kernels]
+
+    return get
+
+
 def pytest_configure(config):
     config.addinivalue_line("markers", "conformance_missing: placeholder param when the corpus is absent")

@@ -13,21 +13,11 @@ import pytest
 
 from edgert.cli import build_parser, main
 from edgert.jsonutil import json_default
+from tests.helpers import user_error_line
 
 pytestmark = pytest.mark.runtime
 
 MISSING = "/nonexistent/edgert-missing.tflite"
-
-
-def _one_line_error(capsys, argv) -> str:
-    code = main(argv)
-    captured = capsys.readouterr()
-    assert code == 2, (argv, captured.err)
-    assert captured.out == ""
-    lines = captured.err.splitlines()
-    assert len(lines) == 1, captured.err
-    assert "Traceback" not in captured.err and not lines[0].startswith("usage:")
-    return lines[0]
 
 
 def _subcommands() -> list[str]:
@@ -38,7 +28,7 @@ def _subcommands() -> list[str]:
 
 @pytest.mark.parametrize("command", _subcommands())
 def test_unknown_option_is_one_line(command, capsys):
-    line = _one_line_error(capsys, [command, "--no-such-option"])
+    line = user_error_line(capsys, [command, "--no-such-option"])
     assert "error:" in line and "--help" in line
 
 
@@ -69,7 +59,7 @@ def test_unknown_option_is_one_line(command, capsys):
     ],
 )
 def test_usage_errors_are_one_line(argv, says, capsys):
-    assert says in _one_line_error(capsys, argv)
+    assert says in user_error_line(capsys, argv)
 
 
 def test_ctrl_c_while_the_command_line_is_read_is_one_line(monkeypatch, capsys):
@@ -86,7 +76,7 @@ def test_ctrl_c_while_the_command_line_is_read_is_one_line(monkeypatch, capsys):
 @pytest.mark.parametrize("argv", [["inspect", MISSING, "--json"], ["fit", MISSING, "--target", "cortex-m4-256k", "--json"],
                                   ["export-c", MISSING, "-o", "out", "--json"]])
 def test_missing_model_is_one_line(argv, capsys):
-    assert MISSING in _one_line_error(capsys, argv)
+    assert MISSING in user_error_line(capsys, argv)
 
 
 def test_json_default_covers_result_types():

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.conftest import CONFORMANCE, IN_CI, require_conformance
+from tests.conftest import CONFORMANCE, require_conformance
 
 serial = pytest.importorskip("serial")
 cbor2 = pytest.importorskip("cbor2")
@@ -63,39 +63,6 @@ VALIDATE = {
 }
 #: Generous: QEMU with -icount on a busy 2-core machine.
 REPLY_TIMEOUT_S = 60.0
-
-
-def _toolchain_missing() -> str | None:
-    from firmware_tools.emulate import find_qemu
-    from firmware_tools.firmware import check_toolchain, find_tflm_tree
-
-    try:
-        check_toolchain()
-        find_qemu()
-        find_tflm_tree()
-    except EdgertError as e:
-        return str(e)
-    return None
-
-
-@pytest.fixture(scope="session")
-def firmware():
-    """``firmware(target, kernels="cmsis-nn")`` -> FirmwareBuild, built once per session (and cached on disk)."""
-    reason = _toolchain_missing()
-    if reason:
-        if IN_CI:
-            pytest.fail(f"CI=true but the firmware cannot be built: {reason}")
-        pytest.skip(f"firmware tests need the Arm toolchain, QEMU and a TFLM tree: {reason}")
-    from firmware_tools.firmware import build_firmware
-
-    built: dict = {}
-
-    def get(target: str, kernels: str = "cmsis-nn"):
-        if (target, kernels) not in built:
-            built[target, kernels] = build_firmware(target, kernels=kernels, progress=None)
-        return built[target, kernels]
-
-    return get
 
 
 @pytest.fixture

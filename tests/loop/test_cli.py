@@ -11,17 +11,10 @@ import time
 import pytest
 
 from edgert.cli import main
+from tests.helpers import user_error_line
 from tests.loop.conftest import AD01_INT8, VWW_INT8, csv_line, start_writer
 
 pytestmark = pytest.mark.runtime
-
-
-def _one_line_error(capsys) -> str:
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if line.startswith("edgert run: error:")]
-    assert len(lines) == 1, err
-    return lines[0]
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -96,7 +89,7 @@ def test_a_sink_that_lost_results_fails_the_run(scene_images, tmp_path, capsys):
 def test_bad_inputs_exit_2_with_one_line(model, source, message, capsys, pty_pair):
     rc = main(["run", str(model), "--source", source.format(pty=pty_pair.name)])
     assert rc == 2
-    assert message in _one_line_error(capsys)
+    assert message in user_error_line(capsys, alone=False)
 
 
 def test_audio_model_on_pictures_exits_2(scene_images, tmp_path, capsys):
@@ -105,14 +98,14 @@ def test_audio_model_on_pictures_exits_2(scene_images, tmp_path, capsys):
     Image.fromarray(scene_images[0]).save(tmp_path / "a.png")
     rc = main(["run", str(AD01_INT8), "--source", f"images:{tmp_path}"])
     assert rc == 2
-    assert "is not an image" in _one_line_error(capsys)
+    assert "is not an image" in user_error_line(capsys, alone=False)
 
 
 def test_unwritable_sink_exits_2(scene_images, tmp_path, capsys):
     (tmp_path / "file").write_text("x")
     rc = main(["run", str(VWW_INT8), "--source", f"images:{tmp_path}", "--sink", f"jsonl:{tmp_path / 'file' / 'x.jsonl'}"])
     assert rc == 2
-    assert "cannot write" in _one_line_error(capsys)
+    assert "cannot write" in user_error_line(capsys, alone=False)
 
 
 def test_stdin_pipe_through_the_command(ad01_frames):

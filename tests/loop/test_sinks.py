@@ -16,8 +16,8 @@ from PIL import Image
 from edgert.cli import main
 from edgert.errors import InputDataError
 from edgert.loop import Anomaly, Class, Frame, Pipeline, Result, open_sink
+from tests.helpers import user_error_line
 from tests.loop.conftest import VWW_INT8
-from tests.loop.test_cli import _one_line_error
 
 pytestmark = pytest.mark.runtime
 
@@ -120,7 +120,7 @@ def test_unwritable_snapshot_folder_exits_2_like_jsonl_and_csv(scene_images, tmp
     blocked = tmp_path / "file"
     for url in (f"snapshots:{blocked / 'sub'}", f"jsonl:{blocked / 'x.jsonl'}", f"csv:{blocked / 'x.csv'}"):
         assert main(["run", str(VWW_INT8), "--source", f"images:{tmp_path}", "--sink", url]) == 2
-        line = _one_line_error(capsys)
+        line = user_error_line(capsys, alone=False)
         assert f"cannot write {tmp_path / 'file'}" in line and "you can write)" in line, line
 
 

@@ -14,9 +14,6 @@ import pytest
 from edgert.model import read_model
 from edgert.model.memory import plan_arena
 from tests.conftest import CONFORMANCE, ROOT, require_conformance
-
-# The session fixture that builds the firmware once, and skips (fails under CI=true) without the toolchain.
-from tests.firmware.test_qemu_firmware import firmware  # noqa: F401
 from tests.targets.conftest import int8_conformance_models
 
 #: Board profiles (firmware_tools.firmware.PROFILE_BOARDS) and the arena config of their firmware.
@@ -24,7 +21,7 @@ BOARDS = {"cortex-m4-256k": "cortex-m4", "cortex-m7-stm32h7": "cortex-m7", "cort
 
 
 @pytest.fixture(scope="module")
-def boards(firmware):  # noqa: F811 (the imported fixture, by name)
+def boards(firmware):
     """``boards(target)`` -> a started Emulator, one boot per board for the whole module."""
     from firmware_tools.emulate import Emulator
 
@@ -79,10 +76,9 @@ def test_built_depthwise_model_on_the_board(boards, target):
     Helium a 4 x 124-channel block buffer), a valid 3x3 one and a 1x3 conv, built with TensorFlow."""
     pytest.importorskip("tensorflow")
     from firmware_tools.measure import measure_on_emulated
-    from tests.targets.test_arena_wheel import MODELS, _convert
+    from tests.helpers import arena_test_model
 
-    build, mode = MODELS["depthwise_int8"]
-    data = _convert(build(), mode)
+    data = arena_test_model("depthwise_int8")
     got = measure_on_emulated(data, target, emulator=boards(target))
     plan = plan_arena(data, BOARDS[target])
     assert plan.complete and got.arena_bytes

@@ -5,7 +5,6 @@ UNPACK), depthwise convolutions of several shapes, and the same network with int
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 tf = pytest.importorskip("tensorflow")
@@ -15,45 +14,9 @@ pytest.importorskip("tflite_micro")
 from edgert.model import read_model  # noqa: E402
 from edgert.model.memory import ARENA_CONFIGS, plan_arena  # noqa: E402
 from edgert.runtime.micro import micro_arena_bytes  # noqa: E402
+from tests.helpers import ARENA_TEST_MODELS, arena_test_model  # noqa: E402
 
 pytestmark = pytest.mark.slow
-
-
-def _convert(model, mode: str) -> bytes:
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    shape = (1, *model.input_shape[1:])
-    rng = np.random.default_rng(0)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = lambda: ([rng.random(shape, dtype=np.float32)] for _ in range(8))
-    if mode == "int8":
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = conv.inference_output_type = tf.int8
-    else:
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
-        conv.inference_input_type = conv.inference_output_type = tf.int16
-    return conv.convert()
-
-
-def _lstm():
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((8, 4), batch_size=1)
-    # unroll=True: TF 2.21's converter turns a Keras 3 LSTM into a WHILE loop otherwise (no TFLM kernel)
-    return keras.Model(inp, keras.layers.Dense(3)(keras.layers.LSTM(6, unroll=True)(inp)))
-
-
-def _depthwise():
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((12, 12, 3), batch_size=1)
-    x = keras.layers.DepthwiseConv2D(5, padding="same")(inp)  # 5x5: the CMSIS-NN "opt" path with a buffer
-    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu")(x)
-    x = keras.layers.DepthwiseConv2D(3, padding="valid")(x)  # 3x3: no buffer on DSP cores
-    x = keras.layers.Conv2D(6, (1, 3), padding="same")(x)  # 1xN
-    x = keras.layers.Dense(4)(keras.layers.Flatten()(x))
-    return keras.Model(inp, keras.layers.Softmax()(x))
-
-
-MODELS = {"lstm_int8": (_lstm, "int8"), "depthwise_int8": (_depthwise, "int8"),
-          "depthwise_int16x8": (_depthwise, "int16")}
 
 
 @pytest.fixture(scope="module")
@@ -62,14 +25,13 @@ def built():
 
     def get(name: str) -> bytes:
         if name not in cache:
-            build, mode = MODELS[name]
-            cache[name] = _convert(build(), mode)
+            cache[name] = arena_test_model(name)
         return cache[name]
 
     return get
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(ARENA_TEST_MODELS))
 def test_plan_within_2_percent_of_the_wheel(built, name):
     data = built(name)
     real = micro_arena_bytes(data)
@@ -78,7 +40,7 @@ def test_plan_within_2_percent_of_the_wheel(built, name):
     assert abs(plan.total_bytes - real) <= 0.02 * real, (plan.total_bytes, real, plan.breakdown)
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize("name", list(ARENA_TEST_MODELS))
 def test_every_core_has_a_complete_plan(built, name):
     model = read_model(built(name))
     for config in ("cortex-m4", "cortex-m7", "cortex-m55"):
