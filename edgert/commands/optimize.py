@@ -71,8 +71,6 @@ def _space(args):
     from edgert.optimize.search import ALL_MODES, SearchSpace
 
     space = SearchSpace(qat=not args.no_qat, batch_size=args.batch_size, temperature=args.temperature, alpha=args.alpha)
-    if args.temperature <= 0 or not 0.0 <= args.alpha <= 1.0:
-        raise InputDataError("--temperature must be > 0 and --alpha within [0, 1]", "e.g. --temperature 2 --alpha 0.5")
     if args.sparsity is not None:
         space.sparsities = args.sparsity
     if args.filters is not None:
@@ -84,10 +82,7 @@ def _space(args):
         bad = [m for m in space.modes if m not in ALL_MODES]
         if bad:
             raise InputDataError(f"--formats: unknown {', '.join(bad)}", f"choose from {','.join(ALL_MODES)}")
-    if args.batch_size < 1:
-        raise InputDataError("--batch-size must be at least 1")
-    if not 0.0 < args.test_fraction < 1.0:
-        raise InputDataError(f"--test-fraction {args.test_fraction} is outside (0, 1)", "e.g. 0.3")
+    # --temperature, --alpha, --batch-size and --test-fraction are range-checked by their argparse types.
     return space
 
 
@@ -143,8 +138,6 @@ def _demo(args) -> int:
     from edgert.demo import demo_text, run_demo, table_text
 
     targets = [t.strip() for t in args.targets.split(",") if t.strip()] if args.targets else None
-    if args.frames < 1:
-        raise InputDataError("--frames must be at least 1")
     # Training and conversion run with fd 1 sent to stderr (TensorFlow prints there); the table and the
     # live loop lines go to the real stdout through a duplicate taken first. With --json they go to stderr.
     out = _Out(sys.stderr if args.json else sys.stdout)

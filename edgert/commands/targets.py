@@ -61,14 +61,11 @@ def _parse_input_shape(text: str):
 
 def _fit(args) -> int:
     from edgert.commands.output import progress_bar
-    from edgert.errors import InputDataError
     from edgert.fit import check_fit, fit_markdown, parse_rate
 
     rate = parse_rate(args.rate) if args.rate is not None else None
     battery_mwh = None
-    if args.battery_mah is not None:
-        if args.battery_mah <= 0 or args.battery_v <= 0:
-            raise InputDataError("--battery-mah and --battery-v must be positive")
+    if args.battery_mah is not None:  # both positive: their argparse type checks it
         battery_mwh = args.battery_mah * args.battery_v
     if not str(args.model).lower().endswith(".tflite"):
         return _fit_source(args, rate)
