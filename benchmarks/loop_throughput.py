@@ -6,8 +6,10 @@ Baselines, measured in the same run:
 - ``raw``: the backend's invoke-only rate (input set once, ``interpreter.invoke()``
   in a tight loop): the target's reference.
 - ``capture_only`` per scenario: the source alone on one thread (read, then decode
-  what was read as bytes; no preprocessing, no model): what the frames cost
-  before the loop does anything with them.
+  what was read as bytes; no model): what the frames cost before the loop does
+  anything with them (``read_us``, ``decode_us``), and ``prepare_us``, what turning
+  a decoded frame into the model input costs by the loop's own path, alone
+  (video: the exact Pillow resize 160x120 -> 96x96; all: colour, quantize).
 
 Then the full loop (``edgert.loop.Pipeline``: capture thread, prepare threads,
 preprocess, queues, set input, invoke, read outputs, postprocess, result) over
@@ -25,12 +27,25 @@ Each loop runs with the default prepare threads and, for comparison, with
 
 Figures per scenario:
 
-- ``loop_vs_raw``: loop fps / raw fps (target >= 0.9).
-- ``bound_fps``: the most any loop can do here: one frame needs ``decode`` (one
-  core, in parallel across frames) plus ``invoke`` (serial), on ``cores`` cores, and
-  no less than the serial reader (video decode) or the invoke alone. When it is
-  below 0.9 x raw, ``ratio_attainable_here`` is false: decoding a frame costs more
-  than the machine has left beside inference, whatever the loop does.
+- ``loop_vs_raw``: loop fps / raw fps (target >= 0.9 where ``ratio_attainable_here``).
+- ``bound_fps``: the most any loop can do here: one frame needs ``read`` +
+  ``decode`` + ``prepare`` (one core, in parallel across frames) plus ``invoke``
+  (serial), on ``cores`` cores, and no less than the serial reader (video decode)
+  or the invoke alone. When it is below 0.9 x raw, ``ratio_attainable_here`` is
+  false: getting a frame ready costs more than the machine has left beside
+  inference, whatever the loop does.
+- ``bound_ratio``: loop fps / ``bound_fps`` (target >= 0.9): how much of what this
+  machine allows the loop gets.
+- ``bound_excl_prepare_fps`` / ``bound_excl_prepare_ratio``: the bound as it was
+  first defined, without ``prepare``, and the loop against it. That definition is
+  wrong wherever preparing is not free: it credits the loop with the exact
+  resize (Pillow, ~130-170 us per 160x120 video frame on this 2-core host, about
+  as much as the invoke) as if it cost nothing, although no loop can skip it
+  (it is what makes the input equal to ``prepare_image``'s) and it runs on the
+  same cores as decoding and inference; for video it made the "bound" the raw
+  invoke rate, which needs a third core. ``prepare`` is measured alone, on one
+  thread, by the loop's own code, so counting it does not make the bound any
+  easier than the work the loop must do. Both figures are reported.
 - ``overhead_us``: per-frame loop overhead excluding decode and invoke: the
   timed work of the loop per frame (``preprocess``: resize, colour, quantize;
   ``set_input``, ``outputs``, ``postprocess``, ``sinks``) plus the loop thread's
@@ -51,6 +66,12 @@ order of a Raspberry Pi core), where the model rather than decoding is the
 bottleneck, as it is on the devices the loop is for.
 
 Each figure is the best of ``--repeats`` runs, because the machine may be shared.
+``cores_available`` (per repeat) says how shared it was: the speedup of ``cores``
+threads of GIL-free work over one (2.0 on an idle 2-core host; ~1.1 beside a busy
+neighbour's session, which Linux's autogroup scheduling gives its share of the
+CPUs whatever its nice level). The bound assumes every core;
+``bound_on_available_cores_ratio`` is the loop against the same bound on the
+best ``cores_available`` of the run (information only, not the target).
 
 Usage: python benchmarks/loop_throughput.py [--frames 600] [--repeats 3] [--threads N] [--kernels auto,builtin,reference]
 """
@@ -73,6 +94,7 @@ CORPUS = Path(os.environ.get("EDGERT_CONFORMANCE", ROOT.parent / "shared" / "con
 MODEL = "visual_wake_words__vww_96_int8.tflite"
 TARGET_RATIO = 0.9
 TARGET_OVERHEAD_US = 100.0
+TARGET_BOUND_RATIO = 0.9
 
 
 def raw_fps(model, frames: int) -> tuple[float, float]:
@@ -126,15 +148,62 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def capture_only(model, url: str, limit: int) -> dict[str, float]:
-    """Mean microseconds per frame to read and to decode, on one thread, nothing else."""
+def cores_available(n_cores: int, seconds: float = 0.15) -> float:
+    """How many cores this process actually gets right now: ``n_cores`` threads of GIL-free work vs one.
+
+    sha256 over 1 MB releases the GIL, so on an idle machine the speedup is
+    ``n_cores``. On a shared one it is less: with Linux's autogroup scheduling a
+    neighbour's busy session gets its fair share of the CPUs whatever its nice
+    level, e.g. ~1.1 of 2 cores beside one busy ``nice 19`` build.
+    """
+    import hashlib
+    import threading
+
+    data = b"\0" * (1 << 20)
+
+    def rate(threads: int) -> float:
+        done = [0] * threads
+        deadline = time.perf_counter() + seconds
+
+        def work(k: int) -> None:
+            while time.perf_counter() < deadline:
+                hashlib.sha256(data).digest()
+                done[k] += 1
+
+        workers = [threading.Thread(target=work, args=(k,)) for k in range(threads)]
+        start = time.perf_counter()
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join()
+        return sum(done) / (time.perf_counter() - start)
+
+    one = rate(1)
+    return min(float(n_cores), rate(n_cores) / one) if n_cores > 1 else 1.0
+
+
+def capture_only(model, url: str, limit: int, opencv_shrink: bool = False) -> dict[str, float]:
+    """Mean microseconds per frame to read, to decode and to prepare (the model input), on one thread, nothing else.
+
+    ``prepare_us`` is what the loop must do to a decoded frame before it can set
+    it as the input, by the loop's own path: the OpenCV resize where the loop uses
+    one (``opencv_shrink``), then the model's plan (resize, colour, quantize) for
+    image frames; the dtype cast for tensor frames.
+    """
     from edgert.loop import open_source
+    from edgert.loop.resize import opencv_resizer
     from edgert.loop.sources import EndOfSource
     from edgert.runtime.preprocess import image_preprocess_for
+    from edgert.runtime.tensors import to_input_dtype
 
+    spec = model.inputs[0]
     source = open_source(url)
-    source.configure(model.inputs[0], image_preprocess_for(model.inputs[0], model.metadata) if source.kind == "image" else None)
-    read = decode = 0.0
+    plan = image_preprocess_for(spec, model.metadata) if source.kind == "image" else None
+    source.configure(spec, plan)
+    if source.frame_kind == "image" and plan is None:
+        plan = image_preprocess_for(spec, model.metadata)
+    resize = opencv_resizer(plan, shrink=opencv_shrink) if plan is not None and source.opencv_frames else None
+    read = decode = prepare = 0.0
     frames = 0
     try:
         while frames < limit:
@@ -145,12 +214,19 @@ def capture_only(model, url: str, limit: int) -> dict[str, float]:
                 break
             t1 = time.perf_counter()
             source.decode(frame)
-            decode += time.perf_counter() - t1
+            t2 = time.perf_counter()
+            if frame.kind == "image":
+                assert plan is not None
+                plan(frame.data if resize is None else resize(frame.data), frame.color)
+            else:
+                to_input_dtype(np.asarray(frame.data).reshape(spec.shape), spec, "frame")
+            prepare += time.perf_counter() - t2
+            decode += t2 - t1
             read += t1 - t0
             frames += 1
     finally:
         source.close()
-    return {"read_us": read / frames * 1e6, "decode_us": decode / frames * 1e6}
+    return {"read_us": read / frames * 1e6, "decode_us": decode / frames * 1e6, "prepare_us": prepare / frames * 1e6}
 
 
 def cpu_seconds() -> float:
@@ -219,19 +295,24 @@ def measure(model, scenarios: dict[str, tuple[str, dict]], frames: int, repeats:
     captures: dict[str, list[dict]] = {}
     runs: dict[str, list[dict]] = {}
     inline_runs: dict[str, list[dict]] = {}
+    available: list[float] = []
+    n_cores = cores()
     for _ in range(repeats):
+        available.append(cores_available(n_cores))
         raw.append(raw_fps(model, frames))
         for name, (url, options) in scenarios.items():
-            captures.setdefault(name, []).append(capture_only(model, url, frames))
+            captures.setdefault(name, []).append(capture_only(model, url, frames, options.get("opencv_shrink", False)))
             runs.setdefault(name, []).append(loop_run(model, url, max_frames=frames, **options))
             inline_runs.setdefault(name, []).append(loop_run(model, url, max_frames=frames, prepare_threads=0, **options))
     raw.append(raw_fps(model, frames))
     raw_best, invoke_us = max(raw)
-    n_cores = cores()
+    # The cores the loop runs got, at best (information: the bound assumes all of them, always).
+    got = max(available)
     result: dict = {
         "kernels": model.kernels,
         "frames": frames,
         "baseline": {"raw_invoke_fps": round(raw_best, 2), "invoke_us": round(invoke_us, 2)},
+        "cores_available": [round(c, 2) for c in available],
     }
     for name in ("images", "video", "video_cv2_shrink", "predecoded"):
         if name not in runs:
@@ -239,15 +320,24 @@ def measure(model, scenarios: dict[str, tuple[str, dict]], frames: int, repeats:
             continue
         read_us = min(c["read_us"] for c in captures[name])
         decode_us = min(c["decode_us"] for c in captures[name])
+        prepare_us = min(c["prepare_us"] for c in captures[name])
         frame_us = read_us + decode_us
-        bound_us = max(invoke_us, read_us, (frame_us + invoke_us) / n_cores)
+        bound_us = max(invoke_us, read_us, (frame_us + prepare_us + invoke_us) / n_cores)
+        # The bound as it was before prepare_us counted (decode + invoke only): reported for comparison.
+        bound_excl_us = max(invoke_us, read_us, (frame_us + invoke_us) / n_cores)
+        # Information only: the same bound on the cores the machine actually gave this process.
+        bound_got_us = max(invoke_us, read_us, (frame_us + prepare_us + invoke_us) / got)
         b = max(runs[name], key=lambda r: r["fps"])
         inline = max(inline_runs[name], key=lambda r: r["fps"])
         b.update({
-            "capture_only": {"read_us": round(read_us, 2), "decode_us": round(decode_us, 2), "fps": round(1e6 / frame_us, 2)},
+            "capture_only": {"read_us": round(read_us, 2), "decode_us": round(decode_us, 2),
+                             "prepare_us": round(prepare_us, 2), "fps": round(1e6 / frame_us, 2)},
             "bound_fps": round(1e6 / bound_us, 2),
+            "bound_ratio": round(b["fps"] * bound_us / 1e6, 3),
             "loop_vs_raw": round(b["fps"] / raw_best, 3),
-            "loop_vs_bound": round(b["fps"] * bound_us / 1e6, 3),
+            "bound_excl_prepare_fps": round(1e6 / bound_excl_us, 2),
+            "bound_excl_prepare_ratio": round(b["fps"] * bound_excl_us / 1e6, 3),
+            "bound_on_available_cores_ratio": round(b["fps"] * bound_got_us / 1e6, 3),
             "ratio_attainable_here": 1e6 / bound_us >= TARGET_RATIO * raw_best,
             "overhead_us": min(r["overhead_us"] for r in runs[name]),
             "cpu_overhead_us": round(min(r["cpu_us_per_frame"] for r in runs[name]) - frame_us - invoke_us, 2),
@@ -255,6 +345,7 @@ def measure(model, scenarios: dict[str, tuple[str, dict]], frames: int, repeats:
                        "overhead_us": min(r["overhead_us"] for r in inline_runs[name])},
         })
         b["meets_ratio"] = b["loop_vs_raw"] >= TARGET_RATIO
+        b["meets_bound_ratio"] = b["bound_ratio"] >= TARGET_BOUND_RATIO
         b["meets_overhead"] = b["overhead_us"] <= TARGET_OVERHEAD_US
         result[name] = b
     return result
@@ -305,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
         "backend": headline.backend.name,
         "threads": args.threads,
         "cores": cores(),
-        "targets": {"loop_vs_raw": TARGET_RATIO, "overhead_us": TARGET_OVERHEAD_US},
+        "targets": {"loop_vs_raw": TARGET_RATIO, "bound_ratio": TARGET_BOUND_RATIO, "overhead_us": TARGET_OVERHEAD_US},
         **measured[kernel_sets[0]],
     }
     for name, key in (("video", "pillow"), ("video_cv2_shrink", "cv2_area")):

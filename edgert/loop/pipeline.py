@@ -12,7 +12,11 @@ resizing, not by the model: there the capture thread only reads, and
 ``prepare_threads`` threads (default: one per core but one, at most 3) decode and
 prepare frames side by side (Pillow and OpenCV release the GIL). Frame ``i``
 goes to prepare thread ``i % n`` and the loop takes results back in the same
-rotation, so order is kept without sorting.
+rotation, so order is kept without sorting. When the loop thread finds its next
+frame still being prepared, it prepares the earliest frame still waiting in an
+inbox itself (kept aside until its turn) instead of sitting idle: where decoding
+is the bottleneck, the model's core does the share of decoding it has time for;
+where the model is, the next frame is always ready and the loop never does.
 
 - Live sources (cameras, sensors): the queue holds ``queue_size`` frames (1 for
   cameras, 16 windows for a bursty serial sensor) and a new frame pushes out the
@@ -230,6 +234,25 @@ class FrameQueue:
                 self._not_full.notify()
             return item
 
+    def try_get(self) -> Any | None:
+        """The oldest item if there is one, else None at once (never waits)."""
+        with self._not_empty:
+            items = self._items
+            if not items:
+                return None
+            item = items.popleft()
+            if self._putters and len(items) <= self._low_water:
+                self._not_full.notify()
+            return item
+
+    def peek(self) -> Any | None:
+        """The oldest item without taking it (a hint: another thread may take it first), or None."""
+        items = self._items
+        try:
+            return items[0]
+        except IndexError:
+            return None
+
     def get_all(self, timeout: float) -> list:
         """Every queued item, oldest first (one lock round for many frames); [] after ``timeout`` without one.
 
@@ -248,7 +271,7 @@ class FrameQueue:
 
     def _wait_for_items(self, timeout: float) -> bool:
         """(Lock held, queue empty) wait up to ``timeout``; True when an item arrived."""
-        if self._closed:
+        if self._closed or timeout <= 0:
             return False
         self._getters += 1
         try:
@@ -382,7 +405,7 @@ class Pipeline:
         self._fatal: str | None = None
         # Capture-side seconds and skipped frames, one dict per thread (no shared counters): [reader, *preparers].
         self._capture_stats: list[dict[str, float]] = [
-            dict.fromkeys(("read", "decode", "preprocess", "skipped"), 0) for _ in range(1 + prepare_threads)
+            dict.fromkeys(("read", "decode", "preprocess", "skipped"), 0) for _ in range(2 + prepare_threads)
         ]
         self._thread: threading.Thread | None = None
         self._preparers: list[threading.Thread] = []
@@ -536,6 +559,37 @@ class Pipeline:
         frame.work += t2 - t0
         return True
 
+    def _steal(self, stolen: dict[int, Frame], stats: dict[str, float]) -> bool:
+        """(Loop thread, its next frame still being prepared) prepare the earliest frame still waiting in an inbox.
+
+        Instead of sitting idle while the prepare threads decode, the loop thread
+        does a share of the decoding itself whenever it runs out of frames: on few
+        cores that share is what the model leaves of its core. Where the model is
+        the bottleneck the next frame is always ready, so it never steals. The
+        frame is kept in ``stolen`` until its turn comes. False when no frame is waiting.
+        """
+        best: FrameQueue | None = None
+        first = -1
+        for inbox in self._inboxes:
+            head = inbox.peek()
+            if head is not None and (best is None or head.index < first):
+                best, first = inbox, head.index
+        frame = best.try_get() if best is not None else None
+        if frame is None:
+            return False
+        try:
+            if not self._decode_and_prepare(frame, stats):
+                frame.tensor = None
+        except EdgertError as e:
+            self._fatal = str(e)
+            self._stop.set()
+        except Exception as e:  # a decoder bug: end the run with it in the summary, as on a prepare thread
+            log.exception("preparing a frame on the loop thread failed")
+            self._fatal = f"{self.source.describe()}: {type(e).__name__}: {e}"
+            self._stop.set()
+        stolen[frame.index] = frame
+        return True
+
     def _reopen(self, reason: Exception) -> bool:
         """Reopen a lost live source with back-off; False when stopped first."""
         self._reopening = True
@@ -581,6 +635,10 @@ class Pipeline:
         turn = 0  # frame i comes out of outboxes[i % n]
         # Finite sources: frames already taken out of outboxes[k], in order (drained a whole queue at a time).
         taken: list[collections.deque] | None = None if self.source.live else [collections.deque() for _ in outboxes]
+        # With prepare threads, frames the loop thread prepared itself while it waited ("stolen"), by index.
+        inboxes = self._inboxes
+        stolen: dict[int, Frame] = {}
+        loop_stats = self._capture_stats[-1]
         self._thread = threading.Thread(target=self._capture_loop, name="edgert-capture", daemon=True)
         self._preparers = [
             threading.Thread(target=self._prepare_loop, args=(inbox, outbox, stats), name=f"edgert-prepare-{k}", daemon=True)
@@ -603,10 +661,16 @@ class Pipeline:
                 if taken is None:
                     frame = queue.get(_POLL)
                 else:
-                    mine = taken[turn % len(outboxes)]
-                    if not mine:
-                        mine.extend(queue.get_all(_POLL))
-                    frame = mine.popleft() if mine else None
+                    frame = stolen.pop(turn, None) if stolen else None
+                    if frame is None:
+                        mine = taken[turn % len(outboxes)]
+                        if not mine and inboxes:
+                            mine.extend(queue.get_all(0.0))
+                            if not mine and self._steal(stolen, loop_stats):
+                                continue  # prepared a later frame while its own was still being prepared
+                        if not mine:
+                            mine.extend(queue.get_all(_POLL))
+                        frame = mine.popleft() if mine else None
                 if frame is None:
                     if self._stop.is_set():
                         stopped_by = "stop"

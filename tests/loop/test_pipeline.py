@@ -106,6 +106,39 @@ def test_prepare_threads_stop_early_and_surface_a_decoder_crash(vww_model, scene
     assert summary.stopped_by == "stop" and [r.frame for r in results] == list(range(10))
 
 
+def test_the_loop_thread_prepares_frames_itself_while_its_next_one_is_not_ready(vww_model, scene_images):
+    # The prepare thread holds frame 0 until the loop thread has decoded a frame itself (so the loop
+    # must have found frame 0 missing and taken a later one from the inbox): the order and the scores
+    # stay those of preparing everything on the capture thread.
+    loop_decoded = threading.Event()
+    decoded_by: dict[int, str] = {}
+
+    class Slides(_Slides):
+        scheme, count = "test-stolen-slides", 12
+
+        def picture(self, i: int):
+            return i
+
+        def decode(self, frame):
+            i = frame.data
+            decoded_by[i] = threading.current_thread().name
+            if threading.current_thread() is threading.main_thread():
+                loop_decoded.set()
+            elif i == 0:
+                assert loop_decoded.wait(10.0)
+            frame.data = scene_images[i % 2]
+
+    register_source("test-stolen-slides", Slides)
+    results, inline = [], []
+    summary = Pipeline(vww_model, "test-stolen-slides:", on_result=results.append, prepare_threads=1).run()
+    assert summary.frames == 12 and summary.stopped_by == "end"
+    stolen = sorted(i for i, name in decoded_by.items() if name == threading.main_thread().name)
+    assert stolen and 0 not in stolen and len(decoded_by) == 12
+    Pipeline(vww_model, "test-stolen-slides:", on_result=inline.append, prepare_threads=0).run()
+    assert [r.frame for r in results] == list(range(12))
+    assert [r.classes[0].score for r in results] == [r.classes[0].score for r in inline]
+
+
 def test_prepare_threads_only_for_finite_sources(vww_model, monkeypatch):
     from edgert.errors import InputDataError
     from edgert.loop.pipeline import default_prepare_threads
