@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 __all__ = [
+    "add_input_shape_option",
     "add_kernels_option",
     "add_no_cache_option",
     "float_list",
@@ -78,6 +79,20 @@ def float_list(text: str) -> list[float]:
         return [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
+
+
+def input_shape(text: str) -> tuple[int, ...] | None:
+    """``--input-shape`` N,C,H,W (the convert package is imported only when the option is used)."""
+    from edgert.convert.layout import parse_input_shape
+
+    return parse_input_shape(text)
+
+
+def add_input_shape_option(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """``--input-shape``: the input shape with the batch, for ONNX/.pt2 models with dynamic dimensions."""
+    parser.add_argument("--input-shape", metavar="N,C,H,W", type=input_shape,
+                        help=f"{what}input shape with the batch, in the model's own layout "
+                        "(fixes dynamic ONNX/.pt2 dimensions)")
 
 
 def add_no_cache_option(parser: argparse.ArgumentParser) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import time
 
-from edgert.commands import float_list
+from edgert.commands import add_input_shape_option, float_list
 from edgert.commands.output import emit, progress_bar
 from edgert.errors import InputDataError
 from edgert.model.metadata import TASKS
@@ -26,8 +26,7 @@ def register(sub, add_common) -> None:
         "(microcontroller targets also DIR/model_data.h and .cc). Exit 1 when the model does not fit the target.",
     )
     p.add_argument("model", help=".keras / .h5 / .onnx / .pt2 (torch.export) file or SavedModel directory")
-    p.add_argument("--input-shape", metavar="N,C,H,W", type=_parse_input_shape,
-                   help="input shape with the batch, in the model's own layout: fixes dynamic ONNX/.pt2 dimensions")
+    add_input_shape_option(p)
     p.add_argument("--target", "-t", required=True, help="target profile name (see `edgert targets`) or a .toml file")
     p.add_argument("--calibration", "-c", metavar="DATA", help="image folder, .npy or .npz of typical inputs")
     p.add_argument("--eval", metavar="DATA", dest="eval_data",
@@ -45,13 +44,6 @@ def register(sub, add_common) -> None:
     p.add_argument("--output", "-o", required=True, metavar="DIR", help="output directory")
     add_common(p)
     p.set_defaults(handler=_convert)
-
-
-def _parse_input_shape(text: str):
-    """``--input-shape`` (imported when used: the CLI starts without the convert package)."""
-    from edgert.convert.layout import parse_input_shape
-
-    return parse_input_shape(text)
 
 
 def _pixel_stat(values: list[float] | None, name: str):

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import sys
 
-from edgert.commands import float_list, non_negative_float, open_fraction, positive_float, positive_int, unit_fraction
+from edgert.commands import (
+    add_input_shape_option,
+    float_list,
+    non_negative_float,
+    open_fraction,
+    positive_float,
+    positive_int,
+    unit_fraction,
+)
 from edgert.commands.output import emit, progress_bar
 from edgert.errors import InputDataError
 from edgert.units import format_bytes
@@ -20,7 +28,9 @@ def register(sub, add_common) -> None:
         description="Try formats × pruning levels × distilled students, measure each for real on held-out data, "
         "and keep the smallest (or fastest) one that fits the target and loses at most the budget.",
     )
-    p.add_argument("model", help="trained Keras classifier (.keras, .h5 or SavedModel directory)")
+    p.add_argument("model", help="trained classifier: .keras, .h5, SavedModel directory, or .onnx / .pt2 "
+                   "(post-training formats only: pruning, distillation and QAT need Keras)")
+    add_input_shape_option(p)
     p.add_argument("--target", "-t", required=True, help="target profile name or .toml path (see `edgert targets`)")
     p.add_argument("--data", "-d", required=True,
                    help=".npz with model-ready x and integer labels y, or a folder of class sub-folders of images")
@@ -88,13 +98,18 @@ def _space(args):
 
 def _optimize(args) -> int:
     from edgert.convert import stdout_to_stderr
+    from edgert.optimize.foreign import foreign_route, refuse_requested
     from edgert.optimize.search import optimize
 
     space = _space(args)
+    route = foreign_route(args.model)
+    if route is not None:
+        # Asked for by name, a Keras-only technique is refused; the defaults are listed as skipped candidates.
+        refuse_requested(route, {"student": args.students, "structured": args.filters, "magnitude": args.sparsity})
     with stdout_to_stderr():  # TensorFlow prints on fd 1; --json promises stdout holds one JSON object
         result = optimize(args.model, args.target, args.data, max_accuracy_drop=args.max_accuracy_drop,
                           output_dir=args.output, space=space, prefer=args.prefer,
-                          test_fraction=args.test_fraction, progress=progress_bar())
+                          test_fraction=args.test_fraction, progress=progress_bar(), input_shape=args.input_shape)
     emit(args, result.to_dict(), _optimize_text)
     if result.best is None:
         closest = result.closest

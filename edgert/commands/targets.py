@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edgert.commands import positive_float
+from edgert.commands import add_input_shape_option, positive_float
 from edgert.commands.output import emit
 from edgert.units import format_bytes
 
@@ -20,8 +20,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--target", "-t", required=True, help="profile name (see `edgert targets`) or path to a .toml")
     p.add_argument("--calibration", "-c", metavar="DATA",
                    help="source models: typical inputs; the model is converted for the target in memory, checked, then fitted")
-    p.add_argument("--input-shape", metavar="N,C,H,W", type=_parse_input_shape,
-                   help="source models: input shape with the batch (fixes dynamic ONNX/.pt2 dimensions)")
+    add_input_shape_option(p, "source models: ")
     p.add_argument("--rate", help="inferences per time for average power, e.g. 1/s, 5/s, 10/min, 0.2")
     p.add_argument("--battery-mah", type=positive_float, help="battery capacity in mAh (needs --rate)")
     p.add_argument("--battery-v", type=positive_float, default=3.7, help="battery voltage (default 3.7 V)")
@@ -50,13 +49,6 @@ def _targets_text(result: dict) -> str:
             f"{t['quantization']:8} {t['input_dtype'] + '/' + t['output_dtype']:14} {t['description']}"
         )
     return "\n".join(rows)
-
-
-def _parse_input_shape(text: str):
-    """``--input-shape`` (lazy: the convert package is not imported for plain ``fit``)."""
-    from edgert.convert.layout import parse_input_shape as parse
-
-    return parse(text)
 
 
 def _fit(args) -> int:

@@ -13,7 +13,9 @@ import numpy as np
 from edgert.errors import InputDataError
 from edgert.files import load_numpy
 
-__all__ = ["Dataset", "load_dataset", "split_dataset", "digits_dataset", "digit_pixels", "IMAGE_SUFFIXES"]
+__all__ = [
+    "Dataset", "check_classifier_data", "load_dataset", "split_dataset", "digits_dataset", "digit_pixels", "IMAGE_SUFFIXES",
+]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".pgm", ".ppm", ".gif", ".webp")
 
@@ -136,6 +138,23 @@ def _load_folder(path: Path, input_shape: tuple) -> Dataset:
     if not xs:
         raise InputDataError(f"{path}: the class folders hold no images", f"supported: {', '.join(IMAGE_SUFFIXES)}")
     return Dataset(np.stack(xs).astype(np.float32), np.asarray(ys, dtype=np.int64), classes)
+
+
+def check_classifier_data(data: Dataset, classes: int) -> None:
+    """Refuse data optimize cannot measure top-1 on: no labels, a model with fewer than two outputs,
+    labels beyond the model's ``classes`` outputs.
+
+    Raises:
+        InputDataError: Which of these it is, and the fix.
+    """
+    if data.y is None:
+        raise InputDataError("the data has no labels", "optimize measures accuracy: give integer class labels (y)")
+    if classes < 2:
+        raise InputDataError(f"the model outputs {classes} value(s): optimize measures top-1 and needs a classifier",
+                             "use `edgert convert` for regression models")
+    if data.y.max() >= classes:
+        raise InputDataError(f"labels go up to {int(data.y.max())} but the model has {classes} outputs",
+                             "labels must be class indices 0..N-1 of the model's outputs")
 
 
 def split_dataset(data: Dataset, test_fraction: float = 0.3, seed: int = 0) -> tuple[Dataset, Dataset]:

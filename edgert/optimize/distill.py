@@ -24,6 +24,7 @@ from edgert.optimize._keras import (
     parameter_count,
     seed_training,
 )
+from edgert.optimize.foreign import require_keras
 from edgert.optimize.surgery import narrow_model
 
 __all__ = ["width_student", "distill", "DistillResult", "soft_targets"]
@@ -38,6 +39,7 @@ def width_student(teacher: Any, multiplier: float, seed: int = 0) -> Any:
         InputDataError: Multiplier outside (0, 1].
         ConversionError: The teacher is not a chain of layers (pass a student architecture instead).
     """
+    require_keras(teacher, "student")
     if not 0.0 < multiplier <= 1.0:
         raise InputDataError(f"width multiplier {multiplier} is outside (0, 1]", "use e.g. 0.5 for half the filters")
     keras().utils.set_random_seed(seed)
@@ -149,7 +151,9 @@ def distill(
 
     Raises:
         InputDataError: Bad temperature/alpha, fewer samples than a batch, mismatched student.
+        ConversionError: The teacher is an ONNX/PyTorch model (distillation trains Keras students).
     """
+    require_keras(teacher, "student")
     k = keras()
     if temperature <= 0:
         raise InputDataError(f"temperature {temperature} must be > 0", "typical values are 2..8")

@@ -25,6 +25,7 @@ import numpy as np
 
 from edgert.errors import InputDataError
 from edgert.optimize._keras import clone, compile_for_training, epoch_callback, keras, parameter_count, seed_training
+from edgert.optimize.foreign import require_keras
 from edgert.optimize.surgery import narrow_model, prunable_layers
 
 __all__ = [
@@ -212,6 +213,7 @@ def magnitude_prune(
     Raises:
         InputDataError: Bad sparsity, no labels, fewer samples than a batch.
     """
+    require_keras(model, "magnitude")
     if not 0.0 < sparsity < 1.0:
         raise InputDataError(f"sparsity {sparsity} is outside (0, 1)", "use e.g. 0.5 for half of the weights")
     _check_data(x, y, batch_size)
@@ -264,6 +266,7 @@ def structured_prune(
         InputDataError: Bad fraction or data.
         ConversionError: The model branches or has a layer surgery cannot follow.
     """
+    require_keras(model, "structured")
     if not 0.0 < fraction < 1.0:
         raise InputDataError(f"filter fraction {fraction} is outside (0, 1)", "use e.g. 0.5 to remove half of the filters")
     if not prunable_layers(model):

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from edgert.optimize._keras import clone, keras
+from edgert.optimize.foreign import require_keras
 from edgert.optimize.pruning import fine_tune
 
 __all__ = ["fake_quantize", "quantization_aware_fine_tune"]
@@ -82,6 +83,7 @@ def quantization_aware_fine_tune(
     Raises:
         InputDataError: No labels or fewer samples than a batch.
     """
+    require_keras(model, "qat")
     tuned = clone(model)
     fine_tune(tuned, x, y, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
               callbacks=[_qat_callback(tuned, bits)], progress=progress, label="quantization-aware fine-tune", seed=seed)

@@ -33,7 +33,8 @@ import numpy as np
 from edgert.errors import ConversionError, EdgertError, InputDataError
 from edgert.files import atomic_write
 from edgert.interrupt import checkpoint, deferred_interrupts
-from edgert.optimize.data import Dataset, load_dataset, split_dataset
+from edgert.optimize.data import Dataset, check_classifier_data, load_dataset, split_dataset
+from edgert.optimize.foreign import TORCH_MODES, foreign_route, keras_only_reason, load_foreign
 from edgert.progress import report
 from edgert.runtime.micro import MicroError, micro_available
 from edgert.targets import Target, load_target
@@ -49,6 +50,7 @@ __all__ = [
     "optimize",
     "host_latency_ms",
     "choose_best",
+    "ForeignSearch",
 ]
 
 log = logging.getLogger("edgert.optimize")
@@ -293,18 +295,10 @@ def _load_inputs(model: Any, data: Dataset | str | Path | tuple, batch_size: int
         data = Dataset(np.asarray(data[0], np.float32), None if data[1] is None else np.asarray(data[1], np.int64))
     elif not isinstance(data, Dataset):
         data = load_dataset(data, input_shape)
-    if data.y is None:
-        raise InputDataError("the data has no labels", "optimize measures accuracy: give integer class labels (y)")
     if len(model.inputs) != 1 or len(model.outputs) != 1:
         raise InputDataError(f"the model has {len(model.inputs)} inputs and {len(model.outputs)} outputs",
                              "optimize handles single-input, single-output classifiers")
-    classes = int(np.prod(model.outputs[0].shape[1:]))
-    if classes < 2:
-        raise InputDataError(f"the model outputs {classes} value(s): optimize measures top-1 and needs a classifier",
-                             "use `edgert convert` for regression models")
-    if data.y.max() >= classes:
-        raise InputDataError(f"labels go up to {int(data.y.max())} but the model has {classes} outputs",
-                             "labels must be class indices 0..N-1 of the model's outputs")
+    check_classifier_data(data, int(np.prod(model.outputs[0].shape[1:])))
     if len(data) < 2 * batch_size:
         raise InputDataError(
             f"only {len(data)} samples: smaller than a training batch plus held-out data ({2 * batch_size} at least)",
@@ -464,9 +458,15 @@ class _Search:
         checkpoint()  # a Ctrl-C stops the search here, with this candidate already on disk
         return c
 
-    def measure(self, v: _Variant, model: Any, mode: str, on_candidate) -> Candidate:
+    def model_stats(self, model: Any, data: bytes) -> tuple[int, float | None]:
+        """(parameters, fraction of zero kernel weights) of the variant ``data`` was converted from."""
         from edgert.optimize._keras import parameter_count
-        from edgert.optimize.pruning import gzip_size, kernel_sparsity
+        from edgert.optimize.pruning import kernel_sparsity
+
+        return parameter_count(model), round(kernel_sparsity(model), 4)
+
+    def measure(self, v: _Variant, model: Any, mode: str, on_candidate) -> Candidate:
+        from edgert.optimize.pruning import gzip_size
 
         name = f"{v.name}/{mode}"
         c = Candidate(name, v.name, f"{_MODE_TEXT[mode]} + {v.technique}" if v.kind != "teacher" else _MODE_TEXT[mode], mode)
@@ -483,7 +483,7 @@ class _Search:
             c.status, c.reason = "failed", f"TensorFlow Lite Micro cannot run it: {e}"
             return self.record(c, on_candidate)
         c.size_bytes, c.gzip_bytes = len(data), gzip_size(data)
-        c.parameters, c.sparsity = parameter_count(model), round(kernel_sparsity(model), 4)
+        c.parameters, c.sparsity = self.model_stats(model, data)
         c.arena_bytes = fit.arena_bytes  # the arena on the target (None when fit cannot say)
         c.flash_bytes, c.target_latency_ms = fit.flash_bytes, fit.latency_ms
         c.host_latency_ms, c.accuracy = round(host, 4), round(acc, 4)
@@ -614,6 +614,72 @@ class _Search:
         return 100.0 * (self.base_accuracy - acc)
 
 
+class ForeignSearch(_Search):
+    """The search for an ONNX/PyTorch model (:mod:`edgert.optimize.foreign`): every format the target and
+    route allow, nothing trained; the Keras-only techniques of the space are listed as skipped."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.route = str(self.teacher.route)
+        if self.route == "torch":
+            for m in [m for m in self.modes if m not in TORCH_MODES]:
+                self.modes.remove(m)
+                self.skipped_modes[m] = (f"{m} is not available for PyTorch models: litert-torch writes "
+                                         f"{' or '.join(TORCH_MODES)} (export to ONNX for the other formats)")
+
+    def convert(self, key: str, model: Any, mode: str) -> bytes:
+        from edgert.convert.converter import convert_source
+        from edgert.convert.settings import settings_for
+
+        in_t, out_t = self.io_types(mode)
+        ck = (key, mode, in_t, out_t, self.target.name)
+        if ck not in self.cache.tflite:
+            settings = settings_for(self.target, mode, in_t, out_t)
+            samples = self.calibration if settings.needs_calibration else None
+            if self.route == "torch":
+                data = model.convert_to_tflite(settings, samples, progress=self.progress)
+            else:
+                data = convert_source(model, settings, samples, progress=self.progress)
+            self.cache.tflite[ck] = data
+        return self.cache.tflite[ck]
+
+    def model_stats(self, model: Any, data: bytes) -> tuple[int, float | None]:
+        from edgert.model import read_model
+
+        return read_model(data).parameters, None  # nothing pruned: no sparsity to report
+
+    def run(self, on_candidate=None) -> None:
+        from edgert.model import read_model
+
+        # The baseline is the original float model (torch / onnxruntime); the float32 .tflite gives size and speed.
+        float_bytes = self.convert("teacher", self.teacher, "float32")
+        float_pred = self.teacher.predict(self.test.x)
+        acc = float(np.mean(np.argmax(float_pred.reshape(len(float_pred), -1), axis=1) == self.test_y))
+        _, host = self.score(float_bytes, micro=False)
+        self.base_accuracy = acc
+        self.baseline = {"accuracy": round(acc, 4), "size_bytes": len(float_bytes), "host_latency_ms": round(host, 4),
+                         "parameters": read_model(float_bytes).parameters, "format": "float32",
+                         "reference": "torch" if self.route == "torch" else "onnxruntime"}
+        teacher = _Variant("teacher", "teacher", 0.0, None, "teacher")
+        for m in ALL_MODES:
+            if m in self.skipped_modes and (self.space.modes is None or m in self.space.modes):
+                self.skip(teacher, m, self.skipped_modes[m], on_candidate)
+        results = []
+        for i, m in enumerate(self.modes):
+            report(self.progress, i, len(self.modes), f"optimize {self.target.name}")
+            results.append(self.measure(teacher, self.teacher, m, on_candidate))
+        # One row per Keras-only variant (not per format too): each would need a Keras model first.
+        listed_mode = "int8" if "int8" in self.modes else (self.modes or ["int8"])[0]
+        for v in _variants(self.space)[1:]:
+            self.skip(v, listed_mode, keras_only_reason(v.kind, self.route), on_candidate)
+        int8 = next((c for c in results if c.mode == "int8" and c.measured), None)
+        # Where the Keras search would fine-tune (int8 fits but loses too much), say why it does not.
+        if self.space.qat and int8 is not None and int8.fits and int8.measured_accuracy()[1] > self.budget:
+            qat = _Variant("teacher+qat", "qat", 0.0, "teacher", "quantization-aware fine-tuning")
+            self.skip(qat, "int8", keras_only_reason("qat", self.route), on_candidate)
+        report(self.progress, len(self.modes), len(self.modes), f"optimize {self.target.name}")
+
+
 def optimize(
     model: Any,
     target: Any,
@@ -630,11 +696,15 @@ def optimize(
     cache: VariantCache | None = None,
     progress=None,
     seed: int = 0,
+    example_inputs: Any = None,
+    input_shape: Any = None,
 ) -> OptimizeResult:
     """Search techniques for the smallest (or fastest) model that fits ``target`` within an accuracy budget.
 
     Args:
-        model: A trained Keras classifier, or a path to a ``.keras``/``.h5``/SavedModel.
+        model: A trained Keras classifier, or a path to a ``.keras``/``.h5``/SavedModel; or an ONNX/PyTorch
+            classifier (``.onnx``, ``.pt2``, ``nn.Module``), which gets the post-training formats only: the
+            Keras-only techniques of ``space`` are listed as skipped candidates (:mod:`edgert.optimize.foreign`).
         target: A :class:`edgert.targets.Target` or a profile name/path.
         data: Labeled data: a :class:`Dataset`, ``(x, y)``, an ``.npz`` with ``x``/``y`` or a labeled folder.
             Split into fine-tuning and held-out parts unless ``test_data`` is given.
@@ -647,6 +717,8 @@ def optimize(
         labels, preprocessing: Stored in the winner's metadata (class names; image preprocessing).
         cache: Share trained variants across calls (:class:`VariantCache`).
         progress: Progress callback.
+        example_inputs, input_shape: For PyTorch modules (and dynamic ONNX/.pt2 shapes), as in
+            :func:`edgert.convert.convert`.
 
     Returns:
         :class:`OptimizeResult`; ``best`` is None when no candidate meets the budget (``closest`` says
@@ -664,16 +736,25 @@ def optimize(
     space = space or SearchSpace()
     target = load_target(target)
     prefer = resolve_prefer(prefer, target)
-    model, dataset = _load_inputs(model, data, space.batch_size)
+    search_class: type[_Search] = _Search
+    if foreign_route(model) is not None:
+        # Nothing is fine-tuned: the data only needs samples to calibrate on and to hold out.
+        model, dataset = load_foreign(model, data, example_inputs=example_inputs, input_shape=input_shape)
+        if test_data is not None:
+            test_data = load_foreign(model, test_data)[1]
+        search_class = ForeignSearch
+    else:
+        model, dataset = _load_inputs(model, data, space.batch_size)
     if test_data is None:
         train, test = split_dataset(dataset, test_fraction, seed)
     else:
         train, test = dataset, test_data
-    if len(train) < space.batch_size:
+    if search_class is _Search and len(train) < space.batch_size:
         raise InputDataError(f"only {len(train)} fine-tuning samples, fewer than one batch of {space.batch_size}",
                              "give more labeled data")
     labels = labels or dataset.labels or None
-    search = _Search(model, target, train, test, float(max_accuracy_drop), space, cache or VariantCache(), progress, seed)
+    search = search_class(model, target, train, test, float(max_accuracy_drop), space, cache or VariantCache(),
+                          progress, seed)
     out = Path(output_dir) if output_dir is not None else None
 
     def snapshot(s: _Search, interrupted: bool = False) -> OptimizeResult:
