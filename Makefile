@@ -16,12 +16,12 @@ ONNX2TF_PACKAGES := onnx2tf==1.29.24
 # The firmware tests (tests/firmware/test_qemu_*.py) build TFLite Micro for Cortex-M and boot it in QEMU.
 FIRMWARE_APT := gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm
 
-.PHONY: demo test lint test-main test-tflite-runtime bench clean firmware-toolchain
+.PHONY: demo test lint test-main test-tflite-runtime test-aarch64 bench clean firmware-toolchain
 
 demo: $(VENV)/.stamp
 	$(VENV)/bin/edgert demo
 
-test: lint test-main test-tflite-runtime
+test: lint test-main test-tflite-runtime test-aarch64
 
 # ruff (pycodestyle, pyflakes, isort, bugbear, pyupgrade, naming) and mypy, both configured in pyproject.toml.
 lint: $(VENV)/.stamp
@@ -33,6 +33,12 @@ test-main: $(VENV)/.stamp $(ONNX2TF_VENV)/.stamp firmware-toolchain
 
 test-tflite-runtime: $(PI_VENV)/.stamp
 	$(PI_VENV)/bin/python -m pytest -q -m runtime -p no:cacheprovider
+
+# The Raspberry Pi lane: an arm64 Debian 12 userland under qemu-user (root filesystem and both Pi venvs cached in
+# ~/.cache/edgert/aarch64), edgert installed there from this clone and the Pi tests run in it. Needs root; skips
+# with one line without it, fails under CI=true. See tools/aarch64_lane.py.
+test-aarch64:
+	EDGERT_PI_PACKAGES='$(PI_PACKAGES)' $(PYTHON) tools/aarch64_lane.py
 
 bench: $(VENV)/.stamp
 	for b in benchmarks/*.py; do $(VENV)/bin/python $$b || exit 1; done

@@ -10,7 +10,13 @@ from edgert.model import read_model
 from edgert.runtime import dequantize, load_model, quantize
 from edgert.runtime.tensors import random_input
 from tests.conftest import conformance_models, require_conformance
-from tests.runtime.reference import assert_as_claimed, machine, pattern_input, read_reference
+from tests.runtime.reference import (
+    assert_as_claimed,
+    machine,
+    pattern_input,
+    read_reference,
+    recorded_architectures,
+)
 
 pytestmark = pytest.mark.runtime
 
@@ -94,14 +100,33 @@ def test_builtin_kernels_give_the_same_bits_on_every_backend(model_path):
     builtin = load_model(path, threads=1, kernels="builtin")
     assert builtin.kernels == "builtin"
     for i, got in enumerate(builtin.predict(*inputs, dequantize_output=False)):
-        assert_as_claimed(got, [reference[f"{path.stem}/{i}/builtin"]], exact=same_arch)
+        assert_as_claimed(got, [reference[f"{path.stem}/{i}/builtin"]], exact=same_arch, kernels="builtin")
     # TFLite's reference kernels: one build gives the same integer bits on every architecture; another build
     # may round a few outputs differently (tflite-runtime 2.14 vs ai-edge-litert 2.3: 2 LSB on the AD01 model).
     reference_model = load_model(path, threads=1, kernels="reference")
     same_build = (reference_model.backend.name, reference_model.backend.version) == (info["backend"], info["version"])
     for i, got in enumerate(reference_model.predict(*inputs, dequantize_output=False)):
         exact = same_build and (got.dtype.kind != "f" or same_arch)
-        assert_as_claimed(got, [reference[f"{path.stem}/{i}/reference"]], exact=exact)
+        assert_as_claimed(got, [reference[f"{path.stem}/{i}/reference"]], exact=exact, kernels="reference")
+
+
+@pytest.mark.parametrize("model_path", conformance_models())
+def test_two_architectures_differ_only_as_claimed(model_path):
+    """ai-edge-litert's recordings on x86-64 and on aarch64 (the emulated Pi of tools/aarch64_lane.py) differ only
+    as EQUALITY claims: reference-kernel integers bit-identical; optimized-kernel integers within
+    ``cross_arch_int8_lsb`` of their kernel set with the same top-1; floats within ``float_relative`` (measured:
+    below 1e-6)."""
+    path = require_conformance(model_path)
+    assert {"x86_64", "aarch64"} <= set(recorded_architectures()), "record both: tests/runtime/reference.py"
+    (x86_info, x86), (arm_info, arm) = read_reference("x86_64"), read_reference("aarch64")
+    assert (x86_info["backend"], x86_info["version"]) == (arm_info["backend"], arm_info["version"])
+    assert x86_info["models"][path.stem] == arm_info["models"][path.stem], "corpus changed: record both again"
+    keys = [k for k in x86 if k.split("/")[0] == path.stem]
+    assert keys and sorted(keys) == sorted(k for k in arm if k.split("/")[0] == path.stem)
+    for key in keys:
+        kernels = key.split("/")[2] if key.count("/") == 2 else "auto"
+        exact = kernels == "reference" and x86[key].dtype.kind != "f"
+        assert_as_claimed(arm[key], [x86[key]], exact=exact, kernels=kernels)
 
 
 def test_unknown_kernels_are_refused(conformance_dir):
