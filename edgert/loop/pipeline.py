@@ -401,6 +401,8 @@ class Pipeline:
         self._alive = self._heartbeat  # last sign of life of the capture thread (systemd watchdog)
         self._reopening = False
         self._captured = 0
+        self._read_lock = threading.Lock()  # reading and numbering a frame (capture thread, or the loop thread)
+        self._source_ended = False
         self._reopens = 0
         self._fatal: str | None = None
         # Capture-side seconds and skipped frames, one dict per thread (no shared counters): [reader, *preparers].
@@ -478,8 +480,15 @@ class Pipeline:
                 t0 = time.perf_counter()
                 self._alive = time.monotonic()
                 try:
-                    frame = source.read()
+                    with self._read_lock:  # the loop thread may read a frame too (see _steal_read)
+                        if self._source_ended:
+                            break
+                        frame = source.read()
+                        if frame is not None:
+                            frame.index = self._captured
+                            self._captured += 1
                 except EndOfSource:
+                    self._source_ended = True
                     break
                 except (SourceLost, OSError) as e:
                     if not source.live:
@@ -494,13 +503,15 @@ class Pipeline:
                 frame.timestamp = self._heartbeat
                 frame.work = time.perf_counter() - t0
                 stats["read"] += frame.work
-                frame.index = self._captured
-                self._captured += 1
                 if inboxes:
                     if not inboxes[frame.index % len(inboxes)].put(frame, stop):
                         break
                     continue
-                if self._decode_and_prepare(frame, stats) and not self._outboxes[0].put(frame, stop):
+                if not self._decode_and_prepare(frame, stats):
+                    if source.live:
+                        continue
+                    frame.tensor = None  # finite: it still goes through, so the loop's turns stay in step (it skips it)
+                if not self._outboxes[0].put(frame, stop):
                     break
                 if not source.live and self.max_frames is not None and self._captured >= self.max_frames:
                     break
@@ -577,6 +588,52 @@ class Pipeline:
         frame = best.try_get() if best is not None else None
         if frame is None:
             return False
+        self._prepare_stolen(frame, stolen, stats)
+        return True
+
+    def _steal_read(self, stolen: dict[int, Frame], stats: dict[str, float]) -> bool:
+        """(Loop thread, no prepare threads, its next frame still being prepared) read and prepare the next one itself.
+
+        Like :meth:`_steal`, for a heavy finite source prepared on the capture
+        thread: the loop reads the following frame (when the capture thread is not
+        reading just then) and prepares it, instead of waiting. False when it did not.
+        """
+        lock = self._read_lock
+        if not lock.acquire(blocking=False):
+            return False
+        try:
+            if self._source_ended or self._stop.is_set() or (
+                    self.max_frames is not None and self._captured >= self.max_frames):
+                return False
+            t0 = time.perf_counter()
+            try:
+                frame = self.source.read()
+            except EndOfSource:
+                self._source_ended = True
+                return False
+            except (SourceLost, OSError) as e:  # a finite source: as on the capture thread, the end of the run
+                self._fatal = f"{self.source.describe()}: {e}"
+                self._stop.set()
+                return False
+            if frame is None:
+                return False
+            frame.index = self._captured
+            self._captured += 1
+        except Exception as e:  # a reader bug: end the run with it in the summary, as on the capture thread
+            log.exception("reading a frame on the loop thread failed")
+            self._fatal = f"{self.source.describe()}: {type(e).__name__}: {e}"
+            self._stop.set()
+            return False
+        finally:
+            lock.release()
+        frame.timestamp = self._heartbeat = time.monotonic()
+        frame.work = time.perf_counter() - t0
+        stats["read"] += frame.work
+        self._prepare_stolen(frame, stolen, stats)
+        return True
+
+    def _prepare_stolen(self, frame: Frame, stolen: dict[int, Frame], stats: dict[str, float]) -> None:
+        """Prepare a frame on the loop thread and keep it for its turn (errors as on a prepare thread)."""
         try:
             if not self._decode_and_prepare(frame, stats):
                 frame.tensor = None
@@ -588,7 +645,6 @@ class Pipeline:
             self._fatal = f"{self.source.describe()}: {type(e).__name__}: {e}"
             self._stop.set()
         stolen[frame.index] = frame
-        return True
 
     def _reopen(self, reason: Exception) -> bool:
         """Reopen a lost live source with back-off; False when stopped first."""
@@ -639,6 +695,8 @@ class Pipeline:
         inboxes = self._inboxes
         stolen: dict[int, Frame] = {}
         loop_stats = self._capture_stats[-1]
+        # Heavy finite frames only: a light frame is never worth it, and such sources never block in read().
+        may_steal = not self.source.live and (bool(inboxes) or self.source.heavy_frames)
         self._thread = threading.Thread(target=self._capture_loop, name="edgert-capture", daemon=True)
         self._preparers = [
             threading.Thread(target=self._prepare_loop, args=(inbox, outbox, stats), name=f"edgert-prepare-{k}", daemon=True)
@@ -664,9 +722,10 @@ class Pipeline:
                     frame = stolen.pop(turn, None) if stolen else None
                     if frame is None:
                         mine = taken[turn % len(outboxes)]
-                        if not mine and inboxes:
+                        if not mine and may_steal:
                             mine.extend(queue.get_all(0.0))
-                            if not mine and self._steal(stolen, loop_stats):
+                            if not mine and (self._steal(stolen, loop_stats) if inboxes
+                                             else self._steal_read(stolen, loop_stats)):
                                 continue  # prepared a later frame while its own was still being prepared
                         if not mine:
                             mine.extend(queue.get_all(_POLL))

@@ -139,6 +139,39 @@ def test_the_loop_thread_prepares_frames_itself_while_its_next_one_is_not_ready(
     assert [r.classes[0].score for r in results] == [r.classes[0].score for r in inline]
 
 
+def test_without_prepare_threads_the_loop_thread_reads_and_prepares_the_next_frame_itself(vww_model, scene_images):
+    # The same for a heavy finite source prepared on the capture thread: the capture thread holds
+    # frame 0 until the loop thread has read and decoded a later frame itself.
+    loop_decoded = threading.Event()
+    decoded_by: dict[int, str] = {}
+
+    class Slides(_Slides):
+        scheme, count, heavy_frames = "test-read-stolen-slides", 12, True
+
+        def picture(self, i: int):
+            return i
+
+        def decode(self, frame):
+            i = frame.data
+            decoded_by[i] = threading.current_thread().name
+            if threading.current_thread() is threading.main_thread():
+                loop_decoded.set()
+            elif i == 0:
+                assert loop_decoded.wait(10.0)
+            frame.data = scene_images[i % 2]
+
+    register_source("test-read-stolen-slides", Slides)
+    results = []
+    summary = Pipeline(vww_model, "test-read-stolen-slides:", on_result=results.append, prepare_threads=0).run()
+    assert summary.frames == 12 and summary.stopped_by == "end" and summary.skipped == 0
+    stolen = sorted(i for i, name in decoded_by.items() if name == threading.main_thread().name)
+    assert stolen and 0 not in stolen and len(decoded_by) == 12
+    assert [r.frame for r in results] == list(range(12))
+    assert [r.name for r in results] == [str(i) for i in range(12)]
+    expected = [vww_model.predict(prepare_image(scene_images[i % 2], vww_model.inputs[0]))[0][0] for i in range(2)]
+    assert [r.classes[0].score for r in results] == [float(expected[i % 2].max()) for i in range(12)]
+
+
 def test_prepare_threads_only_for_finite_sources(vww_model, monkeypatch):
     from edgert.errors import InputDataError
     from edgert.loop.pipeline import default_prepare_threads
