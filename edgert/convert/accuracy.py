@@ -214,7 +214,8 @@ def _tensor_rows(float_data: bytes, converted: bytes, x: np.ndarray) -> list[dic
             a[1] += float(np.mean((fv - cv) ** 2))
             a[2] = max(a[2], float(np.max(np.abs(fv - cv))) if fv.size else 0.0)
     n = max(len(x), 1)
-    return [_row(_short(name), op_of[name], a[0] / n, a[1] / n, a[2]) for name, a in acc.items()]
+    # Full names: layer_errors maps them to layers (litert-torch puts the module path after the first ';').
+    return [_row(name, op_of[name], a[0] / n, a[1] / n, a[2]) for name, a in acc.items()]
 
 
 def _keras_layer(tensor_name: str, layer_names: set[str]) -> str | None:
@@ -224,6 +225,23 @@ def _keras_layer(tensor_name: str, layer_names: set[str]) -> str | None:
             if cand in layer_names:
                 return cand
     return None
+
+
+def _torch_module(tensor_name: str, module_names: set[str]) -> str | None:
+    """The PyTorch module a litert-torch tensor comes from: ``.../torch.nn.modules.conv.Conv2d_conv1;1`` -> ``conv1``."""
+    for part in reversed(tensor_name.split(";")):
+        seg = part.rsplit("/", 1)[-1]
+        for name in sorted(module_names, key=len, reverse=True):
+            if seg.endswith("_" + name):
+                return name
+    return None
+
+
+def _torch_tensor(tensor_name: str) -> str:
+    """The module of a litert-torch tensor name: the last path segment of its most specific ';'-part
+    (the first part is the channels-last wrapper's), e.g. ``torch.nn.modules.conv.Conv2d_conv1``."""
+    parts = [p for p in tensor_name.split(";") if p and not p.isdigit()]
+    return (parts[-1] if parts else tensor_name).rsplit("/", 1)[-1]
 
 
 def _sort_key(row: dict[str, Any]) -> float:
@@ -258,7 +276,8 @@ def layer_errors(
     """
     debug_x = x[:_LAYER_SAMPLES]
     method, table, note = None, [], None
-    if settings.mode == "int8" and samples is not None:
+    # The debugger re-converts through TFLiteConverter, which a PyTorch source (litert-torch) has not.
+    if settings.mode == "int8" and samples is not None and getattr(source, "route", None) != "torch":
         try:
             table = _debugger_rows(source, settings, samples, debug_x)
             method = "quantization_debugger"
@@ -274,9 +293,15 @@ def layer_errors(
         table = _tensor_rows(float_data, converted, debug_x)
         method = "tensor_compare"
     names = set(getattr(source, "layer_names", []) or [])
+    torch_route = getattr(source, "route", None) == "torch"
     for row in table:
-        row["tensor"] = row["layer"]
-        row["layer"] = _keras_layer(row["tensor"], names) or row["tensor"]
+        full = row["layer"]
+        if torch_route:
+            row["tensor"] = _torch_tensor(full)
+            row["layer"] = _torch_module(full, names) or row["tensor"]
+        else:
+            row["tensor"] = _short(full)
+            row["layer"] = _keras_layer(full, names) or row["tensor"]
     table.sort(key=_sort_key)
     out: dict[str, Any] = {"method": method, "samples": int(len(debug_x)), "layers": table[:rows]}
     if note:

@@ -27,7 +27,7 @@ from edgert.convert.layout import adapt_data, layout_record
 from edgert.convert.loader import load_source
 from edgert.convert.settings import ConverterSettings, settings_for
 from edgert.convert.source_model import SourceModel
-from edgert.errors import ConversionError, InputDataError
+from edgert.errors import ConversionError, EdgertError, InputDataError
 from edgert.files import atomic_write
 from edgert.jsonutil import json_default
 from edgert.model.c_source import reserved_arena_bytes, write_c_source
@@ -157,11 +157,15 @@ def _accuracy(source: SourceModel, settings, data: bytes, float_data: bytes | No
     converted_pred = predict_samples(data, x, progress, "evaluating")
     result = compare(float_pred, converted_pred, y)
     if hasattr(source, "convert_to_tflite") and float_data is None:
-        # litert-torch quantizes inside PyTorch: no TFLite debugger model and no float twin to compare by name.
-        note = "per-layer error is not available on the PyTorch route"
-        result["layers"] = {"method": None, "samples": 0, "layers": [], "note": note}
-    else:
-        result["layers"] = layer_errors(source, settings, data, samples, x, float_data=float_data)
+        # litert-torch quantizes inside PyTorch (no TFLite debugger model), but its float32 conversion of
+        # the same module names every op output as the int8 one does: compare the tensors by name.
+        try:
+            float_data = source.convert_to_tflite(_float_settings(settings), None, progress=progress)
+        except EdgertError as e:
+            note = f"per-layer error unavailable: litert-torch could not convert the float32 twin ({e})"
+            result["layers"] = {"method": None, "samples": 0, "layers": [], "note": note}
+            return result
+    result["layers"] = layer_errors(source, settings, data, samples, x, float_data=float_data)
     return result
 
 

@@ -45,8 +45,9 @@ log = logging.getLogger("edgert.convert")
 TORCH_SUFFIXES = (".pt2",)
 #: Install line for the route's packages (CPU build of torch: no CUDA download).
 INSTALL_HINT = "pip install 'edgert[torch]' (CPU torch: pip install torch --index-url https://download.pytorch.org/whl/cpu first)"
-#: Raw litert-torch conversions kept per process: MCU and Coral share one (only their I/O differs).
-_CACHE_SIZE = 4
+#: Raw litert-torch conversions kept per process: MCU and Coral share one (only their I/O differs), and
+#: the float32 twin the per-layer table compares with is one per model.
+_CACHE_SIZE = 8
 _cache: OrderedDict[tuple, bytes] = OrderedDict()
 #: Largest difference, in output quantization steps, the I/O edit may make.
 _IO_EDIT_MAX_STEPS = 1
@@ -140,7 +141,7 @@ class TorchSource(SourceModel):
             self.sha256,
             self.source_input_shape,
             settings.mode,
-            settings.per_channel_dense,
+            settings.per_channel_dense if settings.mode == "int8" else None,  # float32: one for every target
             _digest(samples) if settings.mode == "int8" else None,
         )
         raw = _cache.get(key)

@@ -126,6 +126,15 @@ def test_converts_for_target(trained, route, kind, target, tmp_path):
     # Runs in LiteRT and agrees with the float original.
     acc = result.accuracy
     assert acc["agreement"] >= MIN_AGREEMENT, acc
+    # Per-layer error: the TFLite debugger on the ONNX route; on the PyTorch route each op output against
+    # litert-torch's float32 conversion, rows named by the module they come from.
+    layers = acc["layers"]
+    assert layers["layers"] and all(r["snr_db"] is None or np.isfinite(r["snr_db"]) for r in layers["layers"]), layers
+    if route == "torch":
+        assert layers["method"] == "tensor_compare", layers
+        assert {"conv1", "conv2"} <= {r["layer"] for r in layers["layers"]}, layers
+    else:
+        assert layers["method"] in ("quantization_debugger", "tensor_compare"), layers
     m = load_model(result.tflite, trusted=True)
     ev = trained[kind]["x"][trained[kind]["n_train"] :][:3]
     x_last = np.moveaxis(ev, 1, -1)

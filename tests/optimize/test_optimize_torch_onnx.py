@@ -92,6 +92,7 @@ def test_pytorch_module_for_a_pi(sensor, tmp_path):
     assert {c.variant for c in result.candidates if c.status != "skipped"} == {"teacher"}
     report = _winner_checks(tmp_path / "best", 3, x.shape[1:])
     assert report["source"]["format"] == "torch" and report["optimize"]["candidate"]["name"] == "teacher/int8"
+    assert report["accuracy"]["layers"]["method"] == "tensor_compare"  # per-layer error on the PyTorch route
     saved = json.loads((tmp_path / "candidates.json").read_text())
     assert saved["chosen"] == "teacher/int8"
 
