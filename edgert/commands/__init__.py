@@ -19,6 +19,7 @@ __all__ = [
     "add_input_shape_option",
     "add_kernels_option",
     "add_no_cache_option",
+    "choice_list",
     "float_list",
     "positive_int",
     "non_negative_int",
@@ -79,6 +80,20 @@ def float_list(text: str) -> list[float]:
         return [float(v) for v in text.replace(" ", "").split(",") if v]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a number or comma-separated numbers, got {text!r}") from None
+
+
+def choice_list(choices: tuple[str, ...]) -> Callable[[str], list[str]]:
+    """``type=`` for ``"int8,float16"``: each item one of ``choices``; an unknown one is a one-line usage error."""
+
+    def parse(text: str) -> list[str]:
+        items = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in items if v not in choices]
+        if bad or not items:
+            raise argparse.ArgumentTypeError(f"unknown {', '.join(bad) or 'empty list'}; choose from {','.join(choices)}")
+        return items
+
+    parse.__doc__ = f"comma-separated subset of {', '.join(choices)}"
+    return parse
 
 
 def input_shape(text: str) -> tuple[int, ...] | None:

@@ -6,6 +6,7 @@ import sys
 
 from edgert.commands import (
     add_input_shape_option,
+    choice_list,
     float_list,
     non_negative_float,
     open_fraction,
@@ -14,7 +15,7 @@ from edgert.commands import (
     unit_fraction,
 )
 from edgert.commands.output import emit, progress_bar
-from edgert.errors import InputDataError
+from edgert.targets.base import ALL_FORMATS
 from edgert.units import format_bytes
 
 __all__ = ["register"]
@@ -46,7 +47,7 @@ def register(sub, add_common) -> None:
     p.add_argument("--temperature", type=positive_float, default=2.0, help="distillation softmax temperature (default 2)")
     p.add_argument("--alpha", type=unit_fraction, default=0.5,
                    help="distillation weight of the hard labels vs the teacher's soft targets (default 0.5)")
-    p.add_argument("--formats", default=None, metavar="LIST",
+    p.add_argument("--formats", type=choice_list(ALL_FORMATS), default=None, metavar="LIST",
                    help="formats to consider: float16,dynamic,int8,int16x8 (default: all the target can run)")
     p.add_argument("--no-qat", action="store_true", help="do not try quantization-aware fine-tuning")
     p.add_argument("--prefer", choices=("auto", "size", "latency"), default="auto",
@@ -78,7 +79,7 @@ def register(sub, add_common) -> None:
 
 
 def _space(args):
-    from edgert.optimize.search import ALL_MODES, SearchSpace
+    from edgert.optimize.search import SearchSpace
 
     space = SearchSpace(qat=not args.no_qat, batch_size=args.batch_size, temperature=args.temperature, alpha=args.alpha)
     if args.sparsity is not None:
@@ -88,11 +89,8 @@ def _space(args):
     if args.students is not None:
         space.students = args.students
     if args.formats:
-        space.modes = [m.strip() for m in args.formats.split(",") if m.strip()]
-        bad = [m for m in space.modes if m not in ALL_MODES]
-        if bad:
-            raise InputDataError(f"--formats: unknown {', '.join(bad)}", f"choose from {','.join(ALL_MODES)}")
-    # --temperature, --alpha, --batch-size and --test-fraction are range-checked by their argparse types.
+        space.modes = args.formats
+    # --formats, --temperature, --alpha, --batch-size and --test-fraction are checked by their argparse types.
     return space
 
 

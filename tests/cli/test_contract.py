@@ -55,6 +55,8 @@ def test_unknown_option_is_one_line(command, capsys):
          "--test-fraction: must be between 0 and 1 (exclusive), got 1"),
         (["optimize", MISSING, "-t", "x", "-d", "y", "-o", "z", "--max-accuracy-drop", "1", "--alpha", "1.5"],
          "--alpha: must be from 0 to 1"),
+        (["optimize", MISSING, "-t", "x", "-d", "y", "-o", "z", "--max-accuracy-drop", "1", "--formats", "int8,int4"],
+         "--formats: unknown int4; choose from float16,dynamic,int8,int16x8"),
         (["demo", "--frames", "0"], "--frames: must be at least 1"),
     ],
 )
