@@ -65,7 +65,7 @@ def register(sub, add_common) -> None:
                    help="shrink camera/video frames with OpenCV INTER_AREA (faster; not bit-equal to edgert predict)")
     p.add_argument("--prepare-threads", type=non_negative_int, default=None, metavar="N",
                    help="threads decoding/preparing frames of a video or image folder side by side "
-                   "(default: one per core but one, at most 3; 0: on the capture thread)")
+                   "(default: one per core but two, at most 3; 0: on the capture thread)")
     p.add_argument("--stall-timeout", type=positive_float, default=5.0, metavar="S",
                    help="seconds a live source's read may hang before the device is reset and reopened with back-off "
                    "(default 5; a quiet serial sensor is simply waited for)")

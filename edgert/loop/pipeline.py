@@ -9,7 +9,7 @@ sources are resized by OpenCV where that gives Pillow's result (see
 
 Finite image sources (image folders, videos) are usually bound by decoding and
 resizing, not by the model: there the capture thread only reads, and
-``prepare_threads`` threads (default: one per core but one, at most 3) decode and
+``prepare_threads`` threads (default: one per core but two, at most 3) decode and
 prepare frames side by side (Pillow and OpenCV release the GIL). Frame ``i``
 goes to prepare thread ``i % n`` and the loop takes results back in the same
 rotation, so order is kept without sorting. When the loop thread finds its next
@@ -149,18 +149,21 @@ def _fmt(v: float | None) -> str:
 
 
 def default_prepare_threads(source: Source) -> int:
-    """Prepare threads for ``source`` when the caller does not say: one per core but one, at most 3.
+    """Prepare threads for ``source`` when the caller does not say: one per core but two, at most 3.
 
     Only finite sources with :attr:`~edgert.loop.Source.heavy_frames` get them
     (image folders, video files: decoding or resizing a picture can cost more
     than invoking a small model). Live sources, and light frames (npy rows,
     sensor windows: a hand-off to another thread costs more than preparing
-    them), are prepared on the capture thread. One core is left to the model:
-    measured on 2 cores with VWW int8 (``benchmarks/loop_throughput.py``), one
-    prepare thread beats none by 8-17 % where decoding is the bottleneck
-    (XNNPACK kernels, 66 us per invoke) and by 3 % where the model is (builtin
-    kernels, 330 us), while a second thread wins another 11 % in the first case
-    but loses 2-9 % in the second, by taking the model's core.
+    them), are prepared on the capture thread. Two cores are left to the capture
+    thread and the model's thread, which both prepare frames as well when the
+    model waits (the loop thread reads and prepares the next frame itself when its
+    own is not ready). Measured on 2 cores with VWW int8
+    (``benchmarks/loop_throughput.py``), none beats one there in 8 of 8
+    interleaved runs with XNNPACK kernels (image folder and video; 0.6-1.3
+    instead of 2-3.5 thread switches and 5-15 % less CPU per frame, each
+    switch costing ~20 us of CPU on that virtual machine) and in 5 of 6 where
+    the model is the bottleneck (builtin kernels).
     """
     if source.live or not source.heavy_frames:
         return 0
@@ -168,7 +171,7 @@ def default_prepare_threads(source: Source) -> int:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         cores = os.cpu_count() or 1
-    return max(0, min(cores - 1, 3))
+    return max(0, min(cores - 2, 3))
 
 
 class FrameQueue:
@@ -577,7 +580,7 @@ class Pipeline:
         does a share of the decoding itself whenever it runs out of frames: on few
         cores that share is what the model leaves of its core. Where the model is
         the bottleneck the next frame is always ready, so it never steals. The
-        frame is kept in ``stolen`` until its turn comes. False when no frame is waiting.
+        frame is kept in ``stolen`` until its turn comes (one at a time). False when no frame is waiting.
         """
         best: FrameQueue | None = None
         first = -1
@@ -595,11 +598,12 @@ class Pipeline:
         """(Loop thread, no prepare threads, its next frame still being prepared) read and prepare the next one itself.
 
         Like :meth:`_steal`, for a heavy finite source prepared on the capture
-        thread: the loop reads the following frame (when the capture thread is not
-        reading just then) and prepares it, instead of waiting. False when it did not.
+        thread: the loop reads the following frame (after the capture thread's read
+        in progress, if any) and prepares it, instead of waiting. False when it did not.
         """
         lock = self._read_lock
-        if not lock.acquire(blocking=False):
+        # The capture thread may be reading (a video frame: ~0.1 ms): wait for it, then read the next one.
+        if not lock.acquire(timeout=_POLL):
             return False
         try:
             if self._source_ended or self._stop.is_set() or (
@@ -722,7 +726,7 @@ class Pipeline:
                     frame = stolen.pop(turn, None) if stolen else None
                     if frame is None:
                         mine = taken[turn % len(outboxes)]
-                        if not mine and may_steal:
+                        if not mine and may_steal and not stolen:  # one frame ahead at most: enough to fill the wait
                             mine.extend(queue.get_all(0.0))
                             if not mine and (self._steal(stolen, loop_stats) if inboxes
                                              else self._steal_read(stolen, loop_stats)):

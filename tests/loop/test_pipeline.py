@@ -192,8 +192,10 @@ def test_prepare_threads_only_for_finite_sources(vww_model, monkeypatch):
     camera.heavy_frames = True  # heavy, but live: frames stay on the capture thread to stay fresh
     assert default_prepare_threads(folder) == 3 and default_prepare_threads(camera) == 0
     assert default_prepare_threads(rows) == 0
-    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})
-    assert default_prepare_threads(folder) == 1
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    assert default_prepare_threads(folder) == 2
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1})  # the capture and loop threads share the work
+    assert default_prepare_threads(folder) == 0
     monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0})
     assert default_prepare_threads(folder) == 0
 
