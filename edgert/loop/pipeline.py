@@ -99,7 +99,9 @@ class RunSummary:
             as bytes), ``preprocess`` (resize, colour, normalise, quantize).
             Loop thread: ``wait`` (for the next frame), ``set_input``,
             ``invoke``, ``outputs`` (read and dequantize), ``postprocess``
-            (results), ``sinks``.
+            (results), ``sinks``, and ``stolen``: reading and preparing later
+            frames itself while its next one was still being prepared (that
+            work is also in the capture-side stages, which count it per frame captured).
     """
 
     frames: int = 0
@@ -686,7 +688,7 @@ class Pipeline:
         n_out = len(model.outputs)
         latencies: collections.deque[float] = collections.deque(maxlen=LATENCY_WINDOW)
         sink_errors: dict[str, dict[str, Any]] = {}
-        stages = dict.fromkeys(("wait", "set_input", "invoke", "outputs", "postprocess", "sinks"), 0.0)
+        stages = dict.fromkeys(("wait", "stolen", "set_input", "invoke", "outputs", "postprocess", "sinks"), 0.0)
         frames = max_lag = 0
         stopped_by = "end"
         need_float_input = post.task == "anomaly"
@@ -730,6 +732,7 @@ class Pipeline:
                             mine.extend(queue.get_all(0.0))
                             if not mine and (self._steal(stolen, loop_stats) if inboxes
                                              else self._steal_read(stolen, loop_stats)):
+                                stages["stolen"] += time.perf_counter() - t_wait
                                 continue  # prepared a later frame while its own was still being prepared
                         if not mine:
                             mine.extend(queue.get_all(_POLL))
