@@ -236,7 +236,9 @@ SMOKE = """
 set -e
 mkdir -p /tmp/edgert-src && cp -r /src/pyproject.toml /src/README.md /src/edgert /src/firmware_tools /src/targets /tmp/edgert-src/
 python -m pip install -q --no-build-isolation --force-reinstall --no-deps /tmp/edgert-src
-python -m pip check
+# The tflite-runtime venv has edgert without its default backend on purpose (as on a Pi image with tflite-runtime):
+# pip check may name that one missing requirement and nothing else.
+python -m pip check > /tmp/pip-check.txt || ! grep -v "requires ai-edge-litert, which is not installed" /tmp/pip-check.txt
 python - <<'EOF'
 import json, platform, sys
 import edgert, edgert.runtime, edgert.loop
