@@ -29,7 +29,7 @@ lint: $(VENV)/.stamp
 	$(VENV)/bin/mypy
 
 test-main: $(VENV)/.stamp $(ONNX2TF_VENV)/.stamp firmware-toolchain
-	$(VENV)/bin/python -m pytest -q
+	$(VENV)/bin/python -m pytest -q --durations=15
 
 test-tflite-runtime: $(PI_VENV)/.stamp
 	$(PI_VENV)/bin/python -m pytest -q -m runtime -p no:cacheprovider

@@ -1,4 +1,4 @@
-"""edgert.runtime imports on a device without TensorFlow (checked in a clean interpreter)."""
+"""edgert.runtime and edgert.loop import on a device without TensorFlow (checked in a clean interpreter)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def _modules_after(code: str) -> list[str]:
 
 
 def test_import_pulls_in_no_tensorflow():
-    loaded = _modules_after("import edgert, edgert.runtime")
+    loaded = _modules_after("import edgert, edgert.runtime, edgert.loop")
     assert "edgert" in loaded
     assert not [m for m in loaded if m in _HEAVY]
     # Importing is cheap: no backend is loaded until a model is.
