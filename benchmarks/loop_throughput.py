@@ -238,19 +238,41 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def thread_schedstat() -> tuple[int, int] | None:
+    """(ns running on a CPU, ns runnable but waiting for one) of the calling thread; None off Linux."""
+    try:
+        with open("/proc/thread-self/schedstat") as f:
+            running, waiting = f.read().split()[:2]
+    except OSError:
+        return None
+    return int(running), int(waiting)
+
+
 def loop_run(model, source: str, **options) -> dict:
-    """One loop run; fps is steady state (first result to last), CPU per frame over the whole run."""
+    """One loop run; fps is steady state (first result to last), CPU per frame over the whole run.
+
+    ``loop_thread``: the share of the run's wall time the loop thread (this one)
+    spent running on a CPU and runnable but waiting for a CPU (the kernel's
+    schedstat). Their sum near 1 means it was never blocked (on the GIL, a queue);
+    a large ``waiting_for_cpu`` means the machine had no core free for it.
+    """
     from edgert.loop import Pipeline
 
     stamps: list[float] = []
     pipeline = Pipeline(model, source, [], on_result=lambda r: stamps.append(time.perf_counter()), **options)
     cpu0 = cpu_seconds()
+    sched0, wall0 = thread_schedstat(), time.perf_counter()
     summary = pipeline.run()
+    sched1, wall = thread_schedstat(), time.perf_counter() - wall0
     cpu_us = (cpu_seconds() - cpu0) / summary.frames * 1e6
+    loop_thread = None
+    if sched0 is not None and sched1 is not None:
+        loop_thread = {"running": round((sched1[0] - sched0[0]) / 1e9 / wall, 3),
+                       "waiting_for_cpu": round((sched1[1] - sched0[1]) / 1e9 / wall, 3)}
     fps = (len(stamps) - 1) / (stamps[-1] - stamps[0])
     st = summary.stages_ms
-    loop_thread = ("stolen", "set_input", "invoke", "outputs", "postprocess", "sinks")
-    bookkeeping_us = max(0.0, 1e6 / fps - 1e3 * (st["wait"] + sum(st[k] for k in loop_thread)))
+    loop_stages = ("stolen", "set_input", "invoke", "outputs", "postprocess", "sinks")
+    bookkeeping_us = max(0.0, 1e6 / fps - 1e3 * (st["wait"] + sum(st[k] for k in loop_stages)))
     overhead_us = 1e3 * sum(st[k] for k in ("preprocess", "set_input", "outputs", "postprocess", "sinks")) + bookkeeping_us
     return {
         "frames": summary.frames,
@@ -259,6 +281,7 @@ def loop_run(model, source: str, **options) -> dict:
         "bookkeeping_us": round(bookkeeping_us, 2),
         "fps": round(fps, 2),
         "cpu_us_per_frame": round(cpu_us, 2),
+        "loop_thread": loop_thread,
         "latency_ms": summary.latency_ms,
         "stages_us": {k: round(v * 1e3, 2) for k, v in summary.stages_ms.items()},
     }
