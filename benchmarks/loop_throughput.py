@@ -48,6 +48,22 @@ Figures per scenario:
   invoke rate, which needs a third core. ``prepare`` is measured alone, on one
   thread, by the loop's own code, so counting it does not make the bound any
   easier than the work the loop must do. Both figures are reported.
+- ``bound_side_by_side_fps`` / ``bound_side_by_side_ratio``: the same bound with
+  the costs measured while both kinds of work run at once (``side_by_side``: a
+  forked process reads, decodes and prepares the frames while this one invokes
+  over the same window; the repeat that allows the most), or doing
+  everything on one core at solo costs if that is faster; never above
+  ``bound_fps``. Justification: ``bound_fps`` takes each cost as measured alone,
+  but the two cores of this host do not add up for this work. An XNNPACK invoke
+  of VWW takes ~175 us alone and ~320-360 us while the other core runs anything
+  busy (a GIL-free sha256 loop, a Pillow resize, a second interpreter's invokes,
+  measured in one process with no GIL between them): two interpreters invoking
+  side by side deliver no more invokes per second than one. The cores share
+  what the invoke needs (the host's vCPUs behave like the two hyperthreads of
+  one core), so no loop that overlaps decoding with inference gets the solo
+  invoke time; the slowdown is a property of the machine, not of the loop, and
+  ``side_by_side`` measures it in the same run, outside the loop. Both
+  ``bound_ratio`` (the headline target) and this ratio are reported.
 - ``overhead_us``: per-frame loop overhead excluding decode and invoke: the
   timed work of the loop per frame (``preprocess``: resize, colour, quantize;
   ``set_input``, ``outputs``, ``postprocess``, ``sinks``) plus the loop thread's
@@ -233,6 +249,45 @@ def capture_only(model, url: str, limit: int, opencv_shrink: bool = False) -> di
     return {"read_us": read / frames * 1e6, "decode_us": decode / frames * 1e6, "prepare_us": prepare / frames * 1e6}
 
 
+def side_by_side(model, url: str, limit: int, opencv_shrink: bool = False) -> dict[str, float]:
+    """The per-frame costs when both kinds of work run at once, as they must in any loop that uses two cores.
+
+    A forked process reads, decodes and prepares ``limit`` frames (:func:`capture_only`;
+    another process, so no GIL between the two, only the hardware they share) while
+    this one invokes the model in a tight loop over exactly that window: its
+    ``read_us`` / ``decode_us`` / ``prepare_us`` and the ``invoke_us`` beside it.
+    """
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    started, finished = ctx.Event(), ctx.Event()
+    results = ctx.SimpleQueue()
+
+    def frame_work() -> None:
+        started.set()
+        try:
+            results.put(capture_only(model, url, limit, opencv_shrink))
+        finally:
+            finished.set()
+
+    spec, interp = model.inputs[0], model.interpreter
+    interp.set_tensor(spec.index, np.zeros(spec.shape, spec.dtype))
+    worker = ctx.Process(target=frame_work, daemon=True)
+    worker.start()
+    try:
+        started.wait(10.0)
+        invokes = 0
+        start = time.perf_counter()
+        while not finished.is_set():
+            interp.invoke()
+            invokes += 1
+        elapsed = time.perf_counter() - start
+        costs = results.get()
+    finally:
+        worker.join(10.0)
+    return {"invoke_us": elapsed / max(invokes, 1) * 1e6, **costs}
+
+
 def cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -322,6 +377,7 @@ def measure(model, scenarios: dict[str, tuple[str, dict]], frames: int, repeats:
     captures: dict[str, list[dict]] = {}
     runs: dict[str, list[dict]] = {}
     other_runs: dict[str, list[dict]] = {}
+    sides: dict[str, list[dict]] = {}
     available: list[float] = []
     n_cores = cores()
     for _ in range(repeats):
@@ -329,6 +385,7 @@ def measure(model, scenarios: dict[str, tuple[str, dict]], frames: int, repeats:
         raw.append(raw_fps(model, frames))
         for name, (url, options) in scenarios.items():
             captures.setdefault(name, []).append(capture_only(model, url, frames, options.get("opencv_shrink", False)))
+            sides.setdefault(name, []).append(side_by_side(model, url, frames, options.get("opencv_shrink", False)))
             runs.setdefault(name, []).append(loop_run(model, url, max_frames=frames, **options))
             other = loop_run(model, url, max_frames=frames, prepare_threads=OTHER_PREPARE_THREADS, **options)
             if other["prepare_threads"] == runs[name][-1]["prepare_threads"]:  # the default already is that
@@ -355,6 +412,14 @@ def measure(model, scenarios: dict[str, tuple[str, dict]], frames: int, repeats:
         bound_us = max(invoke_us, read_us, (frame_us + prepare_us + invoke_us) / n_cores)
         # The bound as it was before prepare_us counted (decode + invoke only): reported for comparison.
         bound_excl_us = max(invoke_us, read_us, (frame_us + invoke_us) / n_cores)
+        # Attainable with the costs as they are when both cores work (see "side by side" above): the better of
+        # that and doing everything on one core at its solo costs.
+        def side_bound_us(c: dict) -> float:
+            return max(c["invoke_us"], c["read_us"], (c["read_us"] + c["decode_us"] + c["prepare_us"] + c["invoke_us"]) / n_cores)
+
+        side = min(sides[name], key=side_bound_us)  # the repeat whose costs (measured together) allow the most
+        bound_side_us = min(frame_us + prepare_us + invoke_us, side_bound_us(side))
+        bound_side_us = max(bound_side_us, bound_us)  # never above the bound at solo costs
         # Information only: the same bound on the cores the machine actually gave this process.
         bound_got_us = max(invoke_us, read_us, (frame_us + prepare_us + invoke_us) / got)
         b = max(runs[name], key=lambda r: r["fps"])
@@ -368,6 +433,9 @@ def measure(model, scenarios: dict[str, tuple[str, dict]], frames: int, repeats:
             "bound_excl_prepare_fps": round(1e6 / bound_excl_us, 2),
             "bound_excl_prepare_ratio": round(b["fps"] * bound_excl_us / 1e6, 3),
             "bound_on_available_cores_ratio": round(b["fps"] * bound_got_us / 1e6, 3),
+            "side_by_side": {k: round(side[k], 2) for k in ("invoke_us", "read_us", "decode_us", "prepare_us")},
+            "bound_side_by_side_fps": round(1e6 / bound_side_us, 2),
+            "bound_side_by_side_ratio": round(b["fps"] * bound_side_us / 1e6, 3),
             "ratio_attainable_here": 1e6 / bound_us >= TARGET_RATIO * raw_best,
             "overhead_us": min(r["overhead_us"] for r in runs[name]),
             "cpu_overhead_us": round(min(r["cpu_us_per_frame"] for r in runs[name]) - frame_us - invoke_us, 2),
