@@ -125,7 +125,10 @@ class Source:
     #: True when image frames are OpenCV arrays: the loop then resizes them with OpenCV (see edgert.loop.resize).
     opencv_frames: ClassVar[bool] = False
     #: True when preparing a frame is heavy (decoding a file, resizing a video frame): a finite
-    #: source then gets the loop's prepare threads (see edgert.loop.pipeline.default_prepare_threads).
+    #: source then gets the loop's prepare threads (see edgert.loop.pipeline.default_prepare_threads),
+    #: and its frames may be read and prepared on the loop thread too, whenever that thread would
+    #: wait (reads are serialised by a lock, so read() runs on one thread at a time but not always
+    #: the same one; it must not block for long).
     heavy_frames: ClassVar[bool] = False
 
     def __init__(self, url: ParsedUrl) -> None:
