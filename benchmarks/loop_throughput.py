@@ -54,16 +54,14 @@ Figures per scenario:
   over the same window; the repeat that allows the most), or doing
   everything on one core at solo costs if that is faster; never above
   ``bound_fps``. Justification: ``bound_fps`` takes each cost as measured alone,
-  but the two cores of this host do not add up for this work. An XNNPACK invoke
-  of VWW takes ~175 us alone and ~320-360 us while the other core runs anything
-  busy (a GIL-free sha256 loop, a Pillow resize, a second interpreter's invokes,
-  measured in one process with no GIL between them): two interpreters invoking
-  side by side deliver no more invokes per second than one. The cores share
-  what the invoke needs (the host's vCPUs behave like the two hyperthreads of
-  one core), so no loop that overlaps decoding with inference gets the solo
-  invoke time; the slowdown is a property of the machine, not of the loop, and
-  ``side_by_side`` measures it in the same run, outside the loop. Both
-  ``bound_ratio`` (the headline target) and this ratio are reported.
+  on an otherwise idle machine, but a loop that overlaps decoding with inference
+  never gets those: while one core decodes, the other invokes, and the two share
+  the chip (caches, memory bandwidth; on a virtual machine possibly one physical
+  core's two hyperthreads) and, on a shared host, the CPU time a neighbour
+  leaves. ``side_by_side`` measures what each kind of work costs while the other
+  runs, outside the loop, with no GIL between them (two processes), in the same
+  run, so it charges the loop with the machine's slowdown and nothing of the
+  loop's own. Both ``bound_ratio`` (the headline target) and this ratio are reported.
 - ``overhead_us``: per-frame loop overhead excluding decode and invoke: the
   timed work of the loop per frame (``preprocess``: resize, colour, quantize;
   ``set_input``, ``outputs``, ``postprocess``, ``sinks``) plus the loop thread's
