@@ -161,11 +161,12 @@ def default_prepare_threads(source: Source) -> int:
     thread and the model's thread, which both prepare frames as well when the
     model waits (the loop thread reads and prepares the next frame itself when its
     own is not ready). Measured on 2 cores with VWW int8
-    (``benchmarks/loop_throughput.py``), none beats one there in 8 of 8
-    interleaved runs with XNNPACK kernels (image folder and video; 0.6-1.3
-    instead of 2-3.5 thread switches and 5-15 % less CPU per frame, each
-    switch costing ~20 us of CPU on that virtual machine) and in 5 of 6 where
-    the model is the bottleneck (builtin kernels).
+    (``benchmarks/loop_throughput.py``, XNNPACK): with both cores free, none
+    beats one in 9 of 12 runs (video 3 of 4, video with the OpenCV shrink 4 of 4,
+    image folders 2 of 4, within ~10 % either way); on the same host shared with
+    a busy neighbour, in 13 of 14 (0.6-1.3 instead of 2-3.5 thread switches per
+    frame, each costing ~20 us of CPU on that virtual machine), and in 5 of 6
+    where the model is the bottleneck (builtin kernels).
     """
     if source.live or not source.heavy_frames:
         return 0
