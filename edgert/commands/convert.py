@@ -58,12 +58,15 @@ def _pixel_stat(values: list[float] | None, name: str):
 
 
 def _convert(args) -> int:
+    from edgert.targets import load_target
+
+    target = load_target(args.target)  # a mistyped target fails at once, before TensorFlow is imported
     from edgert.convert import convert
 
     t0 = time.perf_counter()
     result = convert(
         args.model,
-        target=args.target,
+        target=target,
         mode=args.mode,
         calibration=args.calibration,
         eval_data=args.eval_data,

@@ -95,6 +95,9 @@ def _space(args):
 
 
 def _optimize(args) -> int:
+    from edgert.targets import load_target
+
+    target = load_target(args.target)  # a mistyped target fails at once, before TensorFlow is imported
     from edgert.convert import stdout_to_stderr
     from edgert.optimize.foreign import foreign_route, refuse_requested
     from edgert.optimize.search import optimize
@@ -105,7 +108,7 @@ def _optimize(args) -> int:
         # Asked for by name, a Keras-only technique is refused; the defaults are listed as skipped candidates.
         refuse_requested(route, {"student": args.students, "structured": args.filters, "magnitude": args.sparsity})
     with stdout_to_stderr():  # TensorFlow prints on fd 1; --json promises stdout holds one JSON object
-        result = optimize(args.model, args.target, args.data, max_accuracy_drop=args.max_accuracy_drop,
+        result = optimize(args.model, target, args.data, max_accuracy_drop=args.max_accuracy_drop,
                           output_dir=args.output, space=space, prefer=args.prefer,
                           test_fraction=args.test_fraction, progress=progress_bar(), input_shape=args.input_shape)
     emit(args, result.to_dict(), _optimize_text)
