@@ -276,16 +276,21 @@ def test_float_ops_on_int8_target_are_refused_with_names():
         convert(Gelu(), target="cortex-m4-256k", calibration=cal, example_inputs=(torch.zeros(1, 8),))
 
 
-def test_fit_on_an_onnx_file(trained, capsys):
-    """``edgert fit model.onnx --calibration DATA``: converted in memory, verified, fitted."""
+@pytest.mark.parametrize("fmt", ["onnx", "pt2"])
+def test_fit_on_an_onnx_or_pt2_file(trained, tmp_path, capsys, fmt):
+    """``edgert fit model.onnx|model.pt2 --calibration DATA``: converted in memory, verified, fitted."""
     from edgert.cli import main
 
     t = trained["residual"]
-    rc = main(["fit", str(t["onnx"]), "--target", "coral-usb", "--calibration", str(t["cal"]), "--json"])
+    path = t["onnx"]
+    if fmt == "pt2":
+        path = tmp_path / "residual.pt2"
+        torch.export.save(torch.export.export(t["model"], (torch.from_numpy(t["x"][:1]),)), str(path))
+    rc = main(["fit", str(path), "--target", "coral-usb", "--calibration", str(t["cal"]), "--json"])
     report = json.loads(capsys.readouterr().out)
     assert rc == 0, [c for c in report["checks"] if not c["ok"]]
     assert {c["name"] for c in report["verification"]} == {"float_ops", "layout", "agreement"}
-    assert report["converted"]["source"]["format"] == "onnx"
+    assert report["converted"]["source"]["format"] == fmt
 
 
 def test_predict_feeds_the_converted_model_from_its_metadata(trained, tmp_path, capsys):
