@@ -230,21 +230,10 @@ class FrameQueue:
             return True
 
     def get(self, timeout: float) -> Any | None:
-        """The oldest item, or None after ``timeout`` seconds without one."""
+        """The oldest item, or None after ``timeout`` seconds without one (``0``: never waits)."""
         with self._not_empty:
             items = self._items
             if not items and not self._wait_for_items(timeout):
-                return None
-            item = items.popleft()
-            if self._putters and len(items) <= self._low_water:
-                self._not_full.notify()
-            return item
-
-    def try_get(self) -> Any | None:
-        """The oldest item if there is one, else None at once (never waits)."""
-        with self._not_empty:
-            items = self._items
-            if not items:
                 return None
             item = items.popleft()
             if self._putters and len(items) <= self._low_water:
@@ -591,7 +580,7 @@ class Pipeline:
             head = inbox.peek()
             if head is not None and (best is None or head.index < first):
                 best, first = inbox, head.index
-        frame = best.try_get() if best is not None else None
+        frame = best.get(0.0) if best is not None else None
         if frame is None:
             return False
         self._prepare_stolen(frame, stolen, stats)
