@@ -277,7 +277,7 @@ def layer_errors(
     debug_x = x[:_LAYER_SAMPLES]
     method, table, note = None, [], None
     # The debugger re-converts through TFLiteConverter, which a PyTorch source (litert-torch) has not.
-    if settings.mode == "int8" and samples is not None and getattr(source, "route", None) != "torch":
+    if settings.mode == "int8" and samples is not None and source.route != "torch":
         try:
             table = _debugger_rows(source, settings, samples, debug_x)
             method = "quantization_debugger"
@@ -293,7 +293,7 @@ def layer_errors(
         table = _tensor_rows(float_data, converted, debug_x)
         method = "tensor_compare"
     names = set(getattr(source, "layer_names", []) or [])
-    torch_route = getattr(source, "route", None) == "torch"
+    torch_route = source.route == "torch"
     for row in table:
         full = row["layer"]
         if torch_route:

@@ -253,7 +253,7 @@ def convert(
     label_list = _labels(labels)
     source = load_source(model, example_inputs=example_inputs, input_shape=input_shape)
     timer.done("load model")
-    foreign = getattr(source, "route", None) in FOREIGN_ROUTES
+    foreign = source.route in FOREIGN_ROUTES
     prep = _merge_preprocessing(source.input_shape, preprocessing, mean, std)
 
     samples = None

@@ -82,6 +82,8 @@ class SourceModel:
         input_dtype: Input dtype name.
         keras_model: The Keras model (None for plain SavedModels).
         layer_names: Names of the model's layers (for ``--keep-float``).
+        route: How it becomes a .tflite: ``"tensorflow"`` (TFLiteConverter on Keras/SavedModel),
+            ``"onnx"`` (onnx2tf, then TFLiteConverter) or ``"torch"`` (litert-torch).
     """
 
     format: str
@@ -94,6 +96,7 @@ class SourceModel:
     _saved: Any = None
     _signature: Any = None
     _input_name: str | None = None
+    route: str = "tensorflow"
 
     def make_converter(self):
         """A ``tf.lite.TFLiteConverter`` for this model with a static batch of 1."""
