@@ -1,9 +1,10 @@
 """The tensor arena TFLite Micro really takes on emulated Cortex-M boards, against edgert's plan.
 
 For every int8 model of ``../shared/conformance/models`` and every emulated board (Cortex-M4, M7 and
-M55 with CMSIS-NN), the script boots our firmware in QEMU, flashes the model over SMP, reads the
-device's INFO (``arena_used`` = TFLM's ``arena_used_bytes()`` on the 32-bit core) and runs one INVOKE
-(``insns``: instructions QEMU retired, never cycles). Beside each figure it prints edgert's plan for
+M55 with CMSIS-NN), the script boots our firmware in QEMU with the model programmed into its flash
+image (``Emulator.program``: no UART upload), reads the device's INFO (``arena_used`` = TFLM's
+``arena_used_bytes()`` on the 32-bit core) and runs one INVOKE (``insns``: instructions QEMU
+retired, never cycles). Beside each figure it prints edgert's plan for
 that core and, as the baseline, the arena the 64-bit ``tflite-micro`` wheel reports on the host.
 
 Prints one JSON object on stdout: ``{"rows": [{model, target, measured, planned, plan_error,
@@ -44,33 +45,32 @@ def int8_models() -> list[Path]:
 
 
 def measure(target: str, models: list[Path]) -> list[dict]:
-    """Boot the target's firmware once and measure every model that fits its flash and RAM."""
-    from firmware_tools.emulate import Emulator
+    """Boot the target's firmware with each model that fits its flash and RAM, and measure it."""
     from firmware_tools.firmware import build_firmware
+    from firmware_tools.flash_image import slot_bytes
     from firmware_tools.measure import measure_on_emulated
 
     fw = build_firmware(target, progress=None)
     rows = []
-    with Emulator(fw) as em:
-        for path in models:
-            model = read_model(path)
-            plan = plan_arena(model, TARGETS[target])
-            row = {"model": path.stem, "target": target, "planned": plan.total_bytes, "plan_complete": plan.complete}
-            if model.size_bytes > fw.flash_bytes // 2 or plan.total_bytes > fw.arena_bytes:
-                row["skipped"] = f"does not fit the board ({model.size_bytes:,} B model, arena {fw.arena_bytes:,} B)"
-                rows.append(row)
-                continue
-            try:
-                got = measure_on_emulated(model, target, emulator=em)
-            except EdgertError as e:
-                row["error"] = str(e)
-                rows.append(row)
-                continue
-            row["measured"] = got.arena_bytes
-            row["instructions"] = got.instructions
-            if got.arena_bytes:
-                row["plan_error"] = round((plan.total_bytes - got.arena_bytes) / got.arena_bytes, 5)
+    for path in models:
+        model = read_model(path)
+        plan = plan_arena(model, TARGETS[target])
+        row = {"model": path.stem, "target": target, "planned": plan.total_bytes, "plan_complete": plan.complete}
+        if model.size_bytes > slot_bytes(fw.flash_bytes) or plan.total_bytes > fw.arena_bytes:
+            row["skipped"] = f"does not fit the board ({model.size_bytes:,} B model, arena {fw.arena_bytes:,} B)"
             rows.append(row)
+            continue
+        try:
+            got = measure_on_emulated(model, target)
+        except EdgertError as e:
+            row["error"] = str(e)
+            rows.append(row)
+            continue
+        row["measured"] = got.arena_bytes
+        row["instructions"] = got.instructions
+        if got.arena_bytes:
+            row["plan_error"] = round((plan.total_bytes - got.arena_bytes) / got.arena_bytes, 5)
+        rows.append(row)
     return rows
 
 

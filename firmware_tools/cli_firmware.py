@@ -33,6 +33,9 @@ def register_firmware(dsub, add_common) -> None:
     e.add_argument("--target", default="cortex-m4-256k", help=f"target profile ({boards}, or one inheriting them)")
     e.add_argument("--flash-image", default=None,
                    help="host file backing the board's flash (kept across runs and power cuts; default: temporary)")
+    e.add_argument("--model", default=None,
+                   help="program this .tflite into the flash image before boot, as a debug probe would (the board "
+                        "starts with it active; replaces what the image held)")
     e.add_argument("--kernels", choices=KERNEL_SETS, default="cmsis-nn", help="kernel set of the firmware")
     e.add_argument("--jobs", type=positive_int, default=2, help="parallel compiler processes for a first build")
     e.add_argument("--no-icount", action="store_true",

@@ -9,6 +9,8 @@ flash --port`` / ``device validate`` / smpclient talk to it unchanged.
 - Flash: a host file (``--flash-image``) the firmware reads and writes through
   ARM semihosting; it survives QEMU being killed, which is how power-loss tests
   cut power (:meth:`Emulator.kill`) and restart on the same image.
+  ``--model`` (:meth:`Emulator.program`) writes a model into it before boot,
+  as a debug probe programs a board: the UART upload is the slow part.
 - Time: ``-icount shift=0`` makes one guest instruction one virtual nanosecond,
   so the firmware's SysTick around an invoke counts instructions
   deterministically (QEMU models no cycle counter: these are instructions).
@@ -36,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_tools.firmware import APT_TOOLCHAIN, Board, FirmwareBuild, FirmwareBuildError, ToolchainMissingError, build_firmware
+from firmware_tools.flash_image import PRELOADED_NAME, program_model
 
 __all__ = ["Emulator", "EmulatorError", "find_qemu", "BOOT_TIMEOUT_S", "BANNER", "run"]
 
@@ -102,6 +105,21 @@ class Emulator:
         if self.icount:
             cmd += ["-icount", "shift=0"]
         return cmd
+
+    def program(self, model: bytes, name: str = PRELOADED_NAME) -> None:
+        """Program ``model`` into the flash image as the active model before :meth:`start`, as a debug probe would.
+
+        The board then boots with the model loaded: no upload over the emulated UART (about 10 KB/s).
+        The image is replaced whole (atomically); what it held before is gone.
+
+        Raises:
+            EmulatorError: QEMU runs (change a running board's model with ``edgert flash --port``).
+            ModelTooLargeError: The model is larger than a model slot of the board.
+        """
+        if self.running():
+            raise EmulatorError("cannot program the flash image while the board runs",
+                                "stop it first, or flash the running board over SMP: edgert flash MODEL --port PORT")
+        program_model(self.flash_image, model, flash_bytes=self.firmware.flash_bytes, name=name)
 
     def start(self, timeout: float = BOOT_TIMEOUT_S) -> str:
         """Start QEMU, wait for the firmware's banner, and return the serial port (a pty path).
@@ -239,8 +257,13 @@ class Emulator:
 
 def run(args: argparse.Namespace, announce: Callable[[dict[str, Any]], None]) -> int:
     """``edgert device emulate``: build, boot, announce the port, serve until SIGINT/SIGTERM."""
+    from edgert.model import read_model
+
+    model = read_model(args.model).data if args.model is not None else None  # a bad file fails before the build
     fw = build_firmware(args.target, kernels=args.kernels, jobs=args.jobs)
     emulator = Emulator(fw, args.flash_image, icount=not args.no_icount)
+    if model is not None:
+        emulator.program(model)
     stop = threading.Event()
     previous = {s: signal.signal(s, lambda *_: stop.set()) for s in (signal.SIGINT, signal.SIGTERM)}
     try:

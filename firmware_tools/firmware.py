@@ -552,24 +552,31 @@ def build_firmware(target, out_dir: str | os.PathLike | None = None, *, kernels:
     app_objs, _ = compiler.compile([(s, app_flags, own_headers + lib_headers) for s in app_srcs], jobs,
                                    f"the edgert firmware for {board.machine}")
 
-    # 3. Link.
+    # 3. Link, in a private folder: another build of the same target (a second process, a test worker)
+    # may be linking too, and a board may be booting the previous ELF. Each output is then replaced atomically.
     out = Path(out_dir) if out_dir is not None else cache_root / "fw" / f"{t.name}-{kernels}"
     out.mkdir(parents=True, exist_ok=True)
-    base = out / f"edgert-{t.name}" if kernels == "cmsis-nn" else out / f"edgert-{t.name}-{kernels}"
-    elf, binary, mapfile, ld = (base.with_suffix(s) for s in (".elf", ".bin", ".map", ".ld"))
-    _run([tools["arm-none-eabi-gcc"], "-E", "-P", "-x", "c", f"-DCODE_ORIGIN={board.code[0]:#x}",
-          f"-DCODE_LENGTH={board.code[1]:#x}", f"-DRAM_ORIGIN={board.ram[0]:#x}", f"-DRAM_LENGTH={board.ram[1]:#x}",
-          f"-DSTACK_SIZE={STACK_BYTES:#x}", str(PORT_DIR / "cortex_m.ld.S"), "-o", str(ld)], "preparing the linker script")
-    say(f"linking {elf.name}")
-    _run([tools["arm-none-eabi-g++"], *core.cpu_flags, "-mthumb", "-nostartfiles", "--specs=nano.specs",
-          f"-T{ld}", "-Wl,--gc-sections", f"-Wl,-Map={mapfile}", "-Wl,--no-warn-rwx-segments",
-          *map(str, app_objs), str(library), "-lstdc++", "-lm", "-lc", "-lgcc", "-o", str(elf)], "linking the firmware")
-    _run([tools["arm-none-eabi-objcopy"], "-O", "binary", "--only-section=.text", "--only-section=.ARM.exidx",
-          "--only-section=.init_array", "--only-section=.data", str(elf), str(binary)], "writing the binary image")
-    size = subprocess.run([tools["arm-none-eabi-size"], "-A", str(elf)], capture_output=True, text=True).stdout
+    stem = f"edgert-{t.name}" if kernels == "cmsis-nn" else f"edgert-{t.name}-{kernels}"
+    finals = [out / f"{stem}{s}" for s in (".elf", ".bin", ".map")]
+    with tempfile.TemporaryDirectory(prefix=".link-", dir=out) as work:
+        elf, binary, mapfile, ld = (Path(work) / f"{stem}{s}" for s in (".elf", ".bin", ".map", ".ld"))
+        _run([tools["arm-none-eabi-gcc"], "-E", "-P", "-x", "c", f"-DCODE_ORIGIN={board.code[0]:#x}",
+              f"-DCODE_LENGTH={board.code[1]:#x}", f"-DRAM_ORIGIN={board.ram[0]:#x}", f"-DRAM_LENGTH={board.ram[1]:#x}",
+              f"-DSTACK_SIZE={STACK_BYTES:#x}", str(PORT_DIR / "cortex_m.ld.S"), "-o", str(ld)],
+             "preparing the linker script")
+        say(f"linking {elf.name}")
+        _run([tools["arm-none-eabi-g++"], *core.cpu_flags, "-mthumb", "-nostartfiles", "--specs=nano.specs",
+              f"-T{ld}", "-Wl,--gc-sections", f"-Wl,-Map={mapfile}", "-Wl,--no-warn-rwx-segments",
+              *map(str, app_objs), str(library), "-lstdc++", "-lm", "-lc", "-lgcc", "-o", str(elf)],
+             "linking the firmware")
+        _run([tools["arm-none-eabi-objcopy"], "-O", "binary", "--only-section=.text", "--only-section=.ARM.exidx",
+              "--only-section=.init_array", "--only-section=.data", str(elf), str(binary)], "writing the binary image")
+        size = subprocess.run([tools["arm-none-eabi-size"], "-A", str(elf)], capture_output=True, text=True).stdout
+        for built, final in zip((elf, binary, mapfile), finals, strict=True):
+            os.replace(built, final)
+    elf, binary, mapfile = finals
     text_bytes = sum(int(ln.split()[1]) for ln in size.splitlines()
                      if ln.split() and ln.split()[0] in (".text", ".ARM.exidx", ".init_array", ".data"))
-    ld.unlink(missing_ok=True)
     return FirmwareBuild(elf=elf, bin=binary, map=mapfile, target=t.name, board=board, kernels=kernels,
                          arena_bytes=arena, flash_bytes=flash, text_bytes=text_bytes, library_cached=library_cached,
                          seconds=time.monotonic() - started)

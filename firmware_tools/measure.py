@@ -1,9 +1,10 @@
 """Measure a model on an emulated board: the arena TFLite Micro really takes there, and an invoke's instructions.
 
-Boots our firmware (TFLite Micro + CMSIS-NN) for a target profile in QEMU, flashes the model over
-SMP, reads INFO's ``arena_used`` (``MicroInterpreter::arena_used_bytes()`` on the 32-bit core) and runs
-one INVOKE on zero inputs for its ``insns``: instructions QEMU retired with ``-icount shift=0``,
-which is deterministic. QEMU models no cycle counter: these are instructions, never cycles.
+Boots our firmware (TFLite Micro + CMSIS-NN) for a target profile in QEMU with the model programmed
+into its flash image (:meth:`Emulator.program`, no UART upload), reads INFO's ``arena_used``
+(``MicroInterpreter::arena_used_bytes()`` on the 32-bit core) and runs one INVOKE on zero inputs
+for its ``insns``: instructions QEMU retired with ``-icount shift=0``, which is deterministic.
+QEMU models no cycle counter: these are instructions, never cycles.
 
 ``edgert fit --measure-on emulated`` uses it (the CLI, never ``edgert`` core, imports firmware_tools).
 """
@@ -12,6 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+
+from edgert.errors import DeviceError
 
 __all__ = ["EmulatedMeasurement", "measure_on_emulated"]
 
@@ -40,15 +43,16 @@ class EmulatedMeasurement:
                 "target": self.target, "kernels": self.kernels}
 
 
-def measure_on_emulated(model, target, *, kernels: str = "cmsis-nn", emulator=None) -> EmulatedMeasurement:
-    """Flash ``model`` to the target's emulated board and measure its arena and one invoke.
+def measure_on_emulated(model, target, *, kernels: str = "cmsis-nn") -> EmulatedMeasurement:
+    """Boot the target's emulated board with ``model`` in its flash and measure its arena and one invoke.
+
+    The model is programmed into the board's flash image before boot (as a debug probe would), so
+    nothing waits on the emulated UART's upload; the INVOKE's zero inputs still travel over SMP.
 
     Args:
         model: A path, the model's bytes or a :class:`~edgert.model.ModelFile`.
         target: A target profile (name, ``.toml`` path or ``Target``) that has an emulated board.
         kernels: The firmware's kernel set.
-        emulator: An already started :class:`~firmware_tools.emulate.Emulator` for that target to
-            reuse (several models in one boot); None boots one and stops it afterwards.
 
     Returns:
         The :class:`EmulatedMeasurement`.
@@ -62,22 +66,19 @@ def measure_on_emulated(model, target, *, kernels: str = "cmsis-nn", emulator=No
     from edgert.model import read_model
     from firmware_tools.emulate import Emulator
     from firmware_tools.firmware import build_firmware
-    from firmware_tools.flash import connect, device_info, flash_model, invoke
+    from firmware_tools.flash import connect, device_info, invoke
 
     spec = read_model(model)
-    own = emulator is None
-    em = Emulator(build_firmware(target, kernels=kernels, progress=None)) if own else emulator
-    try:
-        if own:
-            em.start()
-        flash_model(em.port, spec.data)
+    fw = build_firmware(target, kernels=kernels, progress=None)
+    em = Emulator(fw)
+    em.program(spec.data)
+    with em:
         info = device_info(em.port)
+        if info.active is None or info.active.get("sha256") != spec.sha256:
+            raise DeviceError(f"the emulated {fw.target} board did not load the programmed model",
+                              "rebuild the firmware: edgert device firmware --target " + fw.target)
         with connect(em.port) as link:
             res = invoke(link, [np.zeros(t.shape, t.dtype).tobytes() for t in spec.inputs], info=info)
-    finally:
-        if own:
-            em.stop()
-    fw = em.firmware
     return EmulatedMeasurement(arena_bytes=info.arena_used, instructions=res.instructions,
                                board=f"{fw.board.machine} ({fw.board.core.name})", target=fw.target,
                                kernels=fw.kernels)

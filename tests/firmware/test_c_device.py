@@ -641,6 +641,33 @@ def test_file_hash_ranges_match_hashlib_across_sha256_block_boundaries(device_bi
         assert _err(smp.request(OP_READ, 8, 2, {"name": STAGED, "type": "md5"})) == (8, 13)
 
 
+# ---- a flash image programmed on the host (firmware_tools.flash_image) -----------------------
+
+def test_a_flash_image_programmed_on_the_host_boots_with_the_model_active(device_binary, tmp_path, models):
+    """What ``edgert device emulate --model`` writes is what the device's model store reads at boot, and the
+    store carries on from it: the next upload goes to the other slot and the programmed model becomes previous."""
+    from firmware_tools.errors import ModelTooLargeError
+    from firmware_tools.flash_image import PRELOADED_NAME, program_model, slot_bytes
+
+    flash = tmp_path / "flash.bin"
+    flash.write_bytes(b"an older image: replaced whole")
+    program_model(flash, models["kws"], flash_bytes=FLASH_SIZE)
+    assert flash.stat().st_size == FLASH_SIZE and [p.name for p in tmp_path.iterdir()] == ["flash.bin"]
+    with Device(device_binary, flash) as dev, RawSmp(dev.port) as smp:
+        info = smp.info()
+        assert info["active"] == {"name": PRELOADED_NAME, "size": len(models["kws"]), "sha": _sha(models["kws"])}
+        assert info["previous"] is None and info["slot_size"] == slot_bytes(FLASH_SIZE)
+        assert smp.file_sha(ACTIVE) == _sha(models["kws"])
+        smp.upload(models["hello"])
+        assert smp.activate(_sha(models["hello"]))["active"]["sha"] == _sha(models["hello"])
+        info = smp.info()
+        assert info["previous"] == {"name": PRELOADED_NAME, "size": len(models["kws"]), "sha": _sha(models["kws"])}
+    with pytest.raises(ModelTooLargeError, match="larger than a model slot"):
+        program_model(flash, bytes(slot_bytes(64 * SECTOR) + 1), flash_bytes=64 * SECTOR)
+    with Device(device_binary, flash) as dev, RawSmp(dev.port) as smp:  # the refused write left the image as it was
+        assert smp.info()["active"]["sha"] == _sha(models["hello"])
+
+
 # ---- power loss -------------------------------------------------------------------------
 
 def _activation_run(binary: Path, flash_file: Path, data: bytes, cut_at: int) -> tuple[int, str]:

@@ -55,11 +55,15 @@ STAGED = STAGED_NAME
 EDGERT_GROUP = GROUP_EDGERT
 #: The three boards and the profiles that run on them (firmware_tools.firmware.PROFILE_BOARDS).
 TARGETS = ("cortex-m4-256k", "cortex-m7-stm32h7", "cortex-m55")
-#: Per board, the int8 conformance models flashed and validated (VWW: an input larger than one SMP packet).
+#: Per board, the int8 conformance models validated, and how each reaches the board: uploaded over SMP, or
+#: programmed into the flash image before boot (as a debug probe would). VWW has an input larger than one SMP
+#: packet; its 333 KB would take 30 s over the emulated UART, and the uploads here already test that path.
 VALIDATE = {
-    "cortex-m4-256k": ("tflm__hello_world_int8", "keyword_spotting__kws_ref_model", "visual_wake_words__vww_96_int8"),
-    "cortex-m7-stm32h7": ("keyword_spotting__kws_ref_model", "image_classification__pretrainedResnet_quant"),
-    "cortex-m55": ("keyword_spotting__kws_ref_model", "tflm__micro_speech_quantized"),
+    "cortex-m4-256k": (("tflm__hello_world_int8", "upload"), ("keyword_spotting__kws_ref_model", "upload"),
+                       ("visual_wake_words__vww_96_int8", "program")),
+    "cortex-m7-stm32h7": (("keyword_spotting__kws_ref_model", "upload"),
+                          ("image_classification__pretrainedResnet_quant", "program")),
+    "cortex-m55": (("keyword_spotting__kws_ref_model", "program"), ("tflm__micro_speech_quantized", "upload")),
 }
 #: Generous: QEMU with -icount on a busy 2-core machine.
 REPLY_TIMEOUT_S = 60.0
@@ -72,9 +76,11 @@ def board(firmware, tmp_path):
 
     started = []
 
-    def start(target: str, flash: Path | None = None):
+    def start(target: str, flash: Path | None = None, model: bytes | None = None):
         em = Emulator(firmware(target), flash or tmp_path / f"{target}-flash.bin")
         started.append(em)
+        if model is not None:
+            em.program(model)
         em.start()
         return em
 
@@ -152,17 +158,22 @@ def test_firmware_boots_and_offers_invoke(board, firmware, target):
 
 # ---- flash with our host, validate bit-exact against the tflite-micro wheel ---------------------
 
-@pytest.mark.parametrize("target,stem", [(t, s) for t in TARGETS for s in VALIDATE[t]])
-def test_flash_and_invoke_bit_exact(board, target, stem):
+@pytest.mark.parametrize("target,stem,how", [(t, s, how) for t in TARGETS for s, how in VALIDATE[t]])
+def test_flash_and_invoke_bit_exact(board, target, stem, how):
     from edgert.model import read_model
     from firmware_tools.flash import device_info, flash_model
+    from firmware_tools.flash_image import PRELOADED_NAME
     from firmware_tools.validate import validate_on_device
 
     path = _model(stem)
     model = read_model(path)
-    em = board(target)
-    result = flash_model(em.port, path)
-    assert result.ok, result.error
+    if how == "program":
+        em = board(target, model=model.data)
+        assert device_info(em.port).active == {"name": PRELOADED_NAME, "size": model.size_bytes, "sha256": model.sha256}
+    else:
+        em = board(target)
+        result = flash_model(em.port, path)
+        assert result.ok, result.error
     spec = model.inputs[0]
     rng = np.random.default_rng(12)
     first = rng.integers(-128, 128, size=tuple(spec.shape), dtype=np.int8)
@@ -170,6 +181,7 @@ def test_flash_and_invoke_bit_exact(board, target, stem):
     samples = np.stack([first, second, first])  # the repeat shows the instruction count is deterministic
     report = validate_on_device(em.port, path, samples)
     assert report["bit_exact"] is True, report
+    assert report["flashed"] is False  # uploaded above or programmed: the board already runs it
     assert report["ok"] is True and report["top1_agreement"] == 1.0
     counts = [s["instructions"] for s in report["per_sample"]]
     assert all(isinstance(c, int) and c > 0 for c in counts) and counts[0] == counts[2]
@@ -244,7 +256,7 @@ def test_power_loss_mid_upload_keeps_a_complete_model(board, tmp_path):
     from firmware_tools.flash import device_info, flash_model
     from firmware_tools.validate import validate_on_device
 
-    old, new = _model("tflm__hello_world_int8"), _model("keyword_spotting__kws_ref_model")
+    old, new = _model("tflm__hello_world_int8"), _model("tflm__micro_speech_quantized")
     flash = tmp_path / "flash.bin"
     em = board("cortex-m4-256k", flash)
     assert flash_model(em.port, old).ok
@@ -320,22 +332,39 @@ def test_cli_firmware_and_emulate(firmware, tmp_path):
     out = json.loads(run.stdout)
     assert out["board"] == "mps2-an386" and out["library_cached"] is True
     assert all(Path(out[k]).is_file() for k in ("elf", "bin", "map"))
+    assert sorted(p.name for p in (tmp_path / "fw").iterdir()) == [Path(out[k]).name for k in ("bin", "elf", "map")]
 
+    model = _model("keyword_spotting__kws_ref_model")
     proc = subprocess.Popen([sys.executable, "-m", "edgert", "device", "emulate", "--target", "cortex-m4-256k",
-                             "--flash-image", str(tmp_path / "flash.bin"), "--json"],
+                             "--flash-image", str(tmp_path / "flash.bin"), "--model", str(model), "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         line = proc.stdout.readline()  # printed once the firmware's banner was seen
         info = json.loads(line)
         assert info["board"] == "mps2-an386" and os.path.exists(info["port"])
+        from edgert.model import read_model
         from firmware_tools.flash import device_info
 
-        assert device_info(info["port"]).invoke is True
+        device = device_info(info["port"])
+        assert device.invoke is True and device.active["sha256"] == read_model(model).sha256  # programmed before boot
     finally:
         proc.send_signal(signal.SIGTERM)
         rc = proc.wait(60)
     assert rc == 0, proc.stderr.read()
     assert proc.stdout.read() == ""  # exactly one JSON object
+
+
+def test_emulate_refuses_a_model_that_is_not_tflite_in_one_line(tmp_path):
+    """``device emulate --model`` reads the model before building or booting anything; the flash image is untouched."""
+    bad = tmp_path / "notes.tflite"
+    bad.write_text("not a flatbuffer")
+    flash = tmp_path / "flash.bin"
+    flash.write_bytes(b"kept")
+    run = subprocess.run([sys.executable, "-m", "edgert", "device", "emulate", "--model", str(bad),
+                          "--flash-image", str(flash)], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert len(run.stderr.strip().splitlines()) == 1 and "notes.tflite" in run.stderr
+    assert flash.read_bytes() == b"kept"
 
 
 # ---- without the toolchain ---------------------------------------------------------------------
