@@ -28,11 +28,16 @@ lint: $(VENV)/.stamp
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/mypy
 
+# pytest-xdist: one worker per core, at most 4 (each worker imports TensorFlow). A test file stays on one
+# worker (--dist loadfile), so its module fixtures are built once. TEST_WORKERS=0 runs in this process.
+TEST_WORKERS ?= $(shell $(PYTHON) -c "import os; print(min(4, len(os.sched_getaffinity(0))))")
+PYTEST_PARALLEL := -n $(TEST_WORKERS) --dist loadfile
+
 test-main: $(VENV)/.stamp $(ONNX2TF_VENV)/.stamp firmware-toolchain
-	$(VENV)/bin/python -m pytest -q --durations=15
+	$(VENV)/bin/python -m pytest -q --durations=15 $(PYTEST_PARALLEL)
 
 test-tflite-runtime: $(PI_VENV)/.stamp
-	$(PI_VENV)/bin/python -m pytest -q -m runtime -p no:cacheprovider
+	$(PI_VENV)/bin/python -m pytest -q -m runtime -p no:cacheprovider $(PYTEST_PARALLEL)
 
 # The Raspberry Pi lane: an arm64 Debian 12 userland under qemu-user (root filesystem and both Pi venvs cached in
 # ~/.cache/edgert/aarch64), edgert installed there from this clone and the Pi tests run in it. Needs root; skips
@@ -68,10 +73,10 @@ $(ONNX2TF_VENV)/.stamp: Makefile
 	$(ONNX2TF_VENV)/bin/python -m pip install -q $(ONNX2TF_PACKAGES)
 	touch $@
 
-$(PI_VENV)/.stamp: pyproject.toml
+$(PI_VENV)/.stamp: pyproject.toml Makefile
 	test -x $(PI_VENV)/bin/python || $(PYTHON) -m venv $(PI_VENV)
 	$(PI_VENV)/bin/python -m pip install -q --upgrade pip
-	$(PI_VENV)/bin/python -m pip install -q $(PI_PACKAGES)
+	$(PI_VENV)/bin/python -m pip install -q $(PI_PACKAGES) pytest-xdist
 	$(PI_VENV)/bin/python -m pip install -q --no-deps -e .
 	touch $@
 

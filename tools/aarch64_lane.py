@@ -23,7 +23,9 @@ Needs root (chroot, mounts) and a Debian-like host for the packages (``qemu-user
 binfmt-support``, installed when missing). When it cannot run it says why in one line and exits 0, or 1 under
 ``CI=true`` so CI never passes by skipping.
 
-Usage: python3 tools/aarch64_lane.py [--cpu cortex-a72] [--venv tflite-runtime|ai-edge-litert] [--bench] [pytest args...]
+Usage: python3 tools/aarch64_lane.py [--cpu cortex-a72] [--venv tflite-runtime|ai-edge-litert] [--jobs 2] [--bench]
+[-- pytest args...]. The two venvs run side by side on two cores (each is one emulated process), their outputs
+printed whole as each ends.
 
 Cache: ``$EDGERT_AARCH64_CACHE`` (default ``~/.cache/edgert/aarch64``), keyed by the recipe: a changed package list
 rebuilds what it changes. ``--rebuild`` starts over.
@@ -32,6 +34,7 @@ rebuilds what it changes. ``--rebuild`` starts over.
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import contextlib
 import fcntl
 import hashlib
@@ -41,9 +44,12 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import tomllib
 
@@ -176,10 +182,12 @@ def cpuinfo(cpu: str) -> str:
                    for n in range(os.cpu_count() or 1))
 
 
-def chroot(rootfs: Path, cpu: str, command: str, *, venv: str | None = None, check: bool = True) -> int:
+def chroot(rootfs: Path, cpu: str, command: str, *, venv: str | None = None, check: bool = True,
+           output: IO[bytes] | None = None) -> int:
     """Run a shell command in the arm64 userland, in a private mount namespace (mounts vanish with it).
 
-    The clone is /src and ../shared is /shared, both read-only; /tmp is a fresh tmpfs.
+    The clone is /src and ../shared is /shared, both read-only; /tmp is a fresh tmpfs. ``output``: a file that
+    takes stdout and stderr (default: this process's).
     """
     (rootfs / "etc" / "edgert-cpuinfo").write_text(cpuinfo(cpu))
     shutil.copy("/etc/resolv.conf", rootfs / "etc" / "resolv.conf")
@@ -208,7 +216,8 @@ def chroot(rootfs: Path, cpu: str, command: str, *, venv: str | None = None, che
     inner = "mkdir -p /tmp/home && cd /tmp && " + command
     script = " && ".join(mounts) + " && exec chroot " + r + " /usr/bin/env -i " + " ".join(
         f"{k}={shlex.quote(v)}" for k, v in env.items()) + " /bin/sh -c " + shlex.quote(inner)
-    rc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script]).returncode
+    rc = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c", script], stdout=output,
+                        stderr=subprocess.STDOUT if output is not None else None).returncode
     if check and rc:
         raise subprocess.CalledProcessError(rc, command)
     return rc
@@ -256,6 +265,19 @@ echo "[aarch64] edgert inspect/predict/bench from the installed console script: 
 """
 
 
+def test_venv(rootfs: Path, name: str, args: argparse.Namespace, output: IO[bytes] | None) -> str | None:
+    """Install edgert into one venv, smoke-run it, run the tests; None when all passed, else what failed."""
+    if chroot(rootfs, args.cpu, SMOKE, venv=name, check=False, output=output):
+        return f"{name}: install/smoke"
+    if args.bench:
+        chroot(rootfs, args.cpu, "python /src/benchmarks/loop_throughput.py --kernels auto --frames 200 --repeats 1",
+               venv=name, check=False, output=output)
+    tests = " ".join(shlex.quote(t) for t in (args.pytest_args or LANE_TESTS))
+    rc = chroot(rootfs, args.cpu, f"cd /src && python -m pytest -q -p no:cacheprovider {tests}", venv=name,
+                check=False, output=output)
+    return f"{name}: tests" if rc else None
+
+
 def lane(args: argparse.Namespace) -> int:
     ensure_host()
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -263,25 +285,30 @@ def lane(args: argparse.Namespace) -> int:
         rootfs = ensure_rootfs(args.rebuild)
         specs = venv_specs()
         names = [args.venv] if args.venv else list(specs)
-        failed = []
         for name in names:
             ensure_venv(rootfs, args.cpu, name, specs[name])
-        for name in names:
+        jobs = max(1, min(args.jobs, len(names)))
+        log(f"install edgert from the clone, smoke run, then {len(LANE_TESTS)} test files in "
+            f"{', '.join(names)} (QEMU_CPU={args.cpu}, {jobs} at a time)")
+
+        def one(name: str) -> str | None:
             started = time.monotonic()
-            log(f"venv {name}: install edgert from the clone, smoke run, then {len(LANE_TESTS)} test files "
-                f"(QEMU_CPU={args.cpu})")
-            if chroot(rootfs, args.cpu, SMOKE, venv=name, check=False):
-                failed.append(f"{name}: install/smoke")
-                continue
-            if args.bench:
-                chroot(rootfs, args.cpu, "python /src/benchmarks/loop_throughput.py --kernels auto --frames 200 "
-                                         "--repeats 1", venv=name, check=False)
-            tests = " ".join(shlex.quote(t) for t in (args.pytest_args or LANE_TESTS))
-            rc = chroot(rootfs, args.cpu, f"cd /src && python -m pytest -q -p no:cacheprovider {tests}",
-                        venv=name, check=False)
-            log(f"venv {name}: tests {'passed' if rc == 0 else 'FAILED'} in {time.monotonic() - started:.0f} s")
-            if rc:
-                failed.append(f"{name}: tests")
+            if jobs == 1:  # alone: its output goes straight to the terminal
+                failed = test_venv(rootfs, name, args, None)
+            else:  # side by side: each venv's output is kept and printed whole when it ends
+                with tempfile.TemporaryFile() as out:
+                    failed = test_venv(rootfs, name, args, out)
+                    out.seek(0)
+                    with printing:
+                        log(f"venv {name}: output")
+                        sys.stdout.buffer.write(out.read())
+                        sys.stdout.flush()
+            log(f"venv {name}: {'FAILED' if failed else 'passed'} in {time.monotonic() - started:.0f} s")
+            return failed
+
+        printing = threading.Lock()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            failed = [f for f in pool.map(one, names) if f]
     if failed:
         log("failed: " + "; ".join(failed))
         return 1
@@ -294,6 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cpu", default="cortex-a72", choices=sorted(ARM_CPUS),
                         help="the emulated CPU (QEMU_CPU): cortex-a72 is a Pi 4, cortex-a76 a Pi 5")
     parser.add_argument("--venv", choices=sorted(venv_specs()), help="run in one venv only (default: both)")
+    parser.add_argument("--jobs", type=int, default=min(2, len(os.sched_getaffinity(0))),
+                        help="venvs tested side by side (default: 2 when there are 2 cores; each is one emulated process)")
     parser.add_argument("--bench", action="store_true", help="also run benchmarks/loop_throughput.py once (information)")
     parser.add_argument("--rebuild", action="store_true", help="rebuild the cached root filesystem")
     parser.add_argument("pytest_args", nargs="*", help=f"test paths/options instead of the lane's {len(LANE_TESTS)} files")
