@@ -8,12 +8,15 @@ replace another (snapshots of a loop that restarts) through :func:`write_new_fil
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
-__all__ = ["atomic_write", "write_new_file", "load_numpy"]
+__all__ = ["atomic_write", "write_new_file", "load_numpy", "exclusive_lock"]
 
 #: First bytes of the two NumPy file formats: .npy, and .npz (a zip archive).
 _NUMPY_MAGIC = {b"\x93NUMPY": ".npy", b"PK\x03\x04": ".npz"}
@@ -74,6 +77,23 @@ def atomic_write(path: str | Path, data: bytes | str) -> Path:
 _NO_HARD_LINKS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS})
 #: Numbered variants (``-1``, ``-2``, ...) tried when a snapshot's name is taken.
 _MAX_VARIANTS = 1000
+
+
+@contextlib.contextmanager
+def exclusive_lock(path: str | Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``path`` (created when missing) for the ``with`` block.
+
+    Another process (or test worker) asking for the same lock waits until this one leaves: use it
+    around "build it unless it is cached" so the work is done once. The lock dies with its process.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _claim(tmp: str, final: Path) -> bool:

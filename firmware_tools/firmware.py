@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from edgert.errors import DeviceError
+from edgert.files import exclusive_lock
 
 __all__ = [
     "Core",
@@ -526,17 +527,19 @@ def build_firmware(target, out_dir: str | os.PathLike | None = None, *, kernels:
     lib_dir = cache_root / "lib"
     lib_dir.mkdir(parents=True, exist_ok=True)
     library = lib_dir / f"tflm-{core.name}-{kernels}-{lib_key[:16]}.a"
-    library_cached = library.is_file()
-    if not library_cached:
-        say(f"building TensorFlow Lite Micro ({kernels}) for {core.name} from {tree}")
-        objs, _ = compiler.compile(lib_items, jobs, f"TFLM/{kernels} for {core.name}")
-        fd, tmp = tempfile.mkstemp(suffix=".a", dir=lib_dir)
-        os.close(fd)
-        os.unlink(tmp)  # ar wants to create it
-        _run([tools["arm-none-eabi-ar"], "rcs", tmp, *map(str, objs)], "archiving the TFLM library")
-        os.replace(tmp, library)
-    else:
-        say(f"TFLM library ({kernels}, {core.name}) from the cache: {library}")
+    # A second build of the same library (another process, a test worker) waits here and then finds it cached.
+    with exclusive_lock(lib_dir / f".{library.name}.lock"):
+        library_cached = library.is_file()
+        if not library_cached:
+            say(f"building TensorFlow Lite Micro ({kernels}) for {core.name} from {tree}")
+            objs, _ = compiler.compile(lib_items, jobs, f"TFLM/{kernels} for {core.name}")
+            fd, tmp = tempfile.mkstemp(suffix=".a", dir=lib_dir)
+            os.close(fd)
+            os.unlink(tmp)  # ar wants to create it
+            _run([tools["arm-none-eabi-ar"], "rcs", tmp, *map(str, objs)], "archiving the TFLM library")
+            os.replace(tmp, library)
+        else:
+            say(f"TFLM library ({kernels}, {core.name}) from the cache: {library}")
 
     # 2. The firmware's own sources: the device core, the port, the runner (also cached per object).
     app_flags = flags + [

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
-from edgert.files import atomic_write, write_new_file
+from edgert.files import atomic_write, exclusive_lock, write_new_file
 
 pytestmark = pytest.mark.runtime
 
@@ -43,3 +45,24 @@ def test_write_new_file_never_replaces(tmp_path):
     second = write_new_file(tmp_path, "shot", ".jpg", b"two")
     assert (first.name, second.name) == ("shot.jpg", "shot-1.jpg")
     assert first.read_bytes() == b"one" and second.read_bytes() == b"two"
+
+
+def test_exclusive_lock_excludes_another_process_until_released(tmp_path):
+    """Another process cannot take the lock while the block runs, and can once it has left (no timing involved)."""
+    lock = tmp_path / "cache" / "lib.lock"
+    probe = ("import fcntl, sys\n"
+             "with open(sys.argv[1], 'a') as f:\n"
+             "    try:\n"
+             "        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)\n"
+             "    except BlockingIOError:\n"
+             "        print('held')\n"
+             "    else:\n"
+             "        print('free')\n")
+
+    def other_process() -> str:
+        return subprocess.run([sys.executable, "-c", probe, str(lock)], capture_output=True, text=True,
+                              check=True).stdout.strip()
+
+    with exclusive_lock(lock):
+        assert other_process() == "held"
+    assert other_process() == "free"

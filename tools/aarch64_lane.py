@@ -35,8 +35,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import contextlib
-import fcntl
 import hashlib
 import json
 import os
@@ -47,13 +45,15 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
 
 import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from edgert.files import exclusive_lock  # noqa: E402  (stdlib only: the lane runs on the host's python3)
+
 SHARED = Path(os.environ.get("EDGERT_SHARED", ROOT.parent / "shared")).resolve()
 CACHE = Path(os.environ.get("EDGERT_AARCH64_CACHE", Path.home() / ".cache" / "edgert" / "aarch64"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -142,15 +142,6 @@ def ensure_host() -> None:
     entry = binfmt / "qemu-aarch64"
     if not entry.exists() or "enabled" not in entry.read_text():
         raise LaneUnavailable("binfmt for qemu-aarch64 is not registered; run `update-binfmts --enable qemu-aarch64`")
-
-
-@contextlib.contextmanager
-def locked(path: Path) -> Iterator[None]:
-    """One lane at a time per cache (a CI job and a developer on the same machine)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        yield
 
 
 def ensure_rootfs(rebuild: bool) -> Path:
@@ -281,7 +272,7 @@ def test_venv(rootfs: Path, name: str, args: argparse.Namespace, output: IO[byte
 def lane(args: argparse.Namespace) -> int:
     ensure_host()
     CACHE.mkdir(parents=True, exist_ok=True)
-    with locked(CACHE / "lane.lock"):
+    with exclusive_lock(CACHE / "lane.lock"):  # one lane at a time per cache (a CI job and a developer)
         rootfs = ensure_rootfs(args.rebuild)
         specs = venv_specs()
         names = [args.venv] if args.venv else list(specs)

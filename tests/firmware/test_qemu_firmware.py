@@ -354,6 +354,20 @@ def test_cli_firmware_and_emulate(firmware, tmp_path):
     assert proc.stdout.read() == ""  # exactly one JSON object
 
 
+def test_two_builds_of_one_target_at_once_both_succeed(firmware, tmp_path):
+    """Two processes (or test workers) linking the same firmware into one folder: each links privately and
+    replaces the outputs atomically, so both succeed and the folder holds one complete ELF, bin and map."""
+    firmware("cortex-m4-256k")  # the library is cached first: the two only link
+    cmd = [sys.executable, "-m", "edgert", "device", "firmware", "--target", "cortex-m4-256k", "-o", str(tmp_path),
+           "--json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT) for _ in range(2)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outs]
+    elf = Path(json.loads(outs[0][0])["elf"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(elf.with_suffix(s).name for s in (".bin", ".elf", ".map"))
+    assert elf.read_bytes()[:4] == b"\x7fELF"
+
+
 def test_emulate_refuses_a_model_that_is_not_tflite_in_one_line(tmp_path):
     """``device emulate --model`` reads the model before building or booting anything; the flash image is untouched."""
     bad = tmp_path / "notes.tflite"
