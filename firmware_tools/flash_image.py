@@ -51,10 +51,11 @@ def slot_bytes(flash_bytes: int, sector: int = SECTOR_BYTES) -> int:
     return ((flash_bytes - 2 * sector) // 2) // sector * sector
 
 
-def _record(seq: int, slot: int, model: bytes, name: str) -> bytes:
+def _record(model: bytes, name: str) -> bytes:
+    """The first record of a store: sequence 1, ``model`` active in slot 0, no previous model."""
     raw = name.encode()
-    entry = _ENTRY.pack(1, slot, len(raw), len(model), hashlib.sha256(model).digest(), raw)
-    body = _HEAD.pack(_MAGIC, _FORMAT, seq) + entry + bytes(_ENTRY.size)  # no previous model
+    entry = _ENTRY.pack(1, 0, len(raw), len(model), hashlib.sha256(model).digest(), raw)
+    body = _HEAD.pack(_MAGIC, _FORMAT, 1) + entry + bytes(_ENTRY.size)
     return body + struct.pack("<I", zlib.crc32(body)) + b"\xff" * (RECORD_BYTES - _CRC_OFFSET - 4)
 
 
@@ -77,7 +78,7 @@ def program_model(image: str | os.PathLike, model: bytes, *, flash_bytes: int, n
     if not 0 < len(name.encode()) <= _NAME_MAX:
         raise ValueError(f"model name {name!r} must be 1 to {_NAME_MAX} bytes")
     flash = bytearray(b"\xff" * flash_bytes)
-    flash[:RECORD_BYTES] = _record(1, 0, model, name)
+    flash[:RECORD_BYTES] = _record(model, name)
     flash[2 * SECTOR_BYTES:2 * SECTOR_BYTES + len(model)] = model
     return atomic_write(Path(image), bytes(flash))
 

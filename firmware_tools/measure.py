@@ -71,14 +71,17 @@ def measure_on_emulated(model, target, *, kernels: str = "cmsis-nn") -> Emulated
     spec = read_model(model)
     fw = build_firmware(target, kernels=kernels, progress=None)
     em = Emulator(fw)
-    em.program(spec.data)
-    with em:
+    try:  # stop() also removes the temporary flash image, whether programming or booting failed
+        em.program(spec.data)
+        em.start()
         info = device_info(em.port)
         if info.active is None or info.active.get("sha256") != spec.sha256:
             raise DeviceError(f"the emulated {fw.target} board did not load the programmed model",
                               "rebuild the firmware: edgert device firmware --target " + fw.target)
         with connect(em.port) as link:
             res = invoke(link, [np.zeros(t.shape, t.dtype).tobytes() for t in spec.inputs], info=info)
+    finally:
+        em.stop()
     return EmulatedMeasurement(arena_bytes=info.arena_used, instructions=res.instructions,
                                board=f"{fw.board.machine} ({fw.board.core.name})", target=fw.target,
                                kernels=fw.kernels)

@@ -52,7 +52,7 @@ import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from edgert.files import exclusive_lock  # noqa: E402  (stdlib only: the lane runs on the host's python3)
+from edgert.files import atomic_write, exclusive_lock  # noqa: E402  (stdlib only: the lane runs on the host's python3)
 
 SHARED = Path(os.environ.get("EDGERT_SHARED", ROOT.parent / "shared")).resolve()
 CACHE = Path(os.environ.get("EDGERT_AARCH64_CACHE", Path.home() / ".cache" / "edgert" / "aarch64"))
@@ -173,6 +173,12 @@ def cpuinfo(cpu: str) -> str:
                    for n in range(os.cpu_count() or 1))
 
 
+def provide(path: Path, data: bytes) -> None:
+    """Make ``path`` hold ``data``: an atomic replace when it differs, nothing when it already does."""
+    if not path.is_file() or path.read_bytes() != data:
+        atomic_write(path, data)
+
+
 def chroot(rootfs: Path, cpu: str, command: str, *, venv: str | None = None, check: bool = True,
            output: IO[bytes] | None = None) -> int:
     """Run a shell command in the arm64 userland, in a private mount namespace (mounts vanish with it).
@@ -180,11 +186,12 @@ def chroot(rootfs: Path, cpu: str, command: str, *, venv: str | None = None, che
     The clone is /src and ../shared is /shared, both read-only; /tmp is a fresh tmpfs. ``output``: a file that
     takes stdout and stderr (default: this process's).
     """
-    (rootfs / "etc" / "edgert-cpuinfo").write_text(cpuinfo(cpu))
-    shutil.copy("/etc/resolv.conf", rootfs / "etc" / "resolv.conf")
+    # Two venvs run side by side and bind these files: replace them atomically, and only when they changed.
+    provide(rootfs / "etc" / "edgert-cpuinfo", cpuinfo(cpu).encode())
+    provide(rootfs / "etc" / "resolv.conf", Path("/etc/resolv.conf").read_bytes())
     host_ca = Path("/etc/ssl/certs/ca-certificates.crt")  # the host's trust store (it may hold a proxy's CA)
     if host_ca.exists():
-        shutil.copy(host_ca, rootfs / "etc" / "edgert-host-ca.crt")
+        provide(rootfs / "etc" / "edgert-host-ca.crt", host_ca.read_bytes())
     r = shlex.quote(str(rootfs))
     mounts = [
         f"mount -t proc proc {r}/proc",
@@ -256,7 +263,7 @@ echo "[aarch64] edgert inspect/predict/bench from the installed console script: 
 """
 
 
-def test_venv(rootfs: Path, name: str, args: argparse.Namespace, output: IO[bytes] | None) -> str | None:
+def check_venv(rootfs: Path, name: str, args: argparse.Namespace, output: IO[bytes] | None) -> str | None:
     """Install edgert into one venv, smoke-run it, run the tests; None when all passed, else what failed."""
     if chroot(rootfs, args.cpu, SMOKE, venv=name, check=False, output=output):
         return f"{name}: install/smoke"
@@ -285,10 +292,10 @@ def lane(args: argparse.Namespace) -> int:
         def one(name: str) -> str | None:
             started = time.monotonic()
             if jobs == 1:  # alone: its output goes straight to the terminal
-                failed = test_venv(rootfs, name, args, None)
+                failed = check_venv(rootfs, name, args, None)
             else:  # side by side: each venv's output is kept and printed whole when it ends
                 with tempfile.TemporaryFile() as out:
-                    failed = test_venv(rootfs, name, args, out)
+                    failed = check_venv(rootfs, name, args, out)
                     out.seek(0)
                     with printing:
                         log(f"venv {name}: output")
